@@ -1,0 +1,220 @@
+//! Structs and names shared by the kernel programs (`tracer-ebpf`) and the
+//! agent (`tracer`). Everything here is `#[repr(C)]` plain data: the kernel
+//! writes it into maps and the ring buffer, the agent reads it back as bytes.
+#![no_std]
+
+/// Largest payload prefix one data event can carry. A power of two so the
+/// kernel side can bound lengths with a mask the verifier understands.
+pub const MAX_CAPTURE: usize = 8192;
+/// Default payload prefix copied per syscall.
+pub const DEFAULT_CAPTURE: u32 = 1024;
+/// Bytes copied from the end of a syscall's buffer when the prefix did not
+/// reach it: enough to see the `0\r\n\r\n` that ends a chunked body.
+pub const TAIL_LEN: usize = 8;
+/// iovec entries inspected per readv/writev/recvmsg/sendmsg.
+pub const MAX_IOV: u32 = 8;
+
+pub mod maps {
+    pub const EVENTS: &str = "EVENTS";
+    pub const CONFIG: &str = "CONFIG";
+    pub const TRACED_PIDS: &str = "TRACED_PIDS";
+    pub const TRACED_PORTS: &str = "TRACED_PORTS";
+    pub const SOCKS: &str = "SOCKS";
+    pub const ARGS: &str = "ARGS";
+    pub const COUNTERS: &str = "COUNTERS";
+}
+
+/// Indices into the per-CPU `COUNTERS` array.
+pub mod counter {
+    /// Data events written to the ring buffer.
+    pub const EVENTS_SENT: u32 = 0;
+    /// Events lost because the ring buffer was full.
+    pub const RINGBUF_FULL: u32 = 1;
+    /// Syscall arguments lost because the ARGS map was full.
+    pub const ARGS_FULL: u32 = 2;
+    /// Reads of user or kernel memory that failed.
+    pub const READ_FAILED: u32 = 3;
+    /// Payload bytes copied into the ring buffer.
+    pub const BYTES_COPIED: u32 = 4;
+    pub const COUNT: u32 = 5;
+}
+
+/// Event kinds: the first byte of every ring-buffer record.
+pub mod kind {
+    pub const DATA: u8 = 1;
+    pub const CLOSE: u8 = 2;
+    pub const EXEC: u8 = 3;
+    pub const EXIT: u8 = 4;
+}
+
+/// Direction of a data event as the traced process sees it.
+pub mod direction {
+    /// The process received these bytes (read, recv*).
+    pub const INGRESS: u8 = 0;
+    /// The process sent these bytes (write, send*, sendfile).
+    pub const EGRESS: u8 = 1;
+}
+
+/// How the kernel learned of a connection.
+pub mod role {
+    /// Found lazily on first use (opened before the agent, or inherited).
+    pub const UNKNOWN: u8 = 0;
+    /// Returned by accept/accept4: this process is the server.
+    pub const ACCEPTED: u8 = 1;
+    /// Opened with connect: this process is the client.
+    pub const CONNECTED: u8 = 2;
+}
+
+/// Local and remote endpoint of a TCP socket. Ports in host order; IPv4
+/// addresses in the first four bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnTuple {
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad: u16,
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+}
+
+/// What the kernel remembers per (tgid, fd).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockInfo {
+    /// Kernel address of the `struct sock`, an identity for the socket.
+    pub sock_id: u64,
+    pub tuple: ConnTuple,
+    pub role: u8,
+    /// 0 when this fd is not a TCP socket (a negative cache entry).
+    pub is_tcp: u8,
+    /// 1 when one of the socket's ports is in TRACED_PORTS.
+    pub port_selected: u8,
+    pub _pad: [u8; 5],
+}
+
+/// Syscall arguments saved at sys_enter for the matching sys_exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallArgs {
+    pub ts_enter: u64,
+    /// Buffer, or iovec array when `iovcnt` is non-zero.
+    pub buf: u64,
+    pub fd: u32,
+    pub iovcnt: u32,
+    pub op: u8,
+    pub _pad: [u8; 7],
+}
+
+/// Values of `SyscallArgs::op`.
+pub mod op {
+    pub const READ: u8 = 1;
+    pub const WRITE: u8 = 2;
+    pub const CONNECT: u8 = 3;
+    pub const ACCEPT: u8 = 4;
+}
+
+/// A syscall moved bytes over a traced TCP socket. On the wire only the first
+/// `DATA_HEADER_LEN + cap_len` bytes of this struct are sent.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DataEvent {
+    pub kind: u8,
+    pub direction: u8,
+    pub role: u8,
+    pub _pad: u8,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    pub sock_id: u64,
+    pub ts_enter: u64,
+    pub ts_exit: u64,
+    /// Bytes the syscall moved.
+    pub total_len: u64,
+    /// Bytes of `payload` that are valid (a prefix of the data).
+    pub cap_len: u32,
+    /// Bytes of `tail` that are valid (the end of the data, when the prefix
+    /// did not reach it).
+    pub tail_len: u32,
+    pub tuple: ConnTuple,
+    pub tail: [u8; TAIL_LEN],
+    pub payload: [u8; MAX_CAPTURE],
+}
+
+pub const DATA_HEADER_LEN: usize = core::mem::offset_of!(DataEvent, payload);
+
+/// A traced TCP socket was closed by this process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CloseEvent {
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    pub sock_id: u64,
+    pub ts: u64,
+}
+
+/// A process called exec (`kind::EXEC`) or exited (`kind::EXIT`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcEvent {
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    pub pid: u32,
+    pub ts: u64,
+}
+
+/// Offsets into kernel structs, read by the agent from the kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOffsets {
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_max_fds: u32,
+    pub fdt_fd: u32,
+    pub file_inode: u32,
+    pub file_private_data: u32,
+    pub inode_mode: u32,
+    pub socket_sk: u32,
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_dport: u32,
+    pub skc_num: u32,
+    pub skc_family: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    pub sk_type: u32,
+    pub sk_protocol: u32,
+    pub _pad: u32,
+}
+
+/// Global settings, element 0 of the CONFIG array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    /// The agent's own tgid: never traced.
+    pub agent_tgid: u32,
+    /// Payload prefix to copy per syscall (at most MAX_CAPTURE).
+    pub capture_len: u32,
+    /// 1 when a selection was given: only processes in TRACED_PIDS and
+    /// connections with a port in TRACED_PORTS are traced.
+    pub selective: u8,
+    /// 1 when TRACED_PORTS holds ports to select.
+    pub select_ports: u8,
+    pub _pad: [u8; 2],
+    /// Offset of `child_pid` in the sched_process_fork tracepoint record.
+    pub fork_child_pid_offset: u32,
+    pub offsets: KernelOffsets,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)] plain data with no padding holes
+    // that would leak uninitialised bytes into maps (padding is explicit).
+    unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::SockInfo {}
+    unsafe impl aya::Pod for super::ConnTuple {}
+    unsafe impl aya::Pod for super::SyscallArgs {}
+}

@@ -1,0 +1,84 @@
+//! Maps shared by all programs, and small helpers around them.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use tracer_common::{Config, DataEvent, MAX_CAPTURE, SockInfo, SyscallArgs, counter};
+
+/// Default ring buffer size; the agent can resize it before loading.
+const EVENTS_BYTES: u32 = 8 * 1024 * 1024;
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// tgid -> 1 for selected processes (only used when Config::selective).
+#[map]
+pub static TRACED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
+
+/// port -> 1 for selected ports (only used when Config::select_ports).
+#[map]
+pub static TRACED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
+
+/// (tgid << 32 | fd) -> what this fd is. LRU so that fds we never see closed
+/// (dup2 over them, processes that die) cannot fill it.
+#[map]
+pub static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65536, 0);
+
+/// pid_tgid -> arguments of the syscall in flight on that thread.
+#[map]
+pub static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Per-CPU place to build a data event: the BPF stack is only 512 bytes. The
+/// slack lets the verifier prove that an (offset, length) pair, each bounded
+/// by MAX_CAPTURE, stays inside the value.
+#[repr(C)]
+pub struct Scratch {
+    pub event: DataEvent,
+    pub _slack: [u8; MAX_CAPTURE],
+}
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count(index: u32, by: u64) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU value, and programs do not nest on one CPU here.
+        unsafe { *slot += by };
+    }
+}
+
+#[inline(always)]
+pub fn config() -> Option<&'static Config> {
+    CONFIG.get(0)
+}
+
+/// Whether the calling process is traced at all (before any socket lookup).
+#[inline(always)]
+pub fn process_wanted(cfg: &Config, tgid: u32) -> bool {
+    if tgid == cfg.agent_tgid {
+        return false;
+    }
+    if cfg.selective == 0 || cfg.select_ports != 0 {
+        // With port selection any process may own a selected connection.
+        return true;
+    }
+    // SAFETY: the value is only tested for presence.
+    unsafe { TRACED_PIDS.get(tgid).is_some() }
+}
+
+/// Whether a connection of a wanted process is traced.
+#[inline(always)]
+pub fn connection_wanted(cfg: &Config, tgid: u32, sock: &SockInfo) -> bool {
+    if cfg.selective == 0 || sock.port_selected != 0 {
+        return true;
+    }
+    // SAFETY: the value is only tested for presence.
+    unsafe { TRACED_PIDS.get(tgid).is_some() }
+}

@@ -1,0 +1,336 @@
+//! Syscall tracepoints: the sys_enter programs save the arguments of socket
+//! syscalls of wanted processes; one sys_exit program turns the result into a
+//! data event (with a payload prefix) or a socket-table update.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_common::{
+    CloseEvent, DATA_HEADER_LEN, MAX_CAPTURE, MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN, counter,
+    direction, kind, op, role,
+};
+
+use crate::{
+    maps::{
+        ARGS, EVENTS, SCRATCH, SOCKS, config, connection_wanted, count, process_wanted,
+    },
+    sockets::{lookup, resolve, sock_key},
+};
+
+/// Offset of syscall argument `n` in a sys_enter record, and of `ret` in a
+/// sys_exit record (stable tracepoint ABI).
+const fn arg(n: usize) -> usize {
+    16 + 8 * n
+}
+const RET: usize = 16;
+const EINPROGRESS: i64 = 115;
+
+/// `struct user_msghdr` fields (stable ABI).
+const MSG_IOV: u64 = 16;
+const MSG_IOVLEN: u64 = 24;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IoVec {
+    base: u64,
+    len: u64,
+}
+
+#[inline(always)]
+fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, iov: IovArg) {
+    let Some(cfg) = config() else { return };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !process_wanted(cfg, (pid_tgid >> 32) as u32) {
+        return;
+    }
+    // SAFETY: reading the tracepoint record at fixed ABI offsets.
+    let Ok(fd) = (unsafe { ctx.read_at::<u64>(arg(fd_arg)) }) else {
+        return;
+    };
+    let mut args = SyscallArgs {
+        ts_enter: unsafe { bpf_ktime_get_ns() },
+        fd: fd as u32,
+        op,
+        ..SyscallArgs::default()
+    };
+    if let Some(n) = buf_arg {
+        args.buf = unsafe { ctx.read_at::<u64>(arg(n)) }.unwrap_or(0);
+    }
+    match iov {
+        IovArg::None => {}
+        IovArg::Array { ptr, count } => {
+            args.buf = unsafe { ctx.read_at::<u64>(arg(ptr)) }.unwrap_or(0);
+            args.iovcnt = unsafe { ctx.read_at::<u64>(arg(count)) }.unwrap_or(0) as u32;
+        }
+        IovArg::MsgHdr(n) => {
+            let msg = unsafe { ctx.read_at::<u64>(arg(n)) }.unwrap_or(0);
+            // SAFETY: user pointers, checked by the helper.
+            args.buf = unsafe { bpf_probe_read_user((msg + MSG_IOV) as *const u64) }.unwrap_or(0);
+            args.iovcnt =
+                unsafe { bpf_probe_read_user((msg + MSG_IOVLEN) as *const u64) }.unwrap_or(0) as u32;
+        }
+    }
+    if ARGS.insert(pid_tgid, args, 0).is_err() {
+        count(counter::ARGS_FULL, 1);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum IovArg {
+    None,
+    Array { ptr: usize, count: usize },
+    MsgHdr(usize),
+}
+
+/// read(fd, buf, n), recvfrom(fd, buf, n, ...)
+#[tracepoint]
+pub fn enter_read(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::READ, 0, Some(1), IovArg::None);
+    0
+}
+
+/// write(fd, buf, n), sendto(fd, buf, n, ...)
+#[tracepoint]
+pub fn enter_write(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::WRITE, 0, Some(1), IovArg::None);
+    0
+}
+
+/// readv(fd, iov, iovcnt)
+#[tracepoint]
+pub fn enter_readv(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::READ, 0, None, IovArg::Array { ptr: 1, count: 2 });
+    0
+}
+
+/// writev(fd, iov, iovcnt)
+#[tracepoint]
+pub fn enter_writev(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::WRITE, 0, None, IovArg::Array { ptr: 1, count: 2 });
+    0
+}
+
+/// recvmsg(fd, msg, flags)
+#[tracepoint]
+pub fn enter_recvmsg(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::READ, 0, None, IovArg::MsgHdr(1));
+    0
+}
+
+/// sendmsg(fd, msg, flags)
+#[tracepoint]
+pub fn enter_sendmsg(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::WRITE, 0, None, IovArg::MsgHdr(1));
+    0
+}
+
+/// sendfile(out_fd, in_fd, offset, count): bytes counted, none copied.
+#[tracepoint]
+pub fn enter_sendfile(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::WRITE, 0, None, IovArg::None);
+    0
+}
+
+/// connect(fd, addr, len)
+#[tracepoint]
+pub fn enter_connect(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::CONNECT, 0, None, IovArg::None);
+    0
+}
+
+/// accept(fd, ...), accept4(fd, ...): the new fd is the return value.
+#[tracepoint]
+pub fn enter_accept(ctx: TracePointContext) -> u32 {
+    save(&ctx, op::ACCEPT, 0, None, IovArg::None);
+    0
+}
+
+/// close(fd): forget the fd, and tell the agent if it was a traced socket.
+#[tracepoint]
+pub fn enter_close(ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !process_wanted(cfg, tgid) {
+        return 0;
+    }
+    // SAFETY: fixed ABI offset.
+    let Ok(fd) = (unsafe { ctx.read_at::<u64>(arg(0)) }) else {
+        return 0;
+    };
+    let key = sock_key(tgid, fd as u32);
+    // SAFETY: copied out at once.
+    let Some(info) = (unsafe { SOCKS.get(key) }).copied() else {
+        return 0;
+    };
+    let _ = SOCKS.remove(key);
+    if info.is_tcp == 0 || !connection_wanted(cfg, tgid, &info) {
+        return 0;
+    }
+    let event = CloseEvent {
+        kind: kind::CLOSE,
+        pid: tgid,
+        tid: pid_tgid as u32,
+        fd: fd as u32,
+        sock_id: info.sock_id,
+        ts: unsafe { bpf_ktime_get_ns() },
+        ..CloseEvent::default()
+    };
+    if EVENTS.output::<CloseEvent>(&event, 0).is_err() {
+        count(counter::RINGBUF_FULL, 1);
+    }
+    0
+}
+
+/// Every sys_exit of the syscalls above.
+#[tracepoint]
+pub fn exit_io(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: copied out at once.
+    let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
+        return 0;
+    };
+    let _ = ARGS.remove(pid_tgid);
+    let Some(cfg) = config() else { return 0 };
+    // SAFETY: fixed ABI offset.
+    let ret = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(-1);
+    let tgid = (pid_tgid >> 32) as u32;
+    match args.op {
+        op::ACCEPT if ret >= 0 => {
+            resolve(cfg, tgid, ret as u32, role::ACCEPTED);
+        }
+        op::CONNECT if ret == 0 || ret == -EINPROGRESS => {
+            resolve(cfg, tgid, args.fd, role::CONNECTED);
+        }
+        op::READ | op::WRITE if ret > 0 => {
+            let Some(info) = lookup(cfg, tgid, args.fd) else {
+                return 0;
+            };
+            if info.is_tcp != 0 && connection_wanted(cfg, tgid, &info) {
+                emit_data(cfg.capture_len, pid_tgid, &args, &info, ret as u64);
+            }
+        }
+        _ => {}
+    }
+    0
+}
+
+#[inline(always)]
+fn emit_data(capture_len: u32, pid_tgid: u64, args: &SyscallArgs, info: &SockInfo, total: u64) {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU scratch, not shared with a nested program.
+    let scratch = unsafe { &mut *scratch };
+    let ev = &mut scratch.event;
+    ev.kind = kind::DATA;
+    ev.direction = if args.op == op::READ {
+        direction::INGRESS
+    } else {
+        direction::EGRESS
+    };
+    ev.role = info.role;
+    ev.pid = (pid_tgid >> 32) as u32;
+    ev.tid = pid_tgid as u32;
+    ev.fd = args.fd;
+    ev.sock_id = info.sock_id;
+    ev.ts_enter = args.ts_enter;
+    ev.ts_exit = unsafe { bpf_ktime_get_ns() };
+    ev.total_len = total;
+    ev.tuple = info.tuple;
+    ev.cap_len = 0;
+    ev.tail_len = 0;
+
+    let want = if (capture_len as u64) < total {
+        capture_len as u64
+    } else {
+        total
+    };
+    let payload = ev.payload.as_mut_ptr();
+    if args.buf != 0 && args.iovcnt == 0 {
+        let n = bounded(want);
+        if n > 0 && copy_user(payload, args.buf, n) {
+            ev.cap_len = n as u32;
+        }
+        if total > n as u64 && total >= TAIL_LEN as u64 {
+            copy_tail(ev, args.buf + total - TAIL_LEN as u64);
+        }
+    } else if args.buf != 0 {
+        copy_iov(ev, args.buf, args.iovcnt, want, total);
+    }
+    let len = DATA_HEADER_LEN + bounded(ev.cap_len as u64);
+    // SAFETY: `len` is at most the size of the event.
+    let bytes = unsafe { core::slice::from_raw_parts(ev as *const _ as *const u8, len) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count(counter::RINGBUF_FULL, 1);
+    } else {
+        count(counter::EVENTS_SENT, 1);
+        count(counter::BYTES_COPIED, ev.cap_len as u64);
+    }
+}
+
+/// A length the verifier can see is at most MAX_CAPTURE.
+#[inline(always)]
+fn bounded(n: u64) -> usize {
+    let n = n as usize;
+    if n > MAX_CAPTURE { MAX_CAPTURE } else { n }
+}
+
+#[inline(always)]
+fn copy_user(dst: *mut u8, src: u64, n: usize) -> bool {
+    // SAFETY: dst has MAX_CAPTURE bytes of payload plus MAX_CAPTURE of slack,
+    // n <= MAX_CAPTURE; src is a user address checked by the helper.
+    let rc = unsafe { generated::bpf_probe_read_user(dst.cast(), n as u32, src as *const _) };
+    if rc != 0 {
+        count(counter::READ_FAILED, 1);
+    }
+    rc == 0
+}
+
+#[inline(always)]
+fn copy_tail(ev: &mut tracer_common::DataEvent, src: u64) {
+    if copy_user(ev.tail.as_mut_ptr(), src, TAIL_LEN) {
+        ev.tail_len = TAIL_LEN as u32;
+    }
+}
+
+/// Copy the first `want` bytes spread over an iovec array, and the tail of
+/// the `total` bytes the syscall moved.
+#[inline(always)]
+fn copy_iov(ev: &mut tracer_common::DataEvent, iov_ptr: u64, iovcnt: u32, want: u64, total: u64) {
+    let mut copied: usize = 0;
+    let mut seen: u64 = 0;
+    let want = bounded(want);
+    for i in 0..MAX_IOV {
+        if i >= iovcnt || seen >= total {
+            break;
+        }
+        // SAFETY: user pointer checked by the helper.
+        let Ok(iov) = (unsafe { bpf_probe_read_user((iov_ptr + i as u64 * 16) as *const IoVec) })
+        else {
+            break;
+        };
+        // Only the bytes the syscall actually moved count.
+        let len = if iov.len < total - seen { iov.len } else { total - seen };
+        if copied < want && len > 0 {
+            let room = (want - copied) as u64;
+            let n = bounded(if len < room { len } else { room });
+            let off = copied & (MAX_CAPTURE - 1);
+            // SAFETY: off < MAX_CAPTURE and n <= MAX_CAPTURE fit payload+slack.
+            let dst = unsafe { ev.payload.as_mut_ptr().add(off) };
+            if n > 0 && copy_user(dst, iov.base, n) {
+                copied += n;
+            } else {
+                break;
+            }
+        }
+        seen += len;
+        if seen >= total && total > want as u64 && len >= TAIL_LEN as u64 {
+            copy_tail(ev, iov.base + len - TAIL_LEN as u64);
+        }
+    }
+    ev.cap_len = copied as u32;
+}

@@ -1,0 +1,84 @@
+//! Counters of everything the agent saw, made and dropped. Every place that
+//! can drop data has a counter here, and the agent reports them all.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
+        /// Counters shared by all stages; cheap relaxed atomics.
+        #[derive(Debug, Default)]
+        pub struct Stats {
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Stats {
+            /// (name, value) of every counter, in declaration order.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Ring-buffer records read.
+    events_read,
+    /// Data events (syscalls that moved bytes on a traced socket).
+    data_events,
+    /// Records that could not be decoded (short, unknown kind).
+    events_malformed,
+    /// Dropped in the kernel: ring buffer full (read from the COUNTERS map).
+    drop_ringbuf_full,
+    /// Dropped in the kernel: ARGS map full.
+    drop_args_full,
+    /// Failed kernel/user memory reads in the kernel programs.
+    kernel_read_failed,
+    /// Dropped: the channel from the reader to the connection stage was full.
+    drop_conn_queue_full,
+    /// HTTP/1 exchanges completed (request and response seen).
+    http_exchanges,
+    /// HTTP/1 parse errors (the connection's stream is resynchronised).
+    drop_http_parse_error,
+    /// Requests whose head did not fit into the captured prefix.
+    drop_http_head_truncated,
+    /// Requests dropped because too many were pending on one connection.
+    drop_http_pipeline_overflow,
+    /// Connections dropped because the agent tracked too many.
+    drop_conn_table_full,
+    /// Spans built.
+    spans_created,
+    /// Dropped: the channel to the exporter was full.
+    drop_export_queue_full,
+    /// Spans exported successfully.
+    spans_exported,
+    /// Dropped: spans in batches the backend did not accept after retries.
+    drop_export_failed,
+    /// Dropped: the exporter's pending buffer was full (backend slow or down).
+    drop_export_buffer_full,
+    /// Export attempts that failed (each may be retried).
+    export_errors,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One line for the log: `name=value` for every non-zero counter.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .snapshot()
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if parts.is_empty() {
+            "no events yet".to_owned()
+        } else {
+            parts.join(" ")
+        }
+    }
+}

@@ -1,1 +1,11 @@
+//! Harness for the integration tests: an OTLP receiver, the agent under
+//! test, the programs it traces, and the rules for skipping.
+pub mod agent;
+pub mod apps;
+pub mod flow;
+pub mod otlp_receiver;
+pub mod process;
+pub mod skip;
+pub mod spans;
 
+pub use otlp_receiver::{AttrValue, Protocol, ReceivedSpan, Receiver};

@@ -1,0 +1,386 @@
+//! The programs the agent traces: the Python and Go test servers and
+//! clients under `tests/apps/`, curl, and nginx as a reverse proxy. Servers
+//! get a free port, are waited on until they accept connections, and are
+//! killed when dropped.
+use std::{
+    net::{Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{
+    process::{Finished, Proc},
+    skip::{ENV_TRACER_GO, is_executable, target_dir},
+};
+
+/// How long a server may take to accept connections.
+pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client run may take.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Compiling Go's standard library the first time takes a while.
+const GO_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `tests/apps/`.
+pub fn apps_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("apps")
+}
+
+/// The system Python: `/usr/bin/python3`, else `python3` on PATH.
+pub fn python3() -> PathBuf {
+    let system = PathBuf::from("/usr/bin/python3");
+    if is_executable(&system) {
+        return system;
+    }
+    which("python3").unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+/// A program looked up on PATH and in the sbin directories, or why not.
+pub fn tool(name: &str) -> Result<PathBuf, String> {
+    which(name)
+        .or_else(|| {
+            ["/usr/sbin", "/sbin", "/usr/local/sbin"]
+                .iter()
+                .map(|dir| Path::new(dir).join(name))
+                .find(|p| is_executable(p))
+        })
+        .ok_or_else(|| format!("{name} is not installed"))
+}
+
+/// Basename of `/proc/PID/exe` (what the agent reports as
+/// `process.executable.name`).
+pub fn exe_name(pid: u32) -> anyhow::Result<String> {
+    let path = exe_path(pid)?;
+    Ok(path
+        .file_name()
+        .context("exe has no file name")?
+        .to_string_lossy()
+        .into_owned())
+}
+
+pub fn exe_path(pid: u32) -> anyhow::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe"))
+        .with_context(|| format!("readlink /proc/{pid}/exe"))
+}
+
+/// The kernel's host name (what the agent reports as `host.name`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// A port nobody listens on right now, on 127.0.0.1 or ::1.
+pub fn free_port(ipv6: bool) -> anyhow::Result<u16> {
+    let listener = if ipv6 {
+        TcpListener::bind((Ipv6Addr::LOCALHOST, 0))
+    } else {
+        TcpListener::bind("127.0.0.1:0")
+    }
+    .context("binding an ephemeral port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Waits until `addr` accepts a connection, failing early if `proc` exits.
+pub fn wait_for_port(proc: &mut Proc, addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = proc.try_wait()? {
+            bail!(
+                "{} exited with {status} before listening on {addr}\nstdout:\n{}\nstderr:\n{}",
+                proc.name,
+                proc.stdout.text(),
+                proc.stderr.text()
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} did not listen on {addr} within {timeout:?}\nstderr:\n{}",
+                proc.name,
+                proc.stderr.text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running test server.
+pub struct Server {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://host:port` (brackets for IPv6).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+}
+
+/// Starts a server built by `make(port)`, retrying on a fresh port if the
+/// one picked was taken in between.
+fn start_server(
+    name: &str,
+    ipv6: bool,
+    mut make: impl FnMut(u16) -> Command,
+) -> anyhow::Result<Server> {
+    let mut last_error = None;
+    for _ in 0..3 {
+        let port = free_port(ipv6)?;
+        let addr: SocketAddr = if ipv6 {
+            (Ipv6Addr::LOCALHOST, port).into()
+        } else {
+            ([127, 0, 0, 1], port).into()
+        };
+        let mut proc = Proc::spawn(name, make(port), true)?;
+        match wait_for_port(&mut proc, addr, SERVER_START_TIMEOUT) {
+            Ok(()) => return Ok(Server { proc, addr }),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| anyhow::anyhow!("{name} did not start")))
+}
+
+/// Options for the Python test server.
+#[derive(Clone, Debug, Default)]
+pub struct PyServerOpts {
+    /// Listen on ::1 instead of 127.0.0.1.
+    pub ipv6: bool,
+    /// Extra environment (e.g. OTEL_SERVICE_NAME).
+    pub env: Vec<(String, String)>,
+}
+
+/// `tests/apps/python/http_server.py` with the system Python.
+pub fn python_server(opts: &PyServerOpts) -> anyhow::Result<Server> {
+    let script = apps_dir().join("python/http_server.py");
+    start_server("py-server", opts.ipv6, |port| {
+        let mut cmd = Command::new(python3());
+        cmd.arg("-u").arg(&script).arg(port.to_string());
+        if opts.ipv6 {
+            cmd.args(["--bind", "::1"]);
+        }
+        cmd.env_remove("OTEL_SERVICE_NAME");
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    })
+}
+
+/// A `tests/apps/python/client.py` command line (not started).
+pub fn python_client(args: &[&str]) -> Command {
+    let mut cmd = Command::new(python3());
+    cmd.arg("-u")
+        .arg(apps_dir().join("python/client.py"))
+        .args(args);
+    cmd
+}
+
+/// Runs `cmd` to completion (killed after `CLIENT_TIMEOUT`); errors on a
+/// non-zero exit.
+pub fn run(name: &str, cmd: Command) -> anyhow::Result<Finished> {
+    Proc::spawn(name, cmd, true)?.finish(CLIENT_TIMEOUT)?.ok()
+}
+
+/// curl with `args`; `-s` and a bounded time are added.
+pub fn curl(args: &[&str]) -> anyhow::Result<Finished> {
+    let mut cmd = Command::new(tool("curl").map_err(anyhow::Error::msg)?);
+    cmd.args(["-s", "--max-time", "30"]).args(args);
+    run("curl", cmd)
+}
+
+/// One curl request whose body is discarded; gives the finished process and
+/// `(status, local port)` as curl reports them.
+pub fn curl_request(args: &[&str]) -> anyhow::Result<(Finished, u16, u16)> {
+    let mut full = vec!["-o", "/dev/null", "-w", "%{http_code} %{local_port}\\n"];
+    full.extend_from_slice(args);
+    let finished = curl(&full)?;
+    let mut fields = finished.stdout.split_whitespace();
+    let status = fields
+        .next()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("curl printed {:?}", finished.stdout))?;
+    let local_port = fields
+        .next()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("curl printed {:?}", finished.stdout))?;
+    Ok((finished, status, local_port))
+}
+
+/// The Go compiler: `TRACER_GO`, else `go` on PATH.
+pub fn go_compiler() -> Result<PathBuf, String> {
+    match std::env::var_os(ENV_TRACER_GO) {
+        Some(go) if !go.is_empty() => {
+            let go = PathBuf::from(go);
+            if is_executable(&go) {
+                Ok(go)
+            } else {
+                Err(format!(
+                    "{ENV_TRACER_GO}={} is not executable",
+                    go.display()
+                ))
+            }
+        }
+        _ => which("go").ok_or_else(|| {
+            format!("no Go compiler: {ENV_TRACER_GO} is not set and `go` is not on PATH")
+        }),
+    }
+}
+
+/// Builds `tests/apps/go/<program>/main.go` into
+/// `target/test-programs/tracer-test-go-<program>` (reused while newer than
+/// its source and the compiler).
+pub fn go_binary(go: &Path, program: &str) -> anyhow::Result<PathBuf> {
+    let source_dir = apps_dir().join("go").join(program);
+    let source = source_dir.join("main.go");
+    let out_dir = target_dir().join("test-programs");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let binary = out_dir.join(format!("tracer-test-go-{program}"));
+    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    let fresh = match (mtime(&binary), mtime(&source), mtime(go)) {
+        (Some(built), Some(src), Some(compiler)) => built >= src && built >= compiler,
+        _ => false,
+    };
+    if fresh {
+        return Ok(binary);
+    }
+    let tmp = out_dir.join(format!(
+        "tracer-test-go-{program}.tmp{}",
+        std::process::id()
+    ));
+    let mut cmd = Command::new(go);
+    cmd.current_dir(&source_dir)
+        .args(["build", "-o"])
+        .arg(&tmp)
+        .arg("main.go")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GO111MODULE", "off")
+        .env("GOCACHE", out_dir.join("go-cache"))
+        .env("GOPATH", out_dir.join("go-path"))
+        .env("CGO_ENABLED", "0");
+    if std::env::var_os("HOME").is_none() {
+        cmd.env("HOME", &out_dir);
+    }
+    eprintln!("[harness] building {}", binary.display());
+    Proc::spawn("go build", cmd, true)?
+        .finish(GO_BUILD_TIMEOUT)?
+        .ok()
+        .with_context(|| format!("building {}", source.display()))?;
+    std::fs::rename(&tmp, &binary)
+        .with_context(|| format!("moving {} to {}", tmp.display(), binary.display()))?;
+    Ok(binary)
+}
+
+/// The Go test server (`go/server`).
+pub fn go_server(binary: &Path) -> anyhow::Result<Server> {
+    start_server("go-server", false, |port| {
+        let mut cmd = Command::new(binary);
+        cmd.arg(port.to_string()).env_remove("OTEL_SERVICE_NAME");
+        cmd
+    })
+}
+
+/// A Go test client command: `n` keep-alive GETs of `url_prefix` + i.
+pub fn go_client(binary: &Path, url_prefix: &str, n: usize) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.arg(url_prefix)
+        .arg(n.to_string())
+        .env_remove("OTEL_SERVICE_NAME");
+    cmd
+}
+
+/// A directory removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> anyhow::Result<TempDir> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir { path })
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// nginx as a reverse proxy on 127.0.0.1 in front of `backend_port`.
+/// Fields drop in order: nginx is stopped before its directory goes.
+pub struct Nginx {
+    pub server: Server,
+    pub dir: TempDir,
+}
+
+impl Nginx {
+    pub fn start(backend_port: u16) -> anyhow::Result<Nginx> {
+        let nginx = tool("nginx").map_err(anyhow::Error::msg)?;
+        let template = std::fs::read_to_string(apps_dir().join("nginx/proxy.conf.template"))
+            .context("reading the nginx template")?;
+        let dir = TempDir::new("tracer-nginx")?;
+        let dir_str = dir.path.to_string_lossy().into_owned();
+        let server = start_server("nginx", false, |port| {
+            let conf = template
+                .replace("@PORT@", &port.to_string())
+                .replace("@BACKEND_PORT@", &backend_port.to_string())
+                .replace("@DIR@", &dir_str);
+            let conf_path = dir.path.join("nginx.conf");
+            if let Err(e) = std::fs::write(&conf_path, conf) {
+                eprintln!("[harness] writing {}: {e}", conf_path.display());
+            }
+            let mut cmd = Command::new(&nginx);
+            cmd.args(["-e", "stderr", "-c"])
+                .arg(&conf_path)
+                .arg("-p")
+                .arg(&dir.path)
+                .env_remove("OTEL_SERVICE_NAME");
+            cmd
+        })?;
+        Ok(Nginx { server, dir })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// The master and the worker(s).
+    pub fn pids(&self) -> Vec<u32> {
+        self.server.proc.group_pids()
+    }
+}

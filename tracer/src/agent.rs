@@ -1,0 +1,181 @@
+//! Wires the stages together and runs until SIGINT/SIGTERM.
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use log::{info, warn};
+use tracer_common::counter;
+
+use crate::{
+    cli::{Args, OtlpProtocol},
+    conn::{
+        pipeline::{PidSelector, Pipeline, SpanSink},
+        table::ConnTable,
+    },
+    events::reader,
+    export::{self, ExportConfig, ExportHandle, OtlpConfig, Protocol},
+    probes::{ProbeOptions, Probes},
+    process::{ProcessTable, info::host_name, selection::Selection},
+    protocols::http1::Limits,
+    spans::{http::HttpSpanOptions, record::SpanRecord},
+    stats::Stats,
+};
+
+/// Connections tracked at once; beyond this new ones are dropped (counted).
+const MAX_CONNECTIONS: usize = 65536;
+
+impl SpanSink for ExportHandle {
+    fn send(&mut self, span: SpanRecord) -> bool {
+        self.try_send(span)
+    }
+}
+
+/// Writes selected pids into the kernel's TRACED_PIDS map.
+struct KernelSelector {
+    map: BpfHashMap<MapData, u32, u8>,
+}
+
+impl PidSelector for KernelSelector {
+    fn select(&mut self, pid: u32) {
+        if let Err(e) = self.map.insert(pid, 1, 0) {
+            warn!("cannot select pid {pid}: {e}");
+        }
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let stats = Arc::new(Stats::default());
+    let export_config = ExportConfig {
+        otlp: (!args.no_otlp).then(|| {
+            OtlpConfig::from_env_and_flags(
+                args.otlp_endpoint.clone(),
+                args.otlp_protocol.map(|p| match p {
+                    OtlpProtocol::Grpc => Protocol::Grpc,
+                    OtlpProtocol::HttpProtobuf => Protocol::HttpProtobuf,
+                }),
+            )
+        }),
+        stdout: args.stdout,
+        ..ExportConfig::default()
+    };
+    let (exporter, export_task) = export::spawn(export_config, stats.clone())?;
+
+    let mut probes = Probes::load(&ProbeOptions {
+        capture_len: args.capture_bytes,
+        ring_bytes: args.ring_buffer_mib * 1024 * 1024,
+        selective: args.selective(),
+        ports: args.ports.clone(),
+    })?;
+    let selection = Selection {
+        pids: args.pids.clone(),
+        exes: args.exes.clone(),
+    };
+    let mut selector = KernelSelector {
+        map: probes
+            .traced_pids
+            .take()
+            .context("TRACED_PIDS already taken")?,
+    };
+    if args.selective() {
+        let chosen = selection.scan(&args.proc_root);
+        info!("selected {} running processes", chosen.len());
+        for pid in chosen {
+            selector.select(pid);
+        }
+    }
+    let ring = probes.events.take().context("ring buffer already taken")?;
+
+    let host = args.host_name.clone().unwrap_or_else(host_name);
+    let mut pipeline = Pipeline::new(
+        ConnTable::new(MAX_CONNECTIONS, Limits::default()),
+        ProcessTable::new(args.proc_root.clone(), host),
+        selection,
+        selector,
+        exporter,
+        stats.clone(),
+        HttpSpanOptions {
+            capture_query: args.capture_query,
+        },
+    );
+
+    let probes = Arc::new(probes);
+    let reporter = tokio::spawn(report_periodically(
+        args.stats_interval(),
+        stats.clone(),
+        probes.clone(),
+    ));
+    eprintln!("tracer: ready");
+    info!("ready: tracing {}", describe_selection(&args));
+
+    reader::run(ring, stats.clone(), &mut pipeline, shutdown_signal()).await?;
+    info!("shutting down: flushing spans");
+    pipeline.finish_all();
+    reporter.abort();
+    let exporter = pipeline.sink_mut().clone();
+    drop(pipeline);
+    exporter.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(6), export_task).await;
+    pull_kernel_counters(&probes, &stats);
+    eprintln!("tracer: stats: {}", stats.summary());
+    // Dropping the probes detaches every program.
+    drop(probes);
+    Ok(())
+}
+
+fn describe_selection(args: &Args) -> String {
+    if !args.selective() {
+        return "every process but this agent".to_owned();
+    }
+    let mut parts = Vec::new();
+    if !args.pids.is_empty() {
+        parts.push(format!("pids {:?}", args.pids));
+    }
+    if !args.exes.is_empty() {
+        parts.push(format!("executables {:?}", args.exes));
+    }
+    if !args.ports.is_empty() {
+        parts.push(format!("ports {:?}", args.ports));
+    }
+    parts.join(", ")
+}
+
+/// Copy the kernel programs' per-CPU counters into the shared stats.
+fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let k = probes.kernel_counters();
+    stats
+        .drop_ringbuf_full
+        .store(k[counter::RINGBUF_FULL as usize], Relaxed);
+    stats
+        .drop_args_full
+        .store(k[counter::ARGS_FULL as usize], Relaxed);
+    stats
+        .kernel_read_failed
+        .store(k[counter::READ_FAILED as usize], Relaxed);
+}
+
+async fn report_periodically(every: Option<Duration>, stats: Arc<Stats>, probes: Arc<Probes>) {
+    let Some(every) = every else { return };
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        pull_kernel_counters(&probes, &stats);
+        eprintln!("tracer: stats: {}", stats.summary());
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop the agent with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

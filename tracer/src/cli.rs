@@ -1,0 +1,141 @@
+//! Command line of the agent. Other tooling relies on these exact flags.
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OtlpProtocol {
+    #[value(name = "grpc")]
+    Grpc,
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// eBPF zero-instrumentation tracer: HTTP/1.x requests of unmodified
+/// processes become OpenTelemetry spans, exported over OTLP. Runs as root.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "tracer", version)]
+pub struct Args {
+    /// OTLP endpoint. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4317 (grpc) or
+    /// http://localhost:4318 (http/protobuf).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport. Default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc.
+    #[arg(long, value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<OtlpProtocol>,
+
+    /// Also print every finished span as one JSON object per line on stdout.
+    #[arg(long)]
+    pub stdout: bool,
+
+    /// Do not export over OTLP.
+    #[arg(long)]
+    pub no_otlp: bool,
+
+    /// Trace this process (and the children it forks). Repeatable.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Trace processes running this executable: a file name (`nginx`) or a
+    /// full path (`/usr/sbin/nginx`). Repeatable; matches processes started
+    /// later too.
+    #[arg(long = "exe", value_name = "NAME")]
+    pub exes: Vec<String>,
+
+    /// Trace connections whose local or remote port is PORT (the servers
+    /// listening on it and the clients connecting to it). Repeatable.
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ports: Vec<u16>,
+
+    /// Bytes of each read/write copied from the kernel for parsing (request
+    /// and response heads must fit; bodies are never exported).
+    #[arg(long, value_name = "BYTES", default_value_t = tracer_common::DEFAULT_CAPTURE,
+          value_parser = clap::value_parser!(u32).range(64..=tracer_common::MAX_CAPTURE as i64))]
+    pub capture_bytes: u32,
+
+    /// Kernel ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
+    pub ring_buffer_mib: u32,
+
+    /// Export query strings in url.query / url.full (secrets still redacted).
+    #[arg(long)]
+    pub capture_query: bool,
+
+    /// Seconds between counter summaries on stderr (0: only at exit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub stats_interval: u64,
+
+    /// Host name reported as host.name (default: the kernel's hostname).
+    #[arg(long, value_name = "NAME")]
+    pub host_name: Option<String>,
+
+    /// Root of the /proc file system to read process details from.
+    #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
+    pub proc_root: PathBuf,
+}
+
+impl Args {
+    pub fn stats_interval(&self) -> Option<Duration> {
+        (self.stats_interval > 0).then(|| Duration::from_secs(self.stats_interval))
+    }
+
+    /// Whether any selection flag narrows what is traced.
+    pub fn selective(&self) -> bool {
+        !self.pids.is_empty() || !self.exes.is_empty() || !self.ports.is_empty()
+    }
+}
+
+fn parse_ring_mib(s: &str) -> Result<u32, String> {
+    let mib: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(1..=1024).contains(&mib) || !mib.is_power_of_two() {
+        return Err("must be a power of two between 1 and 1024".into());
+    }
+    Ok(mib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_flags() {
+        let a = Args::try_parse_from([
+            "tracer",
+            "--otlp-endpoint",
+            "http://h:4317",
+            "--otlp-protocol",
+            "http/protobuf",
+            "--stdout",
+            "--no-otlp",
+            "--pid",
+            "1",
+            "--pid",
+            "2",
+            "--exe",
+            "nginx",
+            "--port",
+            "8080",
+        ])
+        .unwrap();
+        assert_eq!(a.otlp_protocol, Some(OtlpProtocol::HttpProtobuf));
+        assert_eq!(a.pids, vec![1, 2]);
+        assert_eq!(a.exes, vec!["nginx"]);
+        assert_eq!(a.ports, vec![8080]);
+        assert!(a.stdout && a.no_otlp && a.selective());
+    }
+
+    #[test]
+    fn rejects_bad_flags() {
+        for bad in [
+            &["tracer", "--otlp-protocol", "foo"][..],
+            &["tracer", "--port", "0"],
+            &["tracer", "--pid", "x"],
+            &["tracer", "--ring-buffer-mib", "3"],
+            &["tracer", "--bogus"],
+        ] {
+            assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+}

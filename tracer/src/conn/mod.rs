@@ -1,0 +1,4 @@
+//! Per-connection state and the stage that turns connection events into
+//! spans.
+pub mod pipeline;
+pub mod table;

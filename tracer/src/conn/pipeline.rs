@@ -1,0 +1,207 @@
+//! The stage after the ring buffer: events → connections → HTTP/1 exchanges
+//! → spans, handed to the exporter without ever blocking.
+use std::sync::Arc;
+
+use super::table::{Conn, ConnKey, ConnTable, Slot};
+use crate::{
+    events::{DataHeader, Event, reader::EventHandler},
+    process::{ProcessTable, selection::Selection},
+    protocols::http1::{Chunk, Direction, Output, ParseError},
+    spans::{
+        clock::Clock,
+        http::{self, HttpSpanOptions},
+        ids::IdGenerator,
+        record::SpanRecord,
+    },
+    stats::Stats,
+};
+
+/// Where finished spans go; `false` means the span was dropped.
+pub trait SpanSink {
+    fn send(&mut self, span: SpanRecord) -> bool;
+}
+
+/// Tells the kernel to trace a process (a later exec matched --exe).
+pub trait PidSelector {
+    fn select(&mut self, pid: u32);
+}
+
+/// How long a connection may stay silent before its state is dropped.
+const IDLE_NS: u64 = 15 * 60 * 1_000_000_000;
+/// How often idle connections are looked for.
+const SWEEP_EVERY_NS: u64 = 10 * 1_000_000_000;
+
+pub struct Pipeline<S, P> {
+    pub conns: ConnTable,
+    pub processes: ProcessTable,
+    selection: Selection,
+    selector: P,
+    sink: S,
+    stats: Arc<Stats>,
+    ids: IdGenerator,
+    clock: Clock,
+    opts: HttpSpanOptions,
+    out: Output,
+    /// Newest kernel timestamp seen: the agent's notion of "now".
+    now: u64,
+    last_sweep: u64,
+}
+
+impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
+    pub fn new(
+        conns: ConnTable,
+        processes: ProcessTable,
+        selection: Selection,
+        selector: P,
+        sink: S,
+        stats: Arc<Stats>,
+        opts: HttpSpanOptions,
+    ) -> Self {
+        Self {
+            conns,
+            processes,
+            selection,
+            selector,
+            sink,
+            stats,
+            ids: IdGenerator::new(),
+            clock: Clock::new(),
+            opts,
+            out: Output::default(),
+            now: 0,
+            last_sweep: 0,
+        }
+    }
+
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    fn on_data(&mut self, h: &DataHeader, payload: &[u8], tail: &[u8]) {
+        Stats::inc(&self.stats.data_events);
+        self.now = self.now.max(h.ts_exit);
+        let key = ConnKey {
+            pid: h.pid,
+            fd: h.fd,
+        };
+        let processes = &mut self.processes;
+        let (slot, replaced) =
+            self.conns
+                .entry(key, h.sock_id, &h.tuple, || processes.get(h.pid), h.ts_exit);
+        let conn = match slot {
+            Slot::Live(conn) => conn,
+            Slot::Full => {
+                Stats::inc(&self.stats.drop_conn_table_full);
+                if let Some(old) = replaced {
+                    self.finish(old, h.ts_enter);
+                }
+                return;
+            }
+        };
+        if conn.parser.is_http() == Some(false) {
+            // Not HTTP/1: nothing more to do with this connection's bytes.
+        } else {
+            let dir = if h.ingress {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            };
+            let chunk = Chunk {
+                data: payload,
+                total_len: h.total_len,
+                tail,
+                ts_start: h.ts_enter,
+                ts_end: h.ts_exit,
+            };
+            conn.parser.feed(dir, &chunk, &mut self.out);
+            let (ends, process) = (conn.ends, conn.process.clone());
+            self.emit(&ends, &process);
+        }
+        if let Some(old) = replaced {
+            self.finish(old, h.ts_enter);
+        }
+    }
+
+    /// Turn what the parser produced into spans and counters.
+    fn emit(&mut self, ends: &http::Endpoints, process: &crate::process::ProcessInfo) {
+        for err in self.out.errors.drain(..) {
+            let counter = match err {
+                ParseError::HeadTruncated => &self.stats.drop_http_head_truncated,
+                ParseError::PipelineOverflow => &self.stats.drop_http_pipeline_overflow,
+                ParseError::Malformed
+                | ParseError::TooManyHeaders
+                | ParseError::HeadTooLarge
+                | ParseError::UnexpectedResponse => &self.stats.drop_http_parse_error,
+            };
+            Stats::inc(counter);
+        }
+        for ex in self.out.exchanges.drain(..) {
+            Stats::inc(&self.stats.http_exchanges);
+            let span = http::build(&ex, ends, process, self.clock, &mut self.ids, self.opts);
+            Stats::inc(&self.stats.spans_created);
+            if !self.sink.send(span) {
+                Stats::inc(&self.stats.drop_export_queue_full);
+            }
+        }
+    }
+
+    /// The connection is gone: let the parser finish what it can.
+    fn finish(&mut self, mut conn: Conn, ts: u64) {
+        conn.parser.close(ts, &mut self.out);
+        self.emit(&conn.ends, &conn.process);
+    }
+
+    fn on_exec(&mut self, pid: u32) {
+        let info = self.processes.refresh(pid);
+        if !self.selection.exes.is_empty()
+            && let Some(path) = &info.exe_path
+            && self.selection.exe_matches(path)
+        {
+            self.selector.select(pid);
+        }
+    }
+
+    fn on_exit(&mut self, pid: u32) {
+        for conn in self.conns.remove_pid(pid) {
+            self.finish(conn, self.now);
+        }
+        self.processes.remove(pid);
+    }
+
+    /// Finish every connection (at shutdown).
+    pub fn finish_all(&mut self) {
+        for conn in self.conns.drain() {
+            self.finish(conn, self.now);
+        }
+    }
+}
+
+impl<S: SpanSink, P: PidSelector> EventHandler for Pipeline<S, P> {
+    fn handle(&mut self, event: Event<'_>) {
+        match event {
+            Event::Data {
+                header,
+                payload,
+                tail,
+            } => self.on_data(&header, payload, tail),
+            Event::Close { pid, fd, sock_id, ts } => {
+                self.now = self.now.max(ts);
+                // A close for another socket under this fd leaves ours be.
+                if let Some(conn) = self.conns.remove_socket(ConnKey { pid, fd }, sock_id) {
+                    self.finish(conn, ts);
+                }
+            }
+            Event::Exec { pid } => self.on_exec(pid),
+            Event::Exit { pid } => self.on_exit(pid),
+        }
+    }
+
+    fn after_burst(&mut self) {
+        if self.now.saturating_sub(self.last_sweep) >= SWEEP_EVERY_NS {
+            self.last_sweep = self.now;
+            for conn in self.conns.remove_idle(self.now.saturating_sub(IDLE_NS)) {
+                self.finish(conn, self.now);
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Per-connection state: which socket a (pid, fd) is, its two endpoints, and
+//! the HTTP/1 parser of its byte streams. Bounded in size; idle entries age
+//! out.
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
+
+use tracer_common::ConnTuple;
+
+use crate::{
+    process::ProcessInfo,
+    protocols::http1::{Http1Connection, Limits},
+    spans::http::Endpoints,
+};
+
+const AF_INET: u16 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub pid: u32,
+    pub fd: u32,
+}
+
+pub struct Conn {
+    pub sock_id: u64,
+    pub ends: Endpoints,
+    pub process: Arc<ProcessInfo>,
+    pub parser: Http1Connection,
+    /// Monotonic ns of the last event.
+    pub last_seen: u64,
+}
+
+pub struct ConnTable {
+    conns: HashMap<ConnKey, Conn>,
+    max: usize,
+    limits: Limits,
+}
+
+/// What `ConnTable::entry` found.
+pub enum Slot<'a> {
+    /// The connection, as it was or newly made.
+    Live(&'a mut Conn),
+    /// The table is full: the event is dropped.
+    Full,
+}
+
+impl ConnTable {
+    pub fn new(max: usize, limits: Limits) -> Self {
+        Self {
+            conns: HashMap::new(),
+            max,
+            limits,
+        }
+    }
+
+    /// The connection for `key`. A different socket under the same fd (the
+    /// close was missed) replaces the old one, which is returned for the
+    /// caller to finish.
+    pub fn entry(
+        &mut self,
+        key: ConnKey,
+        sock_id: u64,
+        tuple: &ConnTuple,
+        process: impl FnOnce() -> Arc<ProcessInfo>,
+        now: u64,
+    ) -> (Slot<'_>, Option<Conn>) {
+        let replaced = match self.conns.get(&key) {
+            Some(c) if c.sock_id == sock_id => None,
+            Some(_) => self.conns.remove(&key),
+            None => None,
+        };
+        if !self.conns.contains_key(&key) && self.conns.len() >= self.max {
+            return (Slot::Full, replaced);
+        }
+        let limits = self.limits;
+        let conn = self.conns.entry(key).or_insert_with(|| Conn {
+            sock_id,
+            ends: endpoints(tuple),
+            process: process(),
+            parser: Http1Connection::new(limits),
+            last_seen: now,
+        });
+        conn.last_seen = now;
+        (Slot::Live(conn), replaced)
+    }
+
+    /// Remove `key` if it is still the socket `sock_id`.
+    pub fn remove_socket(&mut self, key: ConnKey, sock_id: u64) -> Option<Conn> {
+        match self.conns.get(&key) {
+            Some(c) if c.sock_id == sock_id => self.conns.remove(&key),
+            _ => None,
+        }
+    }
+
+    /// Every connection of `pid` (the process exited).
+    pub fn remove_pid(&mut self, pid: u32) -> Vec<Conn> {
+        let keys: Vec<ConnKey> = self.conns.keys().filter(|k| k.pid == pid).copied().collect();
+        keys.into_iter().filter_map(|k| self.conns.remove(&k)).collect()
+    }
+
+    /// Connections with no event since `before` (monotonic ns).
+    pub fn remove_idle(&mut self, before: u64) -> Vec<Conn> {
+        let keys: Vec<ConnKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.last_seen < before)
+            .map(|(k, _)| *k)
+            .collect();
+        keys.into_iter().filter_map(|k| self.conns.remove(&k)).collect()
+    }
+
+    pub fn drain(&mut self) -> Vec<Conn> {
+        self.conns.drain().map(|(_, c)| c).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+}
+
+/// The kernel's tuple as socket addresses; IPv4-mapped IPv6 addresses (a
+/// dual-stack socket talking IPv4) are shown as IPv4.
+pub fn endpoints(t: &ConnTuple) -> Endpoints {
+    let addr = |b: &[u8; 16]| -> IpAddr {
+        if t.family == AF_INET {
+            IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(*b)).to_canonical()
+        }
+    };
+    Endpoints {
+        local: (addr(&t.local_addr), t.local_port),
+        remote: (addr(&t.remote_addr), t.remote_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::info::ProcDetails;
+
+    fn tuple(family: u16) -> ConnTuple {
+        let mut t = ConnTuple {
+            family,
+            local_port: 80,
+            remote_port: 5555,
+            ..ConnTuple::default()
+        };
+        if family == AF_INET {
+            t.local_addr[..4].copy_from_slice(&[127, 0, 0, 1]);
+            t.remote_addr[..4].copy_from_slice(&[10, 1, 2, 3]);
+        } else {
+            t.local_addr = Ipv6Addr::LOCALHOST.octets();
+            t.remote_addr = Ipv4Addr::new(10, 1, 2, 3).to_ipv6_mapped().octets();
+        }
+        t
+    }
+
+    #[test]
+    fn endpoints_of_v4_v6_and_mapped() {
+        let e = endpoints(&tuple(2));
+        assert_eq!(e.local, ("127.0.0.1".parse().unwrap(), 80));
+        assert_eq!(e.remote, ("10.1.2.3".parse().unwrap(), 5555));
+        let e = endpoints(&tuple(10));
+        assert_eq!(e.local, ("::1".parse().unwrap(), 80));
+        assert_eq!(e.remote, ("10.1.2.3".parse().unwrap(), 5555));
+    }
+
+    #[test]
+    fn bounded_and_replaces_reused_fds() {
+        let p = || Arc::new(ProcessInfo::new(1, ProcDetails::default(), "h"));
+        let mut t = ConnTable::new(2, Limits::default());
+        let k = |fd| ConnKey { pid: 1, fd };
+        assert!(matches!(t.entry(k(3), 100, &tuple(2), p, 1), (Slot::Live(_), None)));
+        assert!(matches!(t.entry(k(4), 101, &tuple(2), p, 1), (Slot::Live(_), None)));
+        assert!(matches!(t.entry(k(5), 102, &tuple(2), p, 1), (Slot::Full, None)));
+        // Same fd, another socket: the old one comes back to be finished.
+        let (slot, old) = t.entry(k(3), 200, &tuple(2), p, 2);
+        assert!(matches!(slot, Slot::Live(c) if c.sock_id == 200));
+        assert_eq!(old.map(|c| c.sock_id), Some(100));
+        assert_eq!(t.remove_idle(2).len(), 1);
+        assert_eq!(t.remove_pid(1).len(), 1);
+        assert!(t.is_empty());
+    }
+}

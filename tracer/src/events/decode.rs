@@ -1,0 +1,178 @@
+//! Ring-buffer records → owned events. Pure: bytes in, values out.
+use tracer_common::{
+    CloseEvent, ConnTuple, DATA_HEADER_LEN, DataEvent, ProcEvent, TAIL_LEN, direction, kind,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("empty record")]
+    Empty,
+    #[error("record of kind {kind} is {len} bytes, shorter than its header")]
+    Short { kind: u8, len: usize },
+    #[error("unknown record kind {0}")]
+    UnknownKind(u8),
+    #[error("data record claims {claimed} payload bytes but carries {present}")]
+    BadLength { claimed: usize, present: usize },
+}
+
+/// A data event's fixed part; the payload is borrowed from the record.
+#[derive(Clone, Copy, Debug)]
+pub struct DataHeader {
+    pub ingress: bool,
+    pub role: u8,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    pub sock_id: u64,
+    pub ts_enter: u64,
+    pub ts_exit: u64,
+    pub total_len: u64,
+    pub tuple: ConnTuple,
+}
+
+#[derive(Debug)]
+pub enum Event<'a> {
+    Data {
+        header: DataHeader,
+        payload: &'a [u8],
+        tail: &'a [u8],
+    },
+    Close {
+        pid: u32,
+        fd: u32,
+        sock_id: u64,
+        ts: u64,
+    },
+    Exec {
+        pid: u32,
+    },
+    Exit {
+        pid: u32,
+    },
+}
+
+/// Reads a `T` from the start of `bytes` (which may be unaligned).
+fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() >= size_of::<T>())
+        // SAFETY: length checked; T is plain #[repr(C)] data, read unaligned.
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
+    let &k = record.first().ok_or(DecodeError::Empty)?;
+    let short = || DecodeError::Short {
+        kind: k,
+        len: record.len(),
+    };
+    match k {
+        kind::DATA => {
+            if record.len() < DATA_HEADER_LEN {
+                return Err(short());
+            }
+            // The record is shorter than DataEvent: copy the header part into
+            // a zeroed event rather than reading past the record.
+            let mut ev = std::mem::MaybeUninit::<DataEvent>::zeroed();
+            // SAFETY: DATA_HEADER_LEN <= size_of::<DataEvent>() and all-zero
+            // bytes are a valid DataEvent.
+            let ev = unsafe {
+                std::ptr::copy_nonoverlapping(
+                    record.as_ptr(),
+                    ev.as_mut_ptr().cast::<u8>(),
+                    DATA_HEADER_LEN,
+                );
+                ev.assume_init()
+            };
+            let claimed = ev.cap_len as usize;
+            let present = record.len() - DATA_HEADER_LEN;
+            if claimed > present || ev.tail_len as usize > TAIL_LEN {
+                return Err(DecodeError::BadLength { claimed, present });
+            }
+            let tail_start = std::mem::offset_of!(DataEvent, tail);
+            Ok(Event::Data {
+                header: DataHeader {
+                    ingress: ev.direction == direction::INGRESS,
+                    role: ev.role,
+                    pid: ev.pid,
+                    tid: ev.tid,
+                    fd: ev.fd,
+                    sock_id: ev.sock_id,
+                    ts_enter: ev.ts_enter,
+                    ts_exit: ev.ts_exit,
+                    total_len: ev.total_len,
+                    tuple: ev.tuple,
+                },
+                payload: &record[DATA_HEADER_LEN..DATA_HEADER_LEN + claimed],
+                tail: &record[tail_start..tail_start + ev.tail_len as usize],
+            })
+        }
+        kind::CLOSE => {
+            let ev: CloseEvent = read(record).ok_or_else(short)?;
+            Ok(Event::Close {
+                pid: ev.pid,
+                fd: ev.fd,
+                sock_id: ev.sock_id,
+                ts: ev.ts,
+            })
+        }
+        kind::EXEC | kind::EXIT => {
+            let ev: ProcEvent = read(record).ok_or_else(short)?;
+            Ok(if k == kind::EXEC {
+                Event::Exec { pid: ev.pid }
+            } else {
+                Event::Exit { pid: ev.pid }
+            })
+        }
+        other => Err(DecodeError::UnknownKind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_record(payload: &[u8], cap_len: u32) -> Vec<u8> {
+        let mut ev: DataEvent = unsafe { std::mem::zeroed() };
+        ev.kind = kind::DATA;
+        ev.direction = direction::EGRESS;
+        ev.pid = 7;
+        ev.fd = 3;
+        ev.total_len = 100;
+        ev.cap_len = cap_len;
+        ev.tail_len = 2;
+        ev.tail[..2].copy_from_slice(b"\r\n");
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&ev as *const DataEvent).cast::<u8>(), DATA_HEADER_LEN)
+        };
+        let mut v = bytes.to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn decodes_data_with_payload_and_tail() {
+        let rec = data_record(b"GET / HTTP/1.1\r\n", 16);
+        match decode(&rec).unwrap() {
+            Event::Data {
+                header,
+                payload,
+                tail,
+            } => {
+                assert!(!header.ingress);
+                assert_eq!((header.pid, header.fd, header.total_len), (7, 3, 100));
+                assert_eq!(payload, b"GET / HTTP/1.1\r\n");
+                assert_eq!(tail, b"\r\n");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_truncated_and_unknown_records() {
+        assert_eq!(decode(&[]).unwrap_err(), DecodeError::Empty);
+        assert!(matches!(decode(&[kind::DATA, 0, 0]), Err(DecodeError::Short { .. })));
+        let rec = data_record(b"abc", 10);
+        assert!(matches!(decode(&rec), Err(DecodeError::BadLength { .. })));
+        assert_eq!(decode(&[99; 40]).unwrap_err(), DecodeError::UnknownKind(99));
+        assert!(matches!(decode(&[kind::CLOSE, 0]), Err(DecodeError::Short { .. })));
+    }
+}

@@ -1,0 +1,57 @@
+//! Drains the ring buffer whenever the kernel signals data, and hands each
+//! decoded event to a handler on the same task. The ring buffer itself is the
+//! bounded queue between the kernel and the agent (its overflows are counted
+//! by the kernel programs), so records are decoded in place, never copied.
+use std::sync::Arc;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::{Interest, unix::AsyncFd};
+
+use super::decode::{Event, decode};
+use crate::stats::Stats;
+
+pub trait EventHandler {
+    fn handle(&mut self, event: Event<'_>);
+    /// Called after each drained burst: a place for cheap periodic work.
+    fn after_burst(&mut self) {}
+}
+
+/// Runs until `shutdown` resolves; then drains what is left once.
+pub async fn run(
+    ring: RingBuf<MapData>,
+    stats: Arc<Stats>,
+    handler: &mut impl EventHandler,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    // SAFETY: the ring buffer's fd stays open for as long as `fd` lives (it
+    // owns the RingBuf), and only this task reads it.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                drain(guard.get_inner_mut(), &stats, handler);
+                guard.clear_ready();
+                handler.after_burst();
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drain(fd.get_mut(), &stats, handler);
+    handler.after_burst();
+    Ok(())
+}
+
+fn drain(ring: &mut RingBuf<MapData>, stats: &Stats, handler: &mut impl EventHandler) {
+    while let Some(item) = ring.next() {
+        Stats::inc(&stats.events_read);
+        match decode(&item) {
+            Ok(event) => handler.handle(event),
+            Err(e) => {
+                Stats::inc(&stats.events_malformed);
+                log::debug!("malformed ring-buffer record: {e}");
+            }
+        }
+    }
+}

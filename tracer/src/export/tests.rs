@@ -1,0 +1,314 @@
+//! The export task end to end, against a fake exporter and against a port
+//! nobody listens on.
+use std::{
+    io,
+    net::TcpListener,
+    sync::{Arc, Mutex, atomic::Ordering},
+    time::Duration,
+};
+
+use super::{
+    ExportConfig, OtlpConfig, Protocol,
+    convert::tests::record,
+    otlp::tests::FakeExporter,
+    stdout::{LockedWrite, StdoutSink},
+    task::{SHUTDOWN_TIMEOUT, spawn_with},
+};
+use crate::stats::Stats;
+
+#[derive(Clone, Default)]
+struct SharedOut(Arc<Mutex<Vec<u8>>>);
+
+impl LockedWrite for SharedOut {
+    fn write_locked(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+fn config(max_batch: usize, max_pending: usize) -> ExportConfig {
+    ExportConfig {
+        otlp: None,
+        stdout: false,
+        queue_capacity: 10_000,
+        max_batch,
+        flush_interval: Duration::from_millis(50),
+        max_pending,
+    }
+}
+
+fn load(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// Polls until `done` holds; false after `within`.
+async fn eventually(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+/// Every span handed over ends up exported or in exactly one drop counter.
+fn assert_accounted(stats: &Stats, sent: u64) {
+    assert_eq!(
+        load(&stats.spans_exported)
+            + load(&stats.drop_export_buffer_full)
+            + load(&stats.drop_export_failed),
+        sent,
+        "{}",
+        stats.summary()
+    );
+}
+
+#[tokio::test]
+async fn full_batches_go_at_once_partial_ones_at_the_interval() {
+    let stats = Arc::new(Stats::default());
+    let fake = FakeExporter::default();
+    let calls = fake.calls.clone();
+    let (handle, task) = spawn_with(
+        &ExportConfig {
+            flush_interval: Duration::from_secs(3600),
+            ..config(4, 100)
+        },
+        stats.clone(),
+        Some((fake, "fake".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    for pid in [1, 1, 2, 1, 2] {
+        assert!(handle.try_send(record(pid)));
+    }
+    assert!(eventually(Duration::from_secs(2), || load(&stats.spans_exported) == 4).await);
+    // One batch of four, one request per process.
+    assert_eq!(calls.lock().unwrap().len(), 2);
+
+    // The fifth waits for the (hour-long) interval, or for shutdown.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(load(&stats.spans_exported), 4);
+    handle.shutdown().await;
+    task.await.unwrap();
+    assert_eq!(load(&stats.spans_exported), 5);
+    assert_accounted(&stats, 5);
+}
+
+#[tokio::test]
+async fn partial_batch_is_sent_after_the_flush_interval() {
+    let stats = Arc::new(Stats::default());
+    let (handle, task) = spawn_with(
+        &config(100, 100),
+        stats.clone(),
+        Some((FakeExporter::default(), "fake".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    assert!(handle.try_send(record(1)));
+    assert!(eventually(Duration::from_secs(2), || load(&stats.spans_exported) == 1).await);
+    handle.shutdown().await;
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_batch_is_retried_then_dropped() {
+    let stats = Arc::new(Stats::default());
+    let fake = FakeExporter::default();
+    // Three failures use up the first batch's attempts; the next succeeds.
+    *fake.fail.lock().unwrap() = 3;
+    let (handle, task) = spawn_with(
+        &config(2, 100),
+        stats.clone(),
+        Some((fake, "fake".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    for _ in 0..2 {
+        assert!(handle.try_send(record(1)));
+    }
+    // Backoff 0.5 s then 1 s between the three attempts.
+    assert!(
+        eventually(Duration::from_secs(4), || load(&stats.drop_export_failed)
+            == 2)
+        .await,
+        "{}",
+        stats.summary()
+    );
+    assert_eq!(load(&stats.export_errors), 3);
+
+    for _ in 0..2 {
+        assert!(handle.try_send(record(1)));
+    }
+    // The backoff grew to 2 s before the next attempt.
+    assert!(eventually(Duration::from_secs(4), || load(&stats.spans_exported) == 2).await);
+    handle.shutdown().await;
+    task.await.unwrap();
+    assert_eq!(load(&stats.export_errors), 3);
+    assert_accounted(&stats, 4);
+}
+
+#[tokio::test]
+async fn retry_succeeds_within_the_attempts() {
+    let stats = Arc::new(Stats::default());
+    let fake = FakeExporter::default();
+    *fake.fail.lock().unwrap() = 1;
+    let (handle, task) = spawn_with(
+        &config(1, 100),
+        stats.clone(),
+        Some((fake, "fake".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    assert!(handle.try_send(record(1)));
+    assert!(eventually(Duration::from_secs(3), || load(&stats.spans_exported) == 1).await);
+    assert_eq!(load(&stats.export_errors), 1);
+    assert_eq!(load(&stats.drop_export_failed), 0);
+    handle.shutdown().await;
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn stdout_only_prints_every_span_as_a_line() {
+    let stats = Arc::new(Stats::default());
+    let out = SharedOut::default();
+    let (handle, task) = spawn_with(
+        &ExportConfig {
+            stdout: true,
+            ..config(3, 100)
+        },
+        stats.clone(),
+        None::<(FakeExporter, String)>,
+        Some(StdoutSink::with_writer(out.clone())),
+    );
+    for pid in 0..7 {
+        assert!(handle.try_send(record(pid)));
+    }
+    handle.shutdown().await;
+    task.await.unwrap();
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let pids: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["resource"]["process.pid"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(pids, (0..7).collect::<Vec<_>>());
+    assert_eq!(load(&stats.spans_exported), 0);
+}
+
+#[tokio::test]
+async fn dropping_every_handle_flushes_too() {
+    let stats = Arc::new(Stats::default());
+    let (handle, task) = spawn_with(
+        &config(100, 100),
+        stats.clone(),
+        Some((FakeExporter::default(), "fake".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    for _ in 0..3 {
+        assert!(handle.try_send(record(1)));
+    }
+    drop(handle);
+    tokio::time::timeout(SHUTDOWN_TIMEOUT, task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(load(&stats.spans_exported), 3);
+}
+
+#[tokio::test]
+async fn full_queue_refuses_without_blocking() {
+    let stats = Arc::new(Stats::default());
+    let (handle, task) = spawn_with(
+        &ExportConfig {
+            queue_capacity: 2,
+            ..config(100, 100)
+        },
+        stats.clone(),
+        Some((FakeExporter::default(), "fake".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    // The task has not run yet (current-thread runtime, no await since the
+    // spawn), so nothing is taken off the queue in between.
+    let accepted = (0..5).filter(|_| handle.try_send(record(1))).count();
+    assert_eq!(accepted, 2);
+    handle.clone().shutdown().await;
+    task.await.unwrap();
+    assert!(!handle.try_send(record(1)), "closed after shutdown");
+}
+
+/// A port that was just free and is now closed: connects are refused.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The backend is unreachable: nothing panics, failures are counted, memory
+/// stays bounded (old spans are dropped and counted), and shutdown returns
+/// in time.
+async fn unreachable_backend(protocol: Protocol) {
+    let stats = Arc::new(Stats::default());
+    let otlp = OtlpConfig {
+        endpoint: Some(format!("http://127.0.0.1:{}", closed_port())),
+        protocol,
+        timeout: Duration::from_millis(500),
+    };
+    let exporter = super::otlp::build_exporter(&otlp).unwrap();
+    let cfg = ExportConfig {
+        otlp: Some(otlp),
+        ..config(10, 100)
+    };
+    let (handle, task) = spawn_with(
+        &cfg,
+        stats.clone(),
+        Some((exporter, "test".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    let sent = 1000;
+    for i in 0..sent {
+        assert!(handle.try_send(record(i % 3)));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || load(&stats.export_errors) > 0
+            // At most max_pending buffered plus one batch in flight.
+            && load(&stats.drop_export_buffer_full) >= u64::from(sent) - 100 - 10)
+        .await,
+        "{}",
+        stats.summary()
+    );
+
+    let started = std::time::Instant::now();
+    handle.shutdown().await;
+    assert!(started.elapsed() < SHUTDOWN_TIMEOUT + Duration::from_secs(1));
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("task ends with shutdown")
+        .expect("task did not panic");
+    assert_eq!(load(&stats.spans_exported), 0);
+    assert_accounted(&stats, u64::from(sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_grpc_backend_is_not_fatal() {
+    unreachable_backend(Protocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_http_backend_is_not_fatal() {
+    unreachable_backend(Protocol::HttpProtobuf).await;
+}
+
+#[tokio::test]
+async fn spawn_builds_the_real_exporter() {
+    let stats = Arc::new(Stats::default());
+    let cfg = ExportConfig {
+        otlp: Some(OtlpConfig {
+            endpoint: Some(format!("http://127.0.0.1:{}", closed_port())),
+            protocol: Protocol::Grpc,
+            timeout: Duration::from_millis(200),
+        }),
+        ..config(10, 100)
+    };
+    let (handle, task) = super::spawn(cfg, stats).unwrap();
+    handle.shutdown().await;
+    task.await.unwrap();
+}

@@ -1,0 +1,147 @@
+//! Load the kernel programs, fill their configuration, attach them.
+pub mod environment;
+pub mod kernel_offsets;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use log::{debug, info};
+use tracer_common::{Config, MAX_CAPTURE, counter, maps};
+
+/// (program, tracepoint category, tracepoint name) for every attachment.
+const ATTACHMENTS: &[(&str, &str, &str)] = &[
+    ("enter_read", "syscalls", "sys_enter_read"),
+    ("enter_read", "syscalls", "sys_enter_recvfrom"),
+    ("enter_write", "syscalls", "sys_enter_write"),
+    ("enter_write", "syscalls", "sys_enter_sendto"),
+    ("enter_readv", "syscalls", "sys_enter_readv"),
+    ("enter_writev", "syscalls", "sys_enter_writev"),
+    ("enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
+    ("enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
+    ("enter_sendfile", "syscalls", "sys_enter_sendfile64"),
+    ("enter_connect", "syscalls", "sys_enter_connect"),
+    ("enter_accept", "syscalls", "sys_enter_accept"),
+    ("enter_accept", "syscalls", "sys_enter_accept4"),
+    ("enter_close", "syscalls", "sys_enter_close"),
+    ("exit_io", "syscalls", "sys_exit_read"),
+    ("exit_io", "syscalls", "sys_exit_recvfrom"),
+    ("exit_io", "syscalls", "sys_exit_write"),
+    ("exit_io", "syscalls", "sys_exit_sendto"),
+    ("exit_io", "syscalls", "sys_exit_readv"),
+    ("exit_io", "syscalls", "sys_exit_writev"),
+    ("exit_io", "syscalls", "sys_exit_recvmsg"),
+    ("exit_io", "syscalls", "sys_exit_sendmsg"),
+    ("exit_io", "syscalls", "sys_exit_sendfile64"),
+    ("exit_io", "syscalls", "sys_exit_connect"),
+    ("exit_io", "syscalls", "sys_exit_accept"),
+    ("exit_io", "syscalls", "sys_exit_accept4"),
+    ("sched_fork", "sched", "sched_process_fork"),
+    ("sched_exec", "sched", "sched_process_exec"),
+    ("sched_exit", "sched", "sched_process_exit"),
+];
+
+/// What the kernel side should trace.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeOptions {
+    /// Payload prefix copied per syscall.
+    pub capture_len: u32,
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    /// A selection was given: only selected processes/ports are traced.
+    pub selective: bool,
+    pub ports: Vec<u16>,
+}
+
+/// The loaded programs; dropping it detaches everything.
+pub struct Probes {
+    // Keeps the programs and their links alive.
+    _ebpf: Ebpf,
+    /// Taken by whoever decides the selection at run time.
+    pub traced_pids: Option<HashMap<MapData, u32, u8>>,
+    pub counters: PerCpuArray<MapData, u64>,
+    pub events: Option<RingBuf<MapData>>,
+}
+
+impl Probes {
+    pub fn load(opts: &ProbeOptions) -> anyhow::Result<Self> {
+        environment::prepare()?;
+        let offsets = kernel_offsets::read().context("reading kernel struct offsets")?;
+        debug!("kernel offsets: {offsets:?}");
+        let fork_child_pid_offset =
+            environment::tracepoint_field_offset("sched", "sched_process_fork", "child_pid")?;
+
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::EVENTS, opts.ring_bytes)
+            .load(aya::include_bytes_aligned!(concat!(
+                env!("OUT_DIR"),
+                "/tracer"
+            )))
+            .context("loading the kernel object")?;
+
+        let config = Config {
+            agent_tgid: std::process::id(),
+            capture_len: opts.capture_len.min(MAX_CAPTURE as u32),
+            selective: opts.selective as u8,
+            select_ports: !opts.ports.is_empty() as u8,
+            fork_child_pid_offset,
+            offsets,
+            ..Config::default()
+        };
+        let mut config_map: Array<_, Config> = Array::try_from(map(&mut ebpf, maps::CONFIG)?)?;
+        config_map.set(0, config, 0).context("writing CONFIG")?;
+        let mut ports: HashMap<_, u16, u8> = HashMap::try_from(map(&mut ebpf, maps::TRACED_PORTS)?)?;
+        for port in &opts.ports {
+            ports.insert(port, 1, 0).context("writing TRACED_PORTS")?;
+        }
+
+        for (prog, category, name) in ATTACHMENTS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| anyhow!("program {prog} missing from the kernel object"))?
+                .try_into()?;
+            if program.fd().is_err() {
+                program
+                    .load()
+                    .with_context(|| format!("the kernel refused program {prog}"))?;
+            }
+            program
+                .attach(category, name)
+                .with_context(|| format!("attaching {prog} to {category}:{name}"))?;
+        }
+        info!("{} tracepoints attached", ATTACHMENTS.len());
+
+        let traced_pids = HashMap::try_from(take(&mut ebpf, maps::TRACED_PIDS)?)?;
+        let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)?;
+        let events = RingBuf::try_from(take(&mut ebpf, maps::EVENTS)?)?;
+        Ok(Self {
+            _ebpf: ebpf,
+            traced_pids: Some(traced_pids),
+            counters,
+            events: Some(events),
+        })
+    }
+
+    /// Kernel-side counters summed over CPUs, indexed by `counter::*`.
+    pub fn kernel_counters(&self) -> [u64; counter::COUNT as usize] {
+        let mut out = [0u64; counter::COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = self.counters.get(&(i as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+        out
+    }
+}
+
+fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::maps::Map> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the kernel object"))
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the kernel object"))
+}

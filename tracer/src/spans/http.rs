@@ -1,0 +1,293 @@
+//! An HTTP/1 exchange seen by one process → one SERVER or CLIENT span with the
+//! stable HTTP semantic-convention attributes.
+use std::net::IpAddr;
+
+use opentelemetry::{
+    KeyValue,
+    trace::{SpanKind, Status},
+};
+
+use super::{
+    clock::Clock,
+    ids::IdGenerator,
+    record::SpanRecord,
+    redact, route,
+};
+use crate::{
+    process::ProcessInfo,
+    protocols::http1::{Direction, Exchange, Outcome, Version},
+};
+
+/// The two ends of the connection as this process sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpSpanOptions {
+    /// Export the query string (secrets redacted) in url.query / url.full.
+    pub capture_query: bool,
+}
+
+/// Methods the semantic conventions know; others are reported as `_OTHER`.
+const KNOWN_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
+];
+
+pub fn build(
+    ex: &Exchange,
+    ends: &Endpoints,
+    process: &ProcessInfo,
+    clock: Clock,
+    ids: &mut IdGenerator,
+    opts: HttpSpanOptions,
+) -> SpanRecord {
+    let server = ex.request_direction == Direction::Ingress;
+    let req = &ex.request;
+    let (path, query) = split_target(&req.target);
+    let known = KNOWN_METHODS.contains(&req.method.as_str());
+    let method = if known { req.method.as_str() } else { "_OTHER" };
+    let route = route::template(path);
+
+    let mut attrs = Vec::with_capacity(16);
+    attrs.push(KeyValue::new("http.request.method", method.to_owned()));
+    if !known {
+        attrs.push(KeyValue::new("http.request.method_original", req.method.clone()));
+    }
+    attrs.push(KeyValue::new("url.path", path.to_owned()));
+    attrs.push(KeyValue::new("url.scheme", "http"));
+    let query = query.filter(|q| opts.capture_query && !q.is_empty()).map(redact::query);
+    if let Some(q) = &query {
+        attrs.push(KeyValue::new("url.query", q.clone()));
+    }
+    attrs.push(KeyValue::new(
+        "network.protocol.version",
+        match req.version {
+            Version::Http10 => "1.0",
+            Version::Http11 => "1.1",
+        },
+    ));
+    attrs.push(KeyValue::new("network.peer.address", ends.remote.0.to_string()));
+    attrs.push(KeyValue::new("network.peer.port", i64::from(ends.remote.1)));
+
+    // server.* names the server: the Host header when present, else the
+    // address the connection reached.
+    let server_end = if server { ends.local } else { ends.remote };
+    let (server_address, server_port) = match req.header("host").and_then(parse_host) {
+        Some((host, port)) => (host, port.unwrap_or(server_end.1)),
+        None => (server_end.0.to_string(), server_end.1),
+    };
+    attrs.push(KeyValue::new("server.address", server_address.clone()));
+    attrs.push(KeyValue::new("server.port", i64::from(server_port)));
+    if server {
+        attrs.push(KeyValue::new("http.route", route.clone()));
+        attrs.push(KeyValue::new("client.address", ends.remote.0.to_string()));
+    } else {
+        attrs.push(KeyValue::new("url.template", route.clone()));
+        let host = if server_address.contains(':') {
+            format!("[{server_address}]")
+        } else {
+            server_address.clone()
+        };
+        let mut full = format!("http://{host}:{server_port}{path}");
+        if let Some(q) = &query {
+            full.push('?');
+            full.push_str(q);
+        }
+        attrs.push(KeyValue::new("url.full", full));
+    }
+    if let Some(ua) = req.header("user-agent") {
+        attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
+    }
+
+    let status_code = ex.response.as_ref().map(|r| r.status);
+    if let Some(code) = status_code {
+        attrs.push(KeyValue::new("http.response.status_code", i64::from(code)));
+    }
+    let error_type = match (status_code, ex.outcome) {
+        (Some(code), _) if code >= 500 || (!server && code >= 400) => Some(code.to_string()),
+        (None, Outcome::ConnectionClosed) => Some("connection_closed".to_owned()),
+        (None, _) => Some("response_lost".to_owned()),
+        _ => None,
+    };
+    let status = match &error_type {
+        Some(e) => {
+            attrs.push(KeyValue::new("error.type", e.clone()));
+            Status::error(String::new())
+        }
+        None => Status::Unset,
+    };
+    if ex.request_body_bytes > 0 {
+        attrs.push(KeyValue::new("http.request.body.size", ex.request_body_bytes as i64));
+    }
+    if ex.response_body_bytes > 0 {
+        attrs.push(KeyValue::new("http.response.body.size", ex.response_body_bytes as i64));
+    }
+
+    let name = if known {
+        format!("{method} {route}")
+    } else {
+        format!("HTTP {route}")
+    };
+    let end = ex.response_end.max(ex.request_end).max(ex.request_start);
+    SpanRecord {
+        trace_id: ids.trace_id(),
+        span_id: ids.span_id(),
+        parent_span_id: None,
+        parent_is_remote: false,
+        sampled: true,
+        trace_state: None,
+        name,
+        kind: if server { SpanKind::Server } else { SpanKind::Client },
+        start: clock.to_system_time(ex.request_start),
+        end: clock.to_system_time(end),
+        attributes: attrs,
+        status,
+        process: process.key,
+        resource: process.resource.clone(),
+    }
+}
+
+/// (path, query) of a request-target in origin form (`/a?b`) or absolute
+/// form (`http://h/a?b`, as sent to proxies).
+fn split_target(target: &str) -> (&str, Option<&str>) {
+    let target = match target.find("://") {
+        Some(i) => {
+            let rest = &target[i + 3..];
+            rest.find('/').map_or("/", |p| &rest[p..])
+        }
+        None => target,
+    };
+    let target = target.split('#').next().unwrap_or(target);
+    match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    }
+}
+
+/// `host[:port]` or `[v6]:port` from a Host header.
+fn parse_host(h: &str) -> Option<(String, Option<u16>)> {
+    let h = h.trim();
+    if h.is_empty() {
+        return None;
+    }
+    if let Some(rest) = h.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']')?;
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((addr.to_owned(), port));
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host.to_owned(), port.parse().ok())),
+        _ => Some((h.to_owned(), None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::{
+        process::info::ProcDetails,
+        protocols::http1::{RequestHead, ResponseHead},
+    };
+
+    fn exchange(dir: Direction, target: &str, status: Option<u16>) -> Exchange {
+        Exchange {
+            request_direction: dir,
+            request: RequestHead {
+                method: "GET".into(),
+                target: target.into(),
+                version: Version::Http11,
+                headers: vec![
+                    ("host".into(), "example.test:8080".into()),
+                    ("user-agent".into(), "curl/8.0".into()),
+                    ("authorization".into(), "Bearer secret".into()),
+                ],
+            },
+            response: status.map(|s| ResponseHead {
+                status: s,
+                version: Version::Http11,
+                headers: vec![],
+            }),
+            request_start: 1_000,
+            request_end: 2_000,
+            response_start: 3_000,
+            response_end: 4_000,
+            request_body_bytes: 0,
+            response_body_bytes: 5,
+            outcome: if status.is_some() {
+                Outcome::Complete
+            } else {
+                Outcome::ConnectionClosed
+            },
+        }
+    }
+
+    fn attr<'a>(s: &'a SpanRecord, k: &str) -> Option<&'a opentelemetry::Value> {
+        s.attributes.iter().find(|kv| kv.key.as_str() == k).map(|kv| &kv.value)
+    }
+
+    fn build_one(dir: Direction, target: &str, status: Option<u16>, q: bool) -> SpanRecord {
+        let process = ProcessInfo::new(1, ProcDetails::default(), "h");
+        let ends = Endpoints {
+            local: (Ipv4Addr::LOCALHOST.into(), 8080),
+            remote: (Ipv4Addr::new(10, 0, 0, 2).into(), 40000),
+        };
+        build(
+            &exchange(dir, target, status),
+            &ends,
+            &process,
+            Clock::new(),
+            &mut IdGenerator::new(),
+            HttpSpanOptions { capture_query: q },
+        )
+    }
+
+    #[test]
+    fn server_span_attributes() {
+        let s = build_one(Direction::Ingress, "/users/42?token=x", Some(200), false);
+        assert_eq!(s.name, "GET /users/{id}");
+        assert_eq!(s.kind, SpanKind::Server);
+        assert_eq!(attr(&s, "url.path").unwrap().as_str(), "/users/42");
+        assert_eq!(attr(&s, "http.route").unwrap().as_str(), "/users/{id}");
+        assert_eq!(attr(&s, "server.address").unwrap().as_str(), "example.test");
+        assert_eq!(attr(&s, "server.port"), Some(&opentelemetry::Value::I64(8080)));
+        assert_eq!(attr(&s, "client.address").unwrap().as_str(), "10.0.0.2");
+        assert_eq!(attr(&s, "http.response.status_code"), Some(&opentelemetry::Value::I64(200)));
+        assert!(attr(&s, "url.query").is_none(), "query not exported by default");
+        assert!(s.attributes.iter().all(|kv| !kv.value.as_str().contains("secret")));
+        assert_eq!(s.status, Status::Unset);
+    }
+
+    #[test]
+    fn client_span_errors_and_redacted_query() {
+        let s = build_one(Direction::Egress, "/a?token=abc&x=1", Some(404), true);
+        assert_eq!(s.kind, SpanKind::Client);
+        assert!(matches!(s.status, Status::Error { .. }));
+        assert_eq!(attr(&s, "error.type").unwrap().as_str(), "404");
+        assert_eq!(
+            attr(&s, "url.full").unwrap().as_str(),
+            "http://example.test:8080/a?token=REDACTED&x=1"
+        );
+        assert!(attr(&s, "http.route").is_none());
+        let s = build_one(Direction::Ingress, "/a", Some(404), false);
+        assert_eq!(s.status, Status::Unset, "4xx is not a server error");
+        let s = build_one(Direction::Ingress, "/a", Some(503), false);
+        assert_eq!(attr(&s, "error.type").unwrap().as_str(), "503");
+        let s = build_one(Direction::Egress, "/a", None, false);
+        assert_eq!(attr(&s, "error.type").unwrap().as_str(), "connection_closed");
+    }
+
+    #[test]
+    fn targets_and_hosts() {
+        assert_eq!(split_target("/a/b?c=d"), ("/a/b", Some("c=d")));
+        assert_eq!(split_target("http://h:1/x?y"), ("/x", Some("y")));
+        assert_eq!(split_target("http://h"), ("/", None));
+        assert_eq!(parse_host("[::1]:8080"), Some(("::1".into(), Some(8080))));
+        assert_eq!(parse_host("h"), Some(("h".into(), None)));
+        assert_eq!(parse_host("h:80"), Some(("h".into(), Some(80))));
+    }
+}

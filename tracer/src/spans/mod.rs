@@ -1,0 +1,8 @@
+//! Spans: what one process saw of one request, with semantic-convention
+//! attributes and the process's resource.
+pub mod clock;
+pub mod http;
+pub mod ids;
+pub mod record;
+pub mod redact;
+pub mod route;

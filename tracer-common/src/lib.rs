@@ -164,6 +164,9 @@ pub struct ProcEvent {
     pub _pad: [u8; 3],
     pub pid: u32,
     pub ts: u64,
+    /// The task's command name: the process's name if it is gone before the
+    /// agent reads /proc.
+    pub comm: [u8; 16],
 }
 
 /// Offsets into kernel structs, read by the agent from the kernel's BTF.

@@ -1,7 +1,7 @@
 //! sched tracepoints: children of selected processes are selected too, execs
 //! are reported so the agent can match executables, exits free state.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -61,6 +61,7 @@ fn report(what: u8) {
         kind: what,
         pid: tgid,
         ts: unsafe { bpf_ktime_get_ns() },
+        comm: bpf_get_current_comm().unwrap_or_default(),
         ..ProcEvent::default()
     };
     if EVENTS.output::<ProcEvent>(&event, 0).is_err() {

@@ -151,8 +151,10 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
         self.emit(&conn.ends, &conn.process);
     }
 
-    fn on_exec(&mut self, pid: u32) {
-        let info = self.processes.refresh(pid);
+    fn on_exec(&mut self, pid: u32, comm: &[u8; 16]) {
+        let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+        let comm = String::from_utf8_lossy(&comm[..comm_len]);
+        let info = self.processes.refresh_with_comm(pid, &comm);
         if !self.selection.exes.is_empty()
             && let Some(path) = &info.exe_path
             && self.selection.exe_matches(path)
@@ -191,7 +193,7 @@ impl<S: SpanSink, P: PidSelector> EventHandler for Pipeline<S, P> {
                     self.finish(conn, ts);
                 }
             }
-            Event::Exec { pid } => self.on_exec(pid),
+            Event::Exec { pid, comm } => self.on_exec(pid, &comm),
             Event::Exit { pid } => self.on_exit(pid),
         }
     }

@@ -45,6 +45,8 @@ pub enum Event<'a> {
     },
     Exec {
         pid: u32,
+        /// Command name from the kernel, NUL-padded.
+        comm: [u8; 16],
     },
     Exit {
         pid: u32,
@@ -117,7 +119,10 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
         kind::EXEC | kind::EXIT => {
             let ev: ProcEvent = read(record).ok_or_else(short)?;
             Ok(if k == kind::EXEC {
-                Event::Exec { pid: ev.pid }
+                Event::Exec {
+                    pid: ev.pid,
+                    comm: ev.comm,
+                }
             } else {
                 Event::Exit { pid: ev.pid }
             })

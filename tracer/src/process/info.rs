@@ -162,7 +162,16 @@ impl ProcessTable {
 
     /// Read the process again (after exec it is a different program).
     pub fn refresh(&mut self, pid: u32) -> Arc<ProcessInfo> {
-        let details = ProcDetails::read(&self.proc_root, pid);
+        self.refresh_with_comm(pid, "")
+    }
+
+    /// As `refresh`, with the kernel's command name to fall back on when the
+    /// process is already gone from /proc.
+    pub fn refresh_with_comm(&mut self, pid: u32, comm: &str) -> Arc<ProcessInfo> {
+        let mut details = ProcDetails::read(&self.proc_root, pid);
+        if details.comm.is_empty() {
+            details.comm = comm.to_owned();
+        }
         let info = Arc::new(ProcessInfo::new(pid, details, &self.host_name));
         self.by_pid.insert(pid, info.clone());
         info

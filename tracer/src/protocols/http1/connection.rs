@@ -9,8 +9,9 @@ use super::message::{Exchange, Outcome, RequestHead, ResponseHead};
 use super::start_line::{self, Role, Start};
 use super::{Chunk, Direction, Limits, Output, ParseError};
 
-/// Up to this many head bytes, the start line is checked on every chunk so
-/// that non-HTTP bytes are rejected at once; past it, only when a line ends,
+/// While a head holds up to this many bytes, the start line is checked on
+/// every chunk so that non-HTTP bytes are rejected at once; past it, only
+/// when a line ends,
 /// so that a long request line arriving in small pieces is not rescanned
 /// each time.
 const EAGER_CLASSIFY_BYTES: usize = 64;
@@ -345,8 +346,9 @@ impl Http1Connection {
         let used = skipped + push.used();
         let partial = matches!(push, Push::Partial { .. });
 
+        let held_before = stream.buf.len() - push.used();
         if !*start_ok
-            && (stream.buf.len() <= EAGER_CLASSIFY_BYTES || !partial || input[..push.used()].contains(&b'\n'))
+            && (held_before <= EAGER_CLASSIFY_BYTES || !partial || input[..push.used()].contains(&b'\n'))
         {
             match start_line::classify(stream.buf.bytes()) {
                 Start::Message(found) if role.is_none_or(|r| r == found) => {

@@ -2,9 +2,7 @@
 //! syscalls of wanted processes; one sys_exit program turns the result into a
 //! data event (with a payload prefix) or a socket-table update.
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -14,9 +12,7 @@ use tracer_common::{
 };
 
 use crate::{
-    maps::{
-        ARGS, EVENTS, SCRATCH, SOCKS, config, connection_wanted, count, process_wanted,
-    },
+    maps::{ARGS, EVENTS, SCRATCH, SOCKS, config, connection_wanted, count, process_wanted},
     sockets::{lookup, resolve, sock_key},
 };
 
@@ -69,8 +65,8 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
             let msg = unsafe { ctx.read_at::<u64>(arg(n)) }.unwrap_or(0);
             // SAFETY: user pointers, checked by the helper.
             args.buf = unsafe { bpf_probe_read_user((msg + MSG_IOV) as *const u64) }.unwrap_or(0);
-            args.iovcnt =
-                unsafe { bpf_probe_read_user((msg + MSG_IOVLEN) as *const u64) }.unwrap_or(0) as u32;
+            args.iovcnt = unsafe { bpf_probe_read_user((msg + MSG_IOVLEN) as *const u64) }
+                .unwrap_or(0) as u32;
         }
     }
     if ARGS.insert(pid_tgid, args, 0).is_err() {
@@ -314,7 +310,11 @@ fn copy_iov(ev: &mut tracer_common::DataEvent, iov_ptr: u64, iovcnt: u32, want: 
             break;
         };
         // Only the bytes the syscall actually moved count.
-        let len = if iov.len < total - seen { iov.len } else { total - seen };
+        let len = if iov.len < total - seen {
+            iov.len
+        } else {
+            total - seen
+        };
         if copied < want && len > 0 {
             let room = (want - copied) as u64;
             let n = bounded(if len < room { len } else { room });

@@ -186,7 +186,12 @@ impl<S: SpanSink, P: PidSelector> EventHandler for Pipeline<S, P> {
                 payload,
                 tail,
             } => self.on_data(&header, payload, tail),
-            Event::Close { pid, fd, sock_id, ts } => {
+            Event::Close {
+                pid,
+                fd,
+                sock_id,
+                ts,
+            } => {
                 self.now = self.now.max(ts);
                 // A close for another socket under this fd leaves ours be.
                 if let Some(conn) = self.conns.remove_socket(ConnKey { pid, fd }, sock_id) {

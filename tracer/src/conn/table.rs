@@ -96,8 +96,15 @@ impl ConnTable {
 
     /// Every connection of `pid` (the process exited).
     pub fn remove_pid(&mut self, pid: u32) -> Vec<Conn> {
-        let keys: Vec<ConnKey> = self.conns.keys().filter(|k| k.pid == pid).copied().collect();
-        keys.into_iter().filter_map(|k| self.conns.remove(&k)).collect()
+        let keys: Vec<ConnKey> = self
+            .conns
+            .keys()
+            .filter(|k| k.pid == pid)
+            .copied()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.conns.remove(&k))
+            .collect()
     }
 
     /// Connections with no event since `before` (monotonic ns).
@@ -108,7 +115,9 @@ impl ConnTable {
             .filter(|(_, c)| c.last_seen < before)
             .map(|(k, _)| *k)
             .collect();
-        keys.into_iter().filter_map(|k| self.conns.remove(&k)).collect()
+        keys.into_iter()
+            .filter_map(|k| self.conns.remove(&k))
+            .collect()
     }
 
     pub fn drain(&mut self) -> Vec<Conn> {
@@ -177,9 +186,18 @@ mod tests {
         let p = || Arc::new(ProcessInfo::new(1, ProcDetails::default(), "h"));
         let mut t = ConnTable::new(2, Limits::default());
         let k = |fd| ConnKey { pid: 1, fd };
-        assert!(matches!(t.entry(k(3), 100, &tuple(2), p, 1), (Slot::Live(_), None)));
-        assert!(matches!(t.entry(k(4), 101, &tuple(2), p, 1), (Slot::Live(_), None)));
-        assert!(matches!(t.entry(k(5), 102, &tuple(2), p, 1), (Slot::Full, None)));
+        assert!(matches!(
+            t.entry(k(3), 100, &tuple(2), p, 1),
+            (Slot::Live(_), None)
+        ));
+        assert!(matches!(
+            t.entry(k(4), 101, &tuple(2), p, 1),
+            (Slot::Live(_), None)
+        ));
+        assert!(matches!(
+            t.entry(k(5), 102, &tuple(2), p, 1),
+            (Slot::Full, None)
+        ));
         // Same fd, another socket: the old one comes back to be finished.
         let (slot, old) = t.entry(k(3), 200, &tuple(2), p, 2);
         assert!(matches!(slot, Slot::Live(c) if c.sock_id == 200));

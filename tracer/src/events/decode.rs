@@ -174,10 +174,16 @@ mod tests {
     #[test]
     fn rejects_truncated_and_unknown_records() {
         assert_eq!(decode(&[]).unwrap_err(), DecodeError::Empty);
-        assert!(matches!(decode(&[kind::DATA, 0, 0]), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&[kind::DATA, 0, 0]),
+            Err(DecodeError::Short { .. })
+        ));
         let rec = data_record(b"abc", 10);
         assert!(matches!(decode(&rec), Err(DecodeError::BadLength { .. })));
         assert_eq!(decode(&[99; 40]).unwrap_err(), DecodeError::UnknownKind(99));
-        assert!(matches!(decode(&[kind::CLOSE, 0]), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&[kind::CLOSE, 0]),
+            Err(DecodeError::Short { .. })
+        ));
     }
 }

@@ -309,7 +309,10 @@ mod tests {
         let c = resolve(Some("http://flag:4318/"), http, &all);
         assert_eq!(c.endpoint.as_deref(), Some("http://flag:4318/v1/traces"));
         let c = resolve(Some("http://flag:4318/otlp/v1/traces"), http, &all);
-        assert_eq!(c.endpoint.as_deref(), Some("http://flag:4318/otlp/v1/traces"));
+        assert_eq!(
+            c.endpoint.as_deref(),
+            Some("http://flag:4318/otlp/v1/traces")
+        );
 
         // The per-signal variable is used as-is, even for HTTP.
         let c = resolve(None, Some(Protocol::HttpProtobuf), &all);

@@ -42,15 +42,7 @@ fn mount_if_missing(fstype: &str, target: &str, probe: &str) -> anyhow::Result<(
     let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
     let (src, tgt, ty) = (c(fstype), c(target), c(fstype));
     // SAFETY: valid NUL-terminated strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            tgt.as_ptr(),
-            ty.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
+    let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         let err = std::io::Error::last_os_error();
         bail!("{fstype} is not mounted at {target} and mounting it failed: {err}");

@@ -53,10 +53,11 @@ fn offset_of(btf: &Btf, structure: &str, path: &[&str]) -> Result<u32, OffsetErr
         .ok_or_else(no_struct)?;
     let mut bits = 0u32;
     for field in path {
-        let (offset, ty) = find_member(btf, &current, field).ok_or_else(|| OffsetError::NoField {
-            structure: structure.to_owned(),
-            field: path.join("."),
-        })?;
+        let (offset, ty) =
+            find_member(btf, &current, field).ok_or_else(|| OffsetError::NoField {
+                structure: structure.to_owned(),
+                field: path.join("."),
+            })?;
         bits += offset;
         current = ty;
     }
@@ -90,7 +91,10 @@ fn strip(btf: &Btf, mut ty: Type) -> Type {
     for _ in 0..16 {
         match &ty {
             Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) => {
-                match ty.as_btf_type().and_then(|t| btf.resolve_chained_type(t).ok()) {
+                match ty
+                    .as_btf_type()
+                    .and_then(|t| btf.resolve_chained_type(t).ok())
+                {
                     Some(next) => ty = next,
                     None => return ty,
                 }

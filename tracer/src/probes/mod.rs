@@ -92,7 +92,8 @@ impl Probes {
         };
         let mut config_map: Array<_, Config> = Array::try_from(map(&mut ebpf, maps::CONFIG)?)?;
         config_map.set(0, config, 0).context("writing CONFIG")?;
-        let mut ports: HashMap<_, u16, u8> = HashMap::try_from(map(&mut ebpf, maps::TRACED_PORTS)?)?;
+        let mut ports: HashMap<_, u16, u8> =
+            HashMap::try_from(map(&mut ebpf, maps::TRACED_PORTS)?)?;
         for port in &opts.ports {
             ports.insert(port, 1, 0).context("writing TRACED_PORTS")?;
         }

@@ -213,7 +213,8 @@ mod tests {
 
     #[test]
     fn service_name_prefers_otel_service_name() {
-        let env = b"A=1\0OTEL_RESOURCE_ATTRIBUTES=a=b,service.name=from-attrs\0OTEL_SERVICE_NAME=svc\0";
+        let env =
+            b"A=1\0OTEL_RESOURCE_ATTRIBUTES=a=b,service.name=from-attrs\0OTEL_SERVICE_NAME=svc\0";
         assert_eq!(service_name_from_environ(env).as_deref(), Some("svc"));
         let env = b"OTEL_RESOURCE_ATTRIBUTES=a=b, service.name = x \0";
         assert_eq!(service_name_from_environ(env).as_deref(), Some("x"));
@@ -231,9 +232,20 @@ mod tests {
         let info = ProcessInfo::new(42, details, "host");
         assert_eq!(info.service_name, "python3.11");
         assert_eq!(info.exe_name, "python3.11");
-        assert_eq!(info.key, ProcessKey { pid: 42, start_ticks: 5 });
+        assert_eq!(
+            info.key,
+            ProcessKey {
+                pid: 42,
+                start_ticks: 5
+            }
+        );
         let has = |k: &str| info.resource.iter().any(|(key, _)| key.as_str() == k);
-        for k in ["service.name", "process.pid", "process.executable.path", "host.name"] {
+        for k in [
+            "service.name",
+            "process.pid",
+            "process.executable.path",
+            "host.name",
+        ] {
             assert!(has(k), "{k}");
         }
     }

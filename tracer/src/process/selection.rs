@@ -20,9 +20,13 @@ impl Selection {
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        self.exes
-            .iter()
-            .any(|want| if want.contains('/') { want == exe_path } else { *want == name })
+        self.exes.iter().any(|want| {
+            if want.contains('/') {
+                want == exe_path
+            } else {
+                *want == name
+            }
+        })
     }
 
     /// Processes selected now: the --pid ones and their descendants, and the
@@ -34,7 +38,11 @@ impl Selection {
             return self.pids.clone();
         };
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             if let Some(ppid) = std::fs::read_to_string(entry.path().join("stat"))

@@ -7,12 +7,7 @@ use opentelemetry::{
     trace::{SpanKind, Status},
 };
 
-use super::{
-    clock::Clock,
-    ids::IdGenerator,
-    record::SpanRecord,
-    redact, route,
-};
+use super::{clock::Clock, ids::IdGenerator, record::SpanRecord, redact, route};
 use crate::{
     process::ProcessInfo,
     protocols::http1::{Direction, Exchange, Outcome, Version},
@@ -54,11 +49,16 @@ pub fn build(
     let mut attrs = Vec::with_capacity(16);
     attrs.push(KeyValue::new("http.request.method", method.to_owned()));
     if !known {
-        attrs.push(KeyValue::new("http.request.method_original", req.method.clone()));
+        attrs.push(KeyValue::new(
+            "http.request.method_original",
+            req.method.clone(),
+        ));
     }
     attrs.push(KeyValue::new("url.path", path.to_owned()));
     attrs.push(KeyValue::new("url.scheme", "http"));
-    let query = query.filter(|q| opts.capture_query && !q.is_empty()).map(redact::query);
+    let query = query
+        .filter(|q| opts.capture_query && !q.is_empty())
+        .map(redact::query);
     if let Some(q) = &query {
         attrs.push(KeyValue::new("url.query", q.clone()));
     }
@@ -69,7 +69,10 @@ pub fn build(
             Version::Http11 => "1.1",
         },
     ));
-    attrs.push(KeyValue::new("network.peer.address", ends.remote.0.to_string()));
+    attrs.push(KeyValue::new(
+        "network.peer.address",
+        ends.remote.0.to_string(),
+    ));
     attrs.push(KeyValue::new("network.peer.port", i64::from(ends.remote.1)));
 
     // server.* names the server: the Host header when present, else the
@@ -120,10 +123,16 @@ pub fn build(
         None => Status::Unset,
     };
     if ex.request_body_bytes > 0 {
-        attrs.push(KeyValue::new("http.request.body.size", ex.request_body_bytes as i64));
+        attrs.push(KeyValue::new(
+            "http.request.body.size",
+            ex.request_body_bytes as i64,
+        ));
     }
     if ex.response_body_bytes > 0 {
-        attrs.push(KeyValue::new("http.response.body.size", ex.response_body_bytes as i64));
+        attrs.push(KeyValue::new(
+            "http.response.body.size",
+            ex.response_body_bytes as i64,
+        ));
     }
 
     let name = if known {
@@ -140,7 +149,11 @@ pub fn build(
         sampled: true,
         trace_state: None,
         name,
-        kind: if server { SpanKind::Server } else { SpanKind::Client },
+        kind: if server {
+            SpanKind::Server
+        } else {
+            SpanKind::Client
+        },
         start: clock.to_system_time(ex.request_start),
         end: clock.to_system_time(end),
         attributes: attrs,
@@ -227,7 +240,10 @@ mod tests {
     }
 
     fn attr<'a>(s: &'a SpanRecord, k: &str) -> Option<&'a opentelemetry::Value> {
-        s.attributes.iter().find(|kv| kv.key.as_str() == k).map(|kv| &kv.value)
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == k)
+            .map(|kv| &kv.value)
     }
 
     fn build_one(dir: Direction, target: &str, status: Option<u16>, q: bool) -> SpanRecord {
@@ -254,11 +270,24 @@ mod tests {
         assert_eq!(attr(&s, "url.path").unwrap().as_str(), "/users/42");
         assert_eq!(attr(&s, "http.route").unwrap().as_str(), "/users/{id}");
         assert_eq!(attr(&s, "server.address").unwrap().as_str(), "example.test");
-        assert_eq!(attr(&s, "server.port"), Some(&opentelemetry::Value::I64(8080)));
+        assert_eq!(
+            attr(&s, "server.port"),
+            Some(&opentelemetry::Value::I64(8080))
+        );
         assert_eq!(attr(&s, "client.address").unwrap().as_str(), "10.0.0.2");
-        assert_eq!(attr(&s, "http.response.status_code"), Some(&opentelemetry::Value::I64(200)));
-        assert!(attr(&s, "url.query").is_none(), "query not exported by default");
-        assert!(s.attributes.iter().all(|kv| !kv.value.as_str().contains("secret")));
+        assert_eq!(
+            attr(&s, "http.response.status_code"),
+            Some(&opentelemetry::Value::I64(200))
+        );
+        assert!(
+            attr(&s, "url.query").is_none(),
+            "query not exported by default"
+        );
+        assert!(
+            s.attributes
+                .iter()
+                .all(|kv| !kv.value.as_str().contains("secret"))
+        );
         assert_eq!(s.status, Status::Unset);
     }
 
@@ -278,7 +307,10 @@ mod tests {
         let s = build_one(Direction::Ingress, "/a", Some(503), false);
         assert_eq!(attr(&s, "error.type").unwrap().as_str(), "503");
         let s = build_one(Direction::Egress, "/a", None, false);
-        assert_eq!(attr(&s, "error.type").unwrap().as_str(), "connection_closed");
+        assert_eq!(
+            attr(&s, "error.type").unwrap().as_str(),
+            "connection_closed"
+        );
     }
 
     #[test]

@@ -6,7 +6,11 @@
 pub fn template(path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or("");
     if path.is_empty() || path == "*" {
-        return if path.is_empty() { "/".to_owned() } else { "*".to_owned() };
+        return if path.is_empty() {
+            "/".to_owned()
+        } else {
+            "*".to_owned()
+        };
     }
     let mut out = String::with_capacity(path.len());
     for (i, segment) in path.split('/').enumerate() {

@@ -5,7 +5,9 @@
 /// at a time, so hostile input cannot make it grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Body {
-    Length { remaining: u64 },
+    Length {
+        remaining: u64,
+    },
     Chunked(Chunked),
     UntilClose,
     /// Chunked framing that can no longer be followed (see the module docs).
@@ -27,7 +29,10 @@ pub(super) struct Progress {
 impl Body {
     pub(super) fn chunked(max_line: usize) -> Self {
         Self::Chunked(Chunked {
-            state: ChunkState::Size { value: 0, digits: 0 },
+            state: ChunkState::Size {
+                value: 0,
+                digits: 0,
+            },
             line_len: 0,
             max_line,
         })
@@ -141,10 +146,17 @@ pub(super) struct Chunked {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// After the size: extensions, whitespace, the CR, up to the LF.
-    SizeLine { value: u64 },
-    Data { remaining: u64 },
+    SizeLine {
+        value: u64,
+    },
+    Data {
+        remaining: u64,
+    },
     DataCr,
     DataLf,
     /// At the start of a trailer field line or of the final empty line.
@@ -219,11 +231,17 @@ impl Chunked {
             ChunkState::DataCr => match b {
                 b'\r' => ChunkState::DataLf,
                 // Bare LF line ends are tolerated, as httparse does in heads.
-                b'\n' => ChunkState::Size { value: 0, digits: 0 },
+                b'\n' => ChunkState::Size {
+                    value: 0,
+                    digits: 0,
+                },
                 _ => return Step::Malformed,
             },
             ChunkState::DataLf => match b {
-                b'\n' => ChunkState::Size { value: 0, digits: 0 },
+                b'\n' => ChunkState::Size {
+                    value: 0,
+                    digits: 0,
+                },
                 _ => return Step::Malformed,
             },
             ChunkState::TrailerStart => match b {
@@ -305,7 +323,8 @@ impl LastBytes {
         const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
         let known = &self.bytes[self.bytes.len() - self.len..];
         known.ends_with(LAST_CHUNK)
-            && (known.len() == LAST_CHUNK.len() || known[known.len() - LAST_CHUNK.len() - 1] == b'\n')
+            && (known.len() == LAST_CHUNK.len()
+                || known[known.len() - LAST_CHUNK.len() - 1] == b'\n')
     }
 }
 
@@ -346,12 +365,20 @@ mod tests {
     #[test]
     fn chunked_bare_lf_and_uppercase_hex() {
         let mut body = Body::chunked(1024);
-        assert_eq!(feed(&mut body, b"A\nabcdefghij\n0\n\n", 100), (17, 10, true));
+        assert_eq!(
+            feed(&mut body, b"A\nabcdefghij\n0\n\n", 100),
+            (16, 10, true)
+        );
     }
 
     #[test]
     fn chunked_malformed_becomes_lost() {
-        for bad in [&b"x\r\n"[..], b"\r\n", b"5\r\nabcdeXY", b"5 \r\nabcde\r\n0\r\n\rX"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\r\nabcdeXY",
+            b"5 \r\nabcde\r\n0\r\n\rX",
+        ] {
             let mut body = Body::chunked(1024);
             let p = body.consume(bad);
             assert!(p.malformed, "{bad:?}");
@@ -425,7 +452,9 @@ mod tests {
         let p = body.consume(b"67890");
         assert_eq!((p.used, p.payload, p.done), (2, 2, true));
 
-        let mut body = Body::Length { remaining: u64::MAX };
+        let mut body = Body::Length {
+            remaining: u64::MAX,
+        };
         assert!(!body.skip(u64::MAX - 1).done);
         assert!(body.skip(5).done);
     }

@@ -170,7 +170,8 @@ impl Http1Connection {
         let missed = chunk.total_len.saturating_sub(chunk.data.len() as u64);
         // The tail may reach back into the captured prefix; only its part
         // beyond the prefix is news.
-        let tail_len = usize::try_from(missed).map_or(chunk.tail.len(), |m| m.min(chunk.tail.len()));
+        let tail_len =
+            usize::try_from(missed).map_or(chunk.tail.len(), |m| m.min(chunk.tail.len()));
         let tail = &chunk.tail[chunk.tail.len() - tail_len..];
         let unknown = missed - tail_len as u64;
 
@@ -203,8 +204,14 @@ impl Http1Connection {
             self.finish_answer(outcome, out);
         }
         for request in std::mem::take(&mut self.pending) {
-            out.exchanges
-                .extend(exchange(request, None, ts, ts, 0, Outcome::ConnectionClosed));
+            out.exchanges.extend(exchange(
+                request,
+                None,
+                ts,
+                ts,
+                0,
+                Outcome::ConnectionClosed,
+            ));
         }
         self.release();
     }
@@ -213,7 +220,12 @@ impl Http1Connection {
     #[cfg(test)]
     pub(super) fn footprint(&self) -> (usize, usize, usize) {
         let head_len = self.streams.iter().map(|s| s.buf.len()).max().unwrap_or(0);
-        let head_capacity = self.streams.iter().map(|s| s.buf.capacity()).max().unwrap_or(0);
+        let head_capacity = self
+            .streams
+            .iter()
+            .map(|s| s.buf.capacity())
+            .max()
+            .unwrap_or(0);
         (head_len, head_capacity, self.pending.len())
     }
 
@@ -324,7 +336,13 @@ impl Http1Connection {
         }
     }
 
-    fn head_bytes(&mut self, dir: Direction, bytes: &[u8], times: Times, out: &mut Output) -> usize {
+    fn head_bytes(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        times: Times,
+        out: &mut Output,
+    ) -> usize {
         let role = self.role(dir);
         let max = self.limits.max_head_bytes;
         let stream = &mut self.streams[dir.index()];
@@ -334,7 +352,10 @@ impl Http1Connection {
         let mut skipped = 0;
         if stream.buf.is_empty() {
             // Stray line ends between messages are allowed (RFC 9112 2.2).
-            skipped = bytes.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+            skipped = bytes
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
             if skipped == bytes.len() {
                 return skipped;
             }
@@ -348,7 +369,9 @@ impl Http1Connection {
 
         let held_before = stream.buf.len() - push.used();
         if !*start_ok
-            && (held_before <= EAGER_CLASSIFY_BYTES || !partial || input[..push.used()].contains(&b'\n'))
+            && (held_before <= EAGER_CLASSIFY_BYTES
+                || !partial
+                || input[..push.used()].contains(&b'\n'))
         {
             match start_line::classify(stream.buf.bytes()) {
                 Start::Message(found) if role.is_none_or(|r| r == found) => {
@@ -389,7 +412,10 @@ impl Http1Connection {
         let role = self.role(dir);
         let stream = &mut self.streams[dir.index()];
         let (start_ok, tentative) = match stream.state {
-            State::Head { start_ok, tentative } => (start_ok, tentative),
+            State::Head {
+                start_ok,
+                tentative,
+            } => (start_ok, tentative),
             State::Body(_) | State::Resync | State::Paused => (false, false),
         };
         stream.state = State::Resync;
@@ -421,7 +447,10 @@ impl Http1Connection {
         let buf = stream.buf.bytes();
         match role {
             Role::Request if was_message => {
-                let method = buf.split(|&b| b == b' ').next().map_or(Method::Other, Method::of);
+                let method = buf
+                    .split(|&b| b == b' ')
+                    .next()
+                    .map_or(Method::Other, Method::of);
                 let placeholder = Pending {
                     id: 0,
                     dir,
@@ -440,8 +469,14 @@ impl Http1Connection {
                     .as_ref()
                     .is_some_and(|s| (100..200).contains(&s.status) && s.status != 101);
                 if !interim && let Some(request) = self.take_answered(false) {
-                    out.exchanges
-                        .extend(exchange(request, status, start, end, 0, Outcome::ResponseLost));
+                    out.exchanges.extend(exchange(
+                        request,
+                        status,
+                        start,
+                        end,
+                        0,
+                        Outcome::ResponseLost,
+                    ));
                 }
             }
             Role::Request | Role::Response => {}
@@ -541,7 +576,13 @@ impl Http1Connection {
         self.streams[dir.index()].state = State::Body(body);
     }
 
-    fn body_bytes(&mut self, dir: Direction, bytes: &[u8], times: Times, out: &mut Output) -> usize {
+    fn body_bytes(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        times: Times,
+        out: &mut Output,
+    ) -> usize {
         let stream = &mut self.streams[dir.index()];
         let State::Body(body) = &mut stream.state else {
             return bytes.len();
@@ -559,13 +600,13 @@ impl Http1Connection {
         match self.role(dir) {
             Some(Role::Request) => {
                 if let Some(request) = self.receiving_mut() {
-                    request.body_bytes += progress.payload;
+                    request.body_bytes = request.body_bytes.saturating_add(progress.payload);
                     request.end = times.end;
                 }
             }
             Some(Role::Response) => {
                 if let Some(answer) = &mut self.answering {
-                    answer.body_bytes += progress.payload;
+                    answer.body_bytes = answer.body_bytes.saturating_add(progress.payload);
                     answer.end = times.end;
                 }
             }

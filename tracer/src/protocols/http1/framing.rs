@@ -53,7 +53,10 @@ pub(super) fn request_framing(head: &RequestHead) -> Result<Framing, ParseError>
     })
 }
 
-pub(super) fn response_framing(head: &ResponseHead, request: Method) -> Result<Framing, ParseError> {
+pub(super) fn response_framing(
+    head: &ResponseHead,
+    request: Method,
+) -> Result<Framing, ParseError> {
     match head.status {
         101 => return Ok(Framing::Tunnel),
         100..=199 => return Ok(Framing::Interim),
@@ -83,8 +86,7 @@ fn final_coding_is_chunked(headers: &[(String, String)]) -> Option<bool> {
         .filter(|(name, _)| name == "transfer-encoding")
         .flat_map(|(_, value)| value.split(','))
         .map(str::trim)
-        .filter(|coding| !coding.is_empty())
-        .last()
+        .rfind(|coding| !coding.is_empty())
         .map(|coding| coding.eq_ignore_ascii_case("chunked"))
 }
 
@@ -175,11 +177,23 @@ mod tests {
         assert_eq!(cl(" 42 "), Ok(Some(42)));
         assert_eq!(cl("42, 42"), Ok(Some(42)));
         assert_eq!(cl("18446744073709551615"), Ok(Some(u64::MAX)));
-        for bad in ["", "-1", "+1", "0x10", "4 2", "42, 43", "18446744073709551616", "99999999999999999999999999"] {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "0x10",
+            "4 2",
+            "42, 43",
+            "18446744073709551616",
+            "99999999999999999999999999",
+        ] {
             assert_eq!(cl(bad), Err(ParseError::Malformed), "{bad:?}");
         }
         assert_eq!(
-            content_length(&headers(&[("content-length", "1"), ("content-length", "2")])),
+            content_length(&headers(&[
+                ("content-length", "1"),
+                ("content-length", "2")
+            ])),
             Err(ParseError::Malformed)
         );
     }
@@ -187,25 +201,58 @@ mod tests {
     #[test]
     fn response_bodies() {
         let cl = [("content-length", "10")];
-        assert_eq!(response_framing(&response(200, &cl), Method::Other), Ok(Framing::Length(10)));
-        assert_eq!(response_framing(&response(200, &cl), Method::Head), Ok(Framing::Empty));
-        assert_eq!(response_framing(&response(204, &cl), Method::Other), Ok(Framing::Empty));
-        assert_eq!(response_framing(&response(304, &cl), Method::Other), Ok(Framing::Empty));
-        assert_eq!(response_framing(&response(100, &[]), Method::Other), Ok(Framing::Interim));
-        assert_eq!(response_framing(&response(103, &cl), Method::Other), Ok(Framing::Interim));
-        assert_eq!(response_framing(&response(101, &[]), Method::Other), Ok(Framing::Tunnel));
-        assert_eq!(response_framing(&response(200, &[]), Method::Connect), Ok(Framing::Tunnel));
+        assert_eq!(
+            response_framing(&response(200, &cl), Method::Other),
+            Ok(Framing::Length(10))
+        );
+        assert_eq!(
+            response_framing(&response(200, &cl), Method::Head),
+            Ok(Framing::Empty)
+        );
+        assert_eq!(
+            response_framing(&response(204, &cl), Method::Other),
+            Ok(Framing::Empty)
+        );
+        assert_eq!(
+            response_framing(&response(304, &cl), Method::Other),
+            Ok(Framing::Empty)
+        );
+        assert_eq!(
+            response_framing(&response(100, &[]), Method::Other),
+            Ok(Framing::Interim)
+        );
+        assert_eq!(
+            response_framing(&response(103, &cl), Method::Other),
+            Ok(Framing::Interim)
+        );
+        assert_eq!(
+            response_framing(&response(101, &[]), Method::Other),
+            Ok(Framing::Tunnel)
+        );
+        assert_eq!(
+            response_framing(&response(200, &[]), Method::Connect),
+            Ok(Framing::Tunnel)
+        );
         assert_eq!(
             response_framing(&response(407, &cl), Method::Connect),
             Ok(Framing::Length(10))
         );
-        assert_eq!(response_framing(&response(200, &[]), Method::Other), Ok(Framing::UntilClose));
         assert_eq!(
-            response_framing(&response(200, &[("transfer-encoding", "chunked")]), Method::Other),
+            response_framing(&response(200, &[]), Method::Other),
+            Ok(Framing::UntilClose)
+        );
+        assert_eq!(
+            response_framing(
+                &response(200, &[("transfer-encoding", "chunked")]),
+                Method::Other
+            ),
             Ok(Framing::Chunked)
         );
         assert_eq!(
-            response_framing(&response(200, &[("transfer-encoding", "gzip")]), Method::Other),
+            response_framing(
+                &response(200, &[("transfer-encoding", "gzip")]),
+                Method::Other
+            ),
             Ok(Framing::UntilClose)
         );
         assert_eq!(

@@ -25,7 +25,7 @@ impl Rng {
 }
 
 const REQUESTS: [&[u8]; 8] = [
-    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nAccept-Encoding: gzip\r\nConnection: keep-alive\r\n\r\n",
     b"HEAD /h HTTP/1.1\r\n\r\n",
     b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
     b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nT: 1\r\n\r\n",
@@ -69,7 +69,10 @@ fn stream(rng: &mut Rng, messages: &[&[u8]]) -> Vec<u8> {
             3 => message = (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
             4 => {
                 // A long header, to push heads past small limits.
-                let at = message.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let at = message
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
                 let mut header = b"X-Long: ".to_vec();
                 header.extend(std::iter::repeat_n(b'z', rng.below(3000)));
                 header.extend_from_slice(b"\r\n");
@@ -89,7 +92,11 @@ fn chunks(rng: &mut Rng, bytes: &[u8]) -> Vec<(usize, usize, usize)> {
     while at < bytes.len() {
         let longest = if rng.chance(30) { 8 } else { 600 };
         let len = 1 + rng.below(longest).min(bytes.len() - at - 1);
-        let captured = if rng.chance(25) { rng.below(len + 1) } else { len };
+        let captured = if rng.chance(25) {
+            rng.below(len + 1)
+        } else {
+            len
+        };
         out.push((at, len, captured));
         at += len;
     }
@@ -98,15 +105,23 @@ fn chunks(rng: &mut Rng, bytes: &[u8]) -> Vec<(usize, usize, usize)> {
 
 fn check_bounds(conn: &Http1Connection, limits: Limits, seed: u64) {
     let (head_len, head_capacity, pending) = conn.footprint();
-    assert!(head_len <= limits.max_head_bytes, "seed {seed}: head {head_len}");
+    assert!(
+        head_len <= limits.max_head_bytes,
+        "seed {seed}: head {head_len}"
+    );
     assert!(
         head_capacity <= limits.max_head_bytes.max(4096),
         "seed {seed}: capacity {head_capacity}"
     );
-    assert!(pending <= limits.max_pending.max(1), "seed {seed}: pending {pending}");
+    assert!(
+        pending <= limits.max_pending.max(1),
+        "seed {seed}: pending {pending}"
+    );
 }
 
-fn run(seed: u64, limits: Limits) {
+/// Returns what the connection produced, so the test can check that the
+/// generator reaches the interesting paths.
+fn run(seed: u64, limits: Limits) -> Output {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let request_dir = if rng.chance(50) {
         Direction::Ingress
@@ -116,8 +131,16 @@ fn run(seed: u64, limits: Limits) {
     let requests = stream(&mut rng, &REQUESTS);
     let responses = stream(&mut rng, &RESPONSES);
     let mut queues = [
-        (request_dir, requests.as_slice(), chunks(&mut rng, &requests)),
-        (request_dir.opposite(), responses.as_slice(), chunks(&mut rng, &responses)),
+        (
+            request_dir,
+            requests.as_slice(),
+            chunks(&mut rng, &requests),
+        ),
+        (
+            request_dir.opposite(),
+            responses.as_slice(),
+            chunks(&mut rng, &responses),
+        ),
     ];
     for (_, _, list) in &mut queues {
         list.reverse();
@@ -137,7 +160,11 @@ fn run(seed: u64, limits: Limits) {
             continue;
         };
         let moved = &bytes[at..at + len];
-        let tail_len = if captured < len { rng.below(9).min(len) } else { 0 };
+        let tail_len = if captured < len {
+            rng.below(9).min(len)
+        } else {
+            0
+        };
         ts += 1 + rng.below(1000) as u64;
         let chunk = Chunk {
             data: &moved[..captured],
@@ -157,9 +184,16 @@ fn run(seed: u64, limits: Limits) {
     conn.close(ts + 10, &mut out);
     check_bounds(&conn, limits, seed);
     for exchange in &out.exchanges {
-        assert!(exchange.request_start <= exchange.request_end, "seed {seed}");
-        assert!(exchange.response_start <= exchange.response_end, "seed {seed}");
+        assert!(
+            exchange.request_start <= exchange.request_end,
+            "seed {seed}"
+        );
+        assert!(
+            exchange.response_start <= exchange.response_end,
+            "seed {seed}"
+        );
     }
+    out
 }
 
 #[test]
@@ -169,10 +203,20 @@ fn random_traffic_never_panics_and_stays_bounded() {
         max_head_bytes: 256,
         max_headers: 4,
     };
-    for seed in 0..3000 {
-        run(seed, Limits::default());
-        run(seed, small);
+    let mut exchanges = 0;
+    let mut outcomes = std::collections::HashSet::new();
+    let mut errors = std::collections::HashSet::new();
+    for seed in 0..5000 {
+        for limits in [Limits::default(), small] {
+            let out = run(seed, limits);
+            exchanges += out.exchanges.len();
+            outcomes.extend(out.exchanges.iter().map(|e| e.outcome));
+            errors.extend(out.errors);
+        }
     }
+    assert!(exchanges > 3_000, "only {exchanges} exchanges");
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert_eq!(errors.len(), ParseError::ALL.len(), "{errors:?}");
 }
 
 #[test]

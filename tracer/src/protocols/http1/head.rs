@@ -72,7 +72,9 @@ impl HeadBuffer {
         if let Some(end) = head_end(&self.buf, self.scanned) {
             self.buf.truncate(end);
             self.scanned = end;
-            return Push::Complete { used: end - old_len };
+            return Push::Complete {
+                used: end - old_len,
+            };
         }
         self.scanned = self.buf.len();
         if self.buf.len() >= max {
@@ -105,7 +107,9 @@ pub(super) fn parse_request(buf: &[u8], max_headers: usize) -> Result<RequestHea
         Ok(httparse::Status::Partial) => return Err(ParseError::Malformed),
         Err(e) => return Err(map_error(e)),
     }
-    let (Some(method), Some(target), Some(version)) = (request.method, request.path, request.version) else {
+    let (Some(method), Some(target), Some(version)) =
+        (request.method, request.path, request.version)
+    else {
         return Err(ParseError::Malformed);
     };
     Ok(RequestHead {
@@ -219,9 +223,15 @@ mod tests {
     #[test]
     fn push_stops_at_head_end_and_limit() {
         let mut buf = HeadBuffer::default();
-        assert_eq!(buf.push(b"GET / HTTP/1.1\r\n\r\nGET /next", 1024), Push::Complete { used: 18 });
+        assert_eq!(
+            buf.push(b"GET / HTTP/1.1\r\n\r\nGET /next", 1024),
+            Push::Complete { used: 18 }
+        );
         let mut buf = HeadBuffer::default();
-        assert_eq!(buf.push(b"GET / HTTP/1.1\r\nX: 1234567890\r\n", 20), Push::TooLarge { used: 20 });
+        assert_eq!(
+            buf.push(b"GET / HTTP/1.1\r\nX: 1234567890\r\n", 20),
+            Push::TooLarge { used: 20 }
+        );
         assert_eq!(buf.len(), 20);
         assert!(buf.capacity() <= 20);
     }
@@ -244,7 +254,11 @@ mod tests {
 
     #[test]
     fn parses_response_head() {
-        let head = parse_response(b"HTTP/1.0 404 Not Found\r\nServer: SimpleHTTP/0.6 Python/3.12.3\r\n\r\n", 8).unwrap();
+        let head = parse_response(
+            b"HTTP/1.0 404 Not Found\r\nServer: SimpleHTTP/0.6 Python/3.12.3\r\n\r\n",
+            8,
+        )
+        .unwrap();
         assert_eq!(head.status, 404);
         assert_eq!(head.version, Version::Http10);
         assert_eq!(head.header("server"), Some("SimpleHTTP/0.6 Python/3.12.3"));
@@ -261,9 +275,18 @@ mod tests {
 
     #[test]
     fn malformed_heads() {
-        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 8), Err(ParseError::Malformed));
-        assert_eq!(parse_request(b"GET / HTTP/2.0\r\n\r\n", 8), Err(ParseError::Malformed));
-        assert_eq!(parse_response(b"HTTP/1.1 20 OK\r\n\r\n", 8), Err(ParseError::Malformed));
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 8),
+            Err(ParseError::Malformed)
+        );
+        assert_eq!(
+            parse_request(b"GET / HTTP/2.0\r\n\r\n", 8),
+            Err(ParseError::Malformed)
+        );
+        assert_eq!(
+            parse_response(b"HTTP/1.1 20 OK\r\n\r\n", 8),
+            Err(ParseError::Malformed)
+        );
     }
 
     #[test]

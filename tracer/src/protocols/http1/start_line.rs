@@ -134,7 +134,11 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        for line in [&b"HTTP/1.1 200"[..], b"HTTP/1.0 404 Not Found\r\n", b"HTTP/1.1 100 Continue\r\n\r\n"] {
+        for line in [
+            &b"HTTP/1.1 200"[..],
+            b"HTTP/1.0 404 Not Found\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+        ] {
             assert_eq!(classify(line), Start::Message(Role::Response), "{line:?}");
         }
     }

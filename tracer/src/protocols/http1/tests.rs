@@ -5,6 +5,10 @@ use super::*;
 const IN: Direction = Direction::Ingress;
 const OUT: Direction = Direction::Egress;
 
+/// (method, target, status, request body, response body, outcome) of an
+/// exchange.
+type Row = (String, String, Option<u16>, u64, u64, Outcome);
+
 /// Feeds chunks with predictable timestamps: the n-th chunk (from 0) enters
 /// its syscall at `1000 * (n + 1)` and leaves it 10 ns later.
 struct Harness {
@@ -33,13 +37,23 @@ impl Harness {
 
     fn send(&mut self, dir: Direction, bytes: &[u8]) -> &mut Self {
         let (ts_start, ts_end) = self.next_ts();
-        self.conn.feed(dir, &Chunk::complete(bytes, ts_start, ts_end), &mut self.out);
+        self.conn.feed(
+            dir,
+            &Chunk::complete(bytes, ts_start, ts_end),
+            &mut self.out,
+        );
         self
     }
 
     /// One syscall that moved `bytes`, of which only the first `captured`
     /// and the last `tail` were seen.
-    fn send_partial(&mut self, dir: Direction, bytes: &[u8], captured: usize, tail: usize) -> &mut Self {
+    fn send_partial(
+        &mut self,
+        dir: Direction,
+        bytes: &[u8],
+        captured: usize,
+        tail: usize,
+    ) -> &mut Self {
         let (ts_start, ts_end) = self.next_ts();
         let chunk = Chunk {
             data: &bytes[..captured],
@@ -68,7 +82,7 @@ impl Harness {
 
     /// (method, target, status, request body, response body, outcome) of
     /// each exchange, and the errors.
-    fn summary(&mut self) -> (Vec<(String, String, Option<u16>, u64, u64, Outcome)>, Vec<ParseError>) {
+    fn summary(&mut self) -> (Vec<Row>, Vec<ParseError>) {
         let exchanges = self
             .exchanges()
             .into_iter()
@@ -94,7 +108,7 @@ fn row(
     request_body: u64,
     response_body: u64,
     outcome: Outcome,
-) -> (String, String, Option<u16>, u64, u64, Outcome) {
+) -> Row {
     (
         method.to_owned(),
         target.to_owned(),
@@ -105,8 +119,15 @@ fn row(
     )
 }
 
-fn ok(method: &str, target: &str, status: u16, response_body: u64) -> (String, String, Option<u16>, u64, u64, Outcome) {
-    row(method, target, Some(status), 0, response_body, Outcome::Complete)
+fn ok(method: &str, target: &str, status: u16, response_body: u64) -> Row {
+    row(
+        method,
+        target,
+        Some(status),
+        0,
+        response_body,
+        Outcome::Complete,
+    )
 }
 
 const GET: &[u8] = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
@@ -172,16 +193,24 @@ fn heads_one_byte_per_chunk() {
 #[test]
 fn every_split_point_gives_the_same_exchange() {
     let requests = [GET, b"POST /api HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"].concat();
-    let responses = [OK_5, b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"].concat();
+    let responses = [
+        OK_5,
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ]
+    .concat();
     for split in 1..requests.len() {
         for rsplit in [1, 17, 40, responses.len() - 1] {
             let mut h = Harness::new();
             h.send(IN, &requests[..split]).send(IN, &requests[split..]);
-            h.send(OUT, &responses[..rsplit]).send(OUT, &responses[rsplit..]);
+            h.send(OUT, &responses[..rsplit])
+                .send(OUT, &responses[rsplit..]);
             let (exchanges, errors) = h.summary();
             assert_eq!(
                 exchanges,
-                [ok("GET", "/index.html", 200, 5), row("POST", "/api", Some(201), 3, 2, Outcome::Complete)],
+                [
+                    ok("GET", "/index.html", 200, 5),
+                    row("POST", "/api", Some(201), 3, 2, Outcome::Complete)
+                ],
                 "split {split}/{rsplit}"
             );
             assert!(errors.is_empty());
@@ -193,7 +222,10 @@ fn every_split_point_gives_the_same_exchange() {
 fn keep_alive_and_several_messages_in_one_chunk() {
     let mut h = Harness::new();
     for i in 0..10 {
-        h.send(IN, format!("GET /item/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        h.send(
+            IN,
+            format!("GET /item/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+        );
         h.send(OUT, OK_5);
     }
     assert_eq!(h.exchanges().len(), 10);
@@ -202,7 +234,10 @@ fn keep_alive_and_several_messages_in_one_chunk() {
     h.send(IN, b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
     h.send(OUT, &[OK_5, OK_5].concat());
     let (exchanges, errors) = h.summary();
-    assert_eq!(exchanges, [ok("GET", "/a", 200, 5), ok("GET", "/b", 200, 5)]);
+    assert_eq!(
+        exchanges,
+        [ok("GET", "/a", 200, 5), ok("GET", "/b", 200, 5)]
+    );
     assert!(errors.is_empty());
 }
 
@@ -220,7 +255,11 @@ fn pipelined_requests_pair_fifo_and_head_has_no_body() {
     let (exchanges, errors) = h.summary();
     assert_eq!(
         exchanges,
-        [ok("GET", "/1", 200, 2), ok("HEAD", "/2", 200, 0), ok("GET", "/3", 404, 3)]
+        [
+            ok("GET", "/1", 200, 2),
+            ok("HEAD", "/2", 200, 0),
+            ok("GET", "/3", 404, 3)
+        ]
     );
     assert!(errors.is_empty());
 }
@@ -234,7 +273,14 @@ fn responses_without_body() {
         b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     );
     let (exchanges, errors) = h.summary();
-    assert_eq!(exchanges, [ok("DELETE", "/x", 204, 0), ok("GET", "/y", 304, 0), ok("GET", "/z", 200, 0)]);
+    assert_eq!(
+        exchanges,
+        [
+            ok("DELETE", "/x", 204, 0),
+            ok("GET", "/y", 304, 0),
+            ok("GET", "/z", 200, 0)
+        ]
+    );
     assert!(errors.is_empty());
 }
 
@@ -247,7 +293,11 @@ fn chunked_response_any_split() {
         h.send(IN, &response[..split]).send(IN, &response[split..]);
         h.send(OUT, b"GET /again HTTP/1.1\r\n\r\n").send(IN, OK_5);
         let (exchanges, errors) = h.summary();
-        assert_eq!(exchanges, [ok("GET", "/wiki", 200, 24), ok("GET", "/again", 200, 5)], "split {split}");
+        assert_eq!(
+            exchanges,
+            [ok("GET", "/wiki", 200, 24), ok("GET", "/again", 200, 5)],
+            "split {split}"
+        );
         assert!(errors.is_empty());
     }
 }
@@ -255,11 +305,17 @@ fn chunked_response_any_split() {
 #[test]
 fn chunked_request_body() {
     let mut h = Harness::new();
-    h.send(OUT, b"POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    h.send(
+        OUT,
+        b"POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
     h.send(OUT, b"5\r\nhello\r\n").send(OUT, b"0\r\n\r\n");
     h.send(IN, b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
     let (exchanges, errors) = h.summary();
-    assert_eq!(exchanges, [row("POST", "/upload", Some(201), 5, 0, Outcome::Complete)]);
+    assert_eq!(
+        exchanges,
+        [row("POST", "/upload", Some(201), 5, 0, Outcome::Complete)]
+    );
     assert!(errors.is_empty());
 }
 
@@ -282,7 +338,10 @@ fn body_until_close() {
 #[test]
 fn expect_100_continue() {
     let mut h = Harness::new();
-    h.send(IN, b"PUT /obj HTTP/1.1\r\nHost: s3\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    h.send(
+        IN,
+        b"PUT /obj HTTP/1.1\r\nHost: s3\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+    );
     h.send(OUT, b"HTTP/1.1 100 Continue\r\n\r\n");
     assert!(h.exchanges().is_empty());
     h.send(IN, b"data");
@@ -311,11 +370,19 @@ fn interim_responses_are_skipped() {
 fn early_response_while_request_body_still_arriving() {
     let mut h = Harness::new();
     h.send(IN, b"POST /big HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
-    h.send(OUT, b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n");
+    h.send(
+        OUT,
+        b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n",
+    );
     let (exchanges, _) = h.summary();
-    assert_eq!(exchanges, [row("POST", "/big", Some(413), 3, 0, Outcome::Complete)]);
+    assert_eq!(
+        exchanges,
+        [row("POST", "/big", Some(413), 3, 0, Outcome::Complete)]
+    );
     // The rest of the body is still read past.
-    h.send(IN, b"defghij").send(IN, b"GET / HTTP/1.1\r\n\r\n").send(OUT, OK_5);
+    h.send(IN, b"defghij")
+        .send(IN, b"GET / HTTP/1.1\r\n\r\n")
+        .send(OUT, OK_5);
     let (exchanges, errors) = h.summary();
     assert_eq!(exchanges, [ok("GET", "/", 200, 5)]);
     assert!(errors.is_empty());
@@ -324,14 +391,18 @@ fn early_response_while_request_body_still_arriving() {
 #[test]
 fn connect_accepted_becomes_a_tunnel() {
     let mut h = Harness::new();
-    h.send(OUT, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    h.send(
+        OUT,
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    );
     // A client may start its TLS handshake before the proxy answers.
     h.send(OUT, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
     h.send(IN, b"HTTP/1.1 200 Connection established\r\n\r\n");
     let (exchanges, errors) = h.summary();
     assert_eq!(exchanges, [ok("CONNECT", "example.com:443", 200, 0)]);
     assert!(errors.is_empty());
-    h.send(OUT, b"\x17\x03\x03\x00\x10garbage").send(IN, b"HTTP/1.1 200 OK\r\n\r\n");
+    h.send(OUT, b"\x17\x03\x03\x00\x10garbage")
+        .send(IN, b"HTTP/1.1 200 OK\r\n\r\n");
     h.close();
     let (exchanges, errors) = h.summary();
     assert!(exchanges.is_empty() && errors.is_empty());
@@ -342,11 +413,23 @@ fn connect_accepted_becomes_a_tunnel() {
 fn connect_refused_goes_on_with_requests() {
     let mut h = Harness::new();
     h.send(OUT, b"CONNECT example.com:443 HTTP/1.1\r\n\r\n");
-    h.send(IN, b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n");
-    h.send(OUT, b"CONNECT example.com:443 HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n");
+    h.send(
+        IN,
+        b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
+    );
+    h.send(
+        OUT,
+        b"CONNECT example.com:443 HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n",
+    );
     h.send(IN, b"HTTP/1.1 200 OK\r\n\r\n");
     let (exchanges, errors) = h.summary();
-    assert_eq!(exchanges, [ok("CONNECT", "example.com:443", 407, 0), ok("CONNECT", "example.com:443", 200, 0)]);
+    assert_eq!(
+        exchanges,
+        [
+            ok("CONNECT", "example.com:443", 407, 0),
+            ok("CONNECT", "example.com:443", 200, 0)
+        ]
+    );
     assert!(errors.is_empty());
 }
 
@@ -364,18 +447,36 @@ fn switching_protocols_becomes_a_tunnel() {
 #[test]
 fn content_length_body_beyond_the_capture() {
     let body = vec![b'x'; 100_000];
-    let request = [b"POST /upload HTTP/1.1\r\nContent-Length: 100000\r\n\r\n".as_slice(), &body].concat();
+    let request = [
+        b"POST /upload HTTP/1.1\r\nContent-Length: 100000\r\n\r\n".as_slice(),
+        &body,
+    ]
+    .concat();
     let mut h = Harness::new();
     h.send_partial(IN, &request, 1024, 8);
     // A later write of the same body, captured only in part too.
-    let response = [b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".as_slice(), &body].concat();
+    let response = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".as_slice(),
+        &body,
+    ]
+    .concat();
     h.send_partial(OUT, &response[..60_000], 1024, 0);
     h.send_partial(OUT, &response[60_000..], 1024, 8);
     h.send(IN, GET).send(OUT, OK_5);
     let (exchanges, errors) = h.summary();
     assert_eq!(
         exchanges,
-        [row("POST", "/upload", Some(200), 100_000, 100_000, Outcome::Complete), ok("GET", "/index.html", 200, 5)]
+        [
+            row(
+                "POST",
+                "/upload",
+                Some(200),
+                100_000,
+                100_000,
+                Outcome::Complete
+            ),
+            ok("GET", "/index.html", 200, 5)
+        ]
     );
     assert!(errors.is_empty());
 }
@@ -394,7 +495,11 @@ fn tail_overlapping_the_captured_prefix() {
 #[test]
 fn uncaptured_bytes_past_a_body_lose_the_next_head() {
     // Two pipelined requests in one write; the second lies past the capture.
-    let requests = [b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".as_slice(), GET].concat();
+    let requests = [
+        b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello".as_slice(),
+        GET,
+    ]
+    .concat();
     let mut h = Harness::new();
     h.send_partial(IN, &requests, 50, 8);
     assert_eq!(h.errors(), [ParseError::HeadTruncated]);
@@ -405,7 +510,10 @@ fn uncaptured_bytes_past_a_body_lose_the_next_head() {
     let (exchanges, errors) = h.summary();
     assert_eq!(
         exchanges,
-        [row("POST", "/a", Some(200), 5, 5, Outcome::Complete), ok("GET", "/next", 200, 5)]
+        [
+            row("POST", "/a", Some(200), 5, 5, Outcome::Complete),
+            ok("GET", "/next", 200, 5)
+        ]
     );
     assert!(errors.is_empty());
 }
@@ -480,7 +588,10 @@ fn chunked_framing_lost_ends_at_next_request() {
     assert!(h.exchanges().is_empty());
     h.send(IN, b"GET /next HTTP/1.1\r\n\r\n");
     let e = h.exchanges().pop().unwrap();
-    assert_eq!((e.request.target.as_str(), e.outcome), ("/big", Outcome::Complete));
+    assert_eq!(
+        (e.request.target.as_str(), e.outcome),
+        ("/big", Outcome::Complete)
+    );
     assert_eq!(e.response_end, 3010);
     h.send(OUT, OK_5);
     let (exchanges, errors) = h.summary();
@@ -495,7 +606,10 @@ fn chunked_framing_lost_ends_at_next_status_line_or_close() {
     h.send_partial(IN, &chunked_lost_response(false), 1024, 0);
     h.send(IN, OK_5);
     let (exchanges, errors) = h.summary();
-    assert_eq!(exchanges, [ok("GET", "/1", 200, 2 * 4096 + 10), ok("GET", "/2", 200, 5)]);
+    assert_eq!(
+        exchanges,
+        [ok("GET", "/1", 200, 2 * 4096 + 10), ok("GET", "/2", 200, 5)]
+    );
     assert!(errors.is_empty());
 
     let mut h = Harness::new();
@@ -571,7 +685,9 @@ fn resync_on_a_message_start_split_across_chunks() {
     // Chunks that start mid-message are skipped; a one-byte chunk that may
     // begin a message is tried.
     h.send(IN, b"yyy\r\n\r\n");
-    h.send(IN, b"G").send(IN, b"ET /after HTTP/1.1\r\n\r\n").send(OUT, OK_5);
+    h.send(IN, b"G")
+        .send(IN, b"ET /after HTTP/1.1\r\n\r\n")
+        .send(OUT, OK_5);
     let (exchanges, errors) = h.summary();
     assert_eq!(exchanges, [ok("GET", "/after", 200, 5)]);
     assert!(errors.is_empty());
@@ -580,7 +696,10 @@ fn resync_on_a_message_start_split_across_chunks() {
 #[test]
 fn not_http_is_ignored() {
     let mut h = Harness::new();
-    h.send(OUT, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03rest of a client hello");
+    h.send(
+        OUT,
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03rest of a client hello",
+    );
     assert_eq!(h.conn.is_http(), Some(false));
     assert_eq!(h.conn.request_direction(), None);
     h.send(IN, OK_5).send(OUT, GET).close();
@@ -589,7 +708,10 @@ fn not_http_is_ignored() {
     assert_eq!(h.conn.footprint(), (0, 0, 0));
 
     // Text protocols too: a Redis command, an SMTP greeting.
-    for first in [&b"*1\r\n$4\r\nPING\r\n"[..], b"220 mail.example.com ESMTP\r\n"] {
+    for first in [
+        &b"*1\r\n$4\r\nPING\r\n"[..],
+        b"220 mail.example.com ESMTP\r\n",
+    ] {
         let mut h = Harness::new();
         h.send(IN, first);
         assert_eq!(h.conn.is_http(), Some(false), "{first:?}");
@@ -630,10 +752,14 @@ fn too_many_headers_and_head_too_large() {
     h.send(IN, b"GET /a HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n");
     assert_eq!(h.errors(), [ParseError::TooManyHeaders]);
     h.send(OUT, b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n");
-    h.send(IN, b"GET /b HTTP/1.1\r\nX: 0123456789012345678901234567890123456789\r\n\r\n");
+    h.send(
+        IN,
+        b"GET /b HTTP/1.1\r\nX: 01234567890123456789012345678901234567890123456789\r\n\r\n",
+    );
     assert_eq!(h.errors(), [ParseError::HeadTooLarge]);
     h.send(OUT, b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n");
-    h.send(IN, b"GET /c HTTP/1.1\r\nA: 1\r\n\r\n").send(OUT, b"HTTP/1.1 200 OK\r\n\r\n");
+    h.send(IN, b"GET /c HTTP/1.1\r\nA: 1\r\n\r\n")
+        .send(OUT, b"HTTP/1.1 200 OK\r\n\r\n");
     h.close();
     let (exchanges, errors) = h.summary();
     assert_eq!(exchanges, [ok("GET", "/c", 200, 0)]);
@@ -646,11 +772,18 @@ fn pipeline_overflow_drops_the_oldest() {
         max_pending: 2,
         ..Limits::default()
     });
-    h.send(OUT, b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
+    h.send(
+        OUT,
+        b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n",
+    );
     assert_eq!(h.errors(), [ParseError::PipelineOverflow]);
     assert_eq!(h.conn.footprint().2, 2);
     h.close();
-    let targets: Vec<_> = h.exchanges().into_iter().map(|e| e.request.target).collect();
+    let targets: Vec<_> = h
+        .exchanges()
+        .into_iter()
+        .map(|e| e.request.target)
+        .collect();
     assert_eq!(targets, ["/2", "/3"]);
 }
 
@@ -661,7 +794,10 @@ fn malformed_heads_resync() {
     h.exchanges();
     h.send(IN, b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n");
     assert_eq!(h.errors(), [ParseError::Malformed]);
-    h.send(OUT, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    h.send(
+        OUT,
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+    );
     // While resyncing, chunks that do not start a message pass silently.
     h.send(IN, b"\x00\x01binary junk");
     assert!(h.errors().is_empty());
@@ -671,18 +807,33 @@ fn malformed_heads_resync() {
     assert_eq!(h.errors(), [ParseError::Malformed]);
     h.send(IN, GET).send(OUT, OK_5);
     let (exchanges, errors) = h.summary();
-    assert_eq!(exchanges, [ok("GET", "/index.html", 200, 5), ok("GET", "/index.html", 200, 5)]);
+    assert_eq!(
+        exchanges,
+        [
+            ok("GET", "/index.html", 200, 5),
+            ok("GET", "/index.html", 200, 5)
+        ]
+    );
     assert!(errors.is_empty());
 }
 
 #[test]
 fn absurd_lengths() {
     let mut h = Harness::new();
-    h.send(IN, b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
+    h.send(
+        IN,
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+    );
     assert_eq!(h.errors(), [ParseError::Malformed]);
-    h.send(OUT, b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    h.send(
+        OUT,
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+    );
     h.send(IN, GET);
-    h.send(OUT, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n");
+    h.send(
+        OUT,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n",
+    );
     assert_eq!(h.errors(), [ParseError::Malformed]);
     h.close();
     let (exchanges, errors) = h.summary();
@@ -720,7 +871,10 @@ fn close_ends_what_is_waiting() {
     assert_eq!(exchanges[0].response_body_bytes, 3);
     assert_eq!(exchanges[1].outcome, Outcome::ConnectionClosed);
     assert_eq!(exchanges[1].response, None);
-    assert_eq!((exchanges[1].response_start, exchanges[1].response_end), (3000, 3000));
+    assert_eq!(
+        (exchanges[1].response_start, exchanges[1].response_end),
+        (3000, 3000)
+    );
     // Nothing is reported twice, and later input is ignored.
     h.close().send(OUT, GET).send(IN, OK_5);
     assert!(h.exchanges().is_empty());
@@ -733,20 +887,32 @@ fn stray_line_ends_between_messages() {
     h.send(IN, b"\r\nGET /b HTTP/1.1\r\n\r\n");
     h.send(OUT, &[OK_5, OK_5].concat());
     let (exchanges, errors) = h.summary();
-    assert_eq!(exchanges, [row("POST", "/a", Some(200), 2, 5, Outcome::Complete), ok("GET", "/b", 200, 5)]);
+    assert_eq!(
+        exchanges,
+        [
+            row("POST", "/a", Some(200), 2, 5, Outcome::Complete),
+            ok("GET", "/b", 200, 5)
+        ]
+    );
     assert!(errors.is_empty());
 }
 
 #[test]
 fn smuggling_shapes_are_not_trusted() {
     let mut h = Harness::new();
-    h.send(IN, b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n");
+    h.send(
+        IN,
+        b"POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+    );
     h.send(IN, b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n");
     let (_, errors) = h.summary();
     assert_eq!(errors, [ParseError::Malformed, ParseError::Malformed]);
     // Transfer-Encoding wins over Content-Length.
     let mut h = Harness::new();
-    h.send(IN, b"POST / HTTP/1.1\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    h.send(
+        IN,
+        b"POST / HTTP/1.1\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
     h.send(IN, GET).send(OUT, &[OK_5, OK_5].concat());
     let (exchanges, errors) = h.summary();
     assert_eq!(exchanges.len(), 2);

@@ -22,6 +22,10 @@ pub mod maps {
     pub const SOCKS: &str = "SOCKS";
     pub const ARGS: &str = "ARGS";
     pub const COUNTERS: &str = "COUNTERS";
+    pub const THREAD_CTX: &str = "THREAD_CTX";
+    pub const CLIENT_CTX: &str = "CLIENT_CTX";
+    pub const INJECT_SOCKETS: &str = "INJECT_SOCKETS";
+    pub const SOCKHASH: &str = "SOCKHASH";
 }
 
 /// Indices into the per-CPU `COUNTERS` array.
@@ -36,7 +40,14 @@ pub mod counter {
     pub const READ_FAILED: u32 = 3;
     /// Payload bytes copied into the ring buffer.
     pub const BYTES_COPIED: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// `traceparent` headers written into outgoing requests.
+    pub const INJECTED: u32 = 5;
+    /// Outgoing requests left alone because they carried a traceparent.
+    pub const INJECT_SKIPPED_HAS_HEADER: u32 = 6;
+    /// Outgoing requests not injected: the request line did not end in the
+    /// first send, or the kernel refused to grow the message.
+    pub const INJECT_FAILED: u32 = 7;
+    pub const COUNT: u32 = 8;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.
@@ -90,7 +101,62 @@ pub struct SockInfo {
     pub is_tcp: u8,
     /// 1 when one of the socket's ports is in TRACED_PORTS.
     pub port_selected: u8,
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 1],
+    /// Requests started on this socket since the agent saw it: pairs the
+    /// client's and the server's view of a request on one host.
+    pub request_seq: u32,
+}
+
+/// How the parent of a span was found (`TraceCtx::source`).
+pub mod ctx_source {
+    /// No parent: a root span.
+    pub const NONE: u8 = 0;
+    /// From a `traceparent` header in the request.
+    pub const HEADER: u8 = 1;
+    /// The server request being served on the same thread.
+    pub const THREAD: u8 = 2;
+    /// The client span at the other end of a connection on this host.
+    pub const CONNECTION: u8 = 3;
+}
+
+/// The trace context the kernel chose for one request, as seen by one
+/// process: the span it will become, and that span's parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceCtx {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// All zero for a root span.
+    pub parent_span_id: [u8; 8],
+    /// W3C trace flags (bit 0: sampled).
+    pub flags: u8,
+    /// `ctx_source::*`
+    pub source: u8,
+    /// 1 when this struct is filled in.
+    pub valid: u8,
+    /// 1 when the kernel wrote a `traceparent` header with these ids.
+    pub injected: u8,
+    pub _pad: [u8; 4],
+}
+
+/// Context of the server request a thread is serving.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadCtx {
+    pub ctx: TraceCtx,
+    /// The server connection the request came in on.
+    pub sock_id: u64,
+    pub ts: u64,
+}
+
+/// Key of CLIENT_CTX: a client connection's endpoints as the client sees
+/// them, and the number of the request on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnSeqKey {
+    pub tuple: ConnTuple,
+    pub seq: u32,
+    pub _pad: u32,
 }
 
 /// Syscall arguments saved at sys_enter for the matching sys_exit.
@@ -104,7 +170,18 @@ pub struct SyscallArgs {
     pub iovcnt: u32,
     pub op: u8,
     pub _pad: [u8; 7],
+    /// For a write that starts a client request: the context chosen for it
+    /// (sk_msg reads it to write the header).
+    pub ctx: TraceCtx,
+    /// Offset just past the request line's CRLF, where sk_msg inserts the
+    /// `traceparent` line; 0 when it must not (the request has its own).
+    pub inject_at: u32,
+    pub _pad2: u32,
 }
+
+/// Length of the line sk_msg inserts:
+/// `traceparent: 00-<32 hex>-<16 hex>-<2 hex>\r\n`.
+pub const TRACEPARENT_LINE_LEN: usize = 70;
 
 /// Values of `SyscallArgs::op`.
 pub mod op {
@@ -137,6 +214,8 @@ pub struct DataEvent {
     /// did not reach it).
     pub tail_len: u32,
     pub tuple: ConnTuple,
+    /// Set when this syscall started an HTTP/1 request.
+    pub ctx: TraceCtx,
     pub tail: [u8; TAIL_LEN],
     pub payload: [u8; MAX_CAPTURE],
 }
@@ -206,9 +285,14 @@ pub struct Config {
     pub selective: u8,
     /// 1 when TRACED_PORTS holds ports to select.
     pub select_ports: u8,
-    pub _pad: [u8; 2],
+    /// 1 when sk_msg writes `traceparent` into outgoing requests.
+    pub inject: u8,
+    pub _pad: u8,
     /// Offset of `child_pid` in the sched_process_fork tracepoint record.
     pub fork_child_pid_offset: u32,
+    /// Root spans are sampled when the trace id's low 8 bytes, big-endian,
+    /// shifted right by one, are below this (the OpenTelemetry ratio rule).
+    pub sample_threshold: u64,
     pub offsets: KernelOffsets,
 }
 
@@ -220,4 +304,7 @@ mod pod {
     unsafe impl aya::Pod for super::SockInfo {}
     unsafe impl aya::Pod for super::ConnTuple {}
     unsafe impl aya::Pod for super::SyscallArgs {}
+    unsafe impl aya::Pod for super::TraceCtx {}
+    unsafe impl aya::Pod for super::ThreadCtx {}
+    unsafe impl aya::Pod for super::ConnSeqKey {}
 }

@@ -31,6 +31,10 @@ pub static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65536
 #[map]
 pub static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0);
 
+/// Per-CPU place to build SyscallArgs before they go into ARGS.
+#[map]
+pub static ARGS_BUF: PerCpuArray<SyscallArgs> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 

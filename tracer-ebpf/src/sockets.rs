@@ -101,8 +101,10 @@ fn port_selected(cfg: &Config, tuple: &ConnTuple) -> u8 {
 }
 
 /// Resolve `fd` now (after accept/connect, or on first use) and cache it.
-#[inline(always)]
-pub fn resolve(cfg: &Config, tgid: u32, fd: u32, how: u8) -> Option<SockInfo> {
+/// Not inlined: its frame (a SockInfo being built) must not add to the
+/// callers' 512-byte stack.
+#[inline(never)]
+pub fn resolve(cfg: &Config, tgid: u32, fd: u32, how: u8) -> Option<&'static SockInfo> {
     let mut info = SockInfo {
         role: how,
         ..SockInfo::default()
@@ -111,17 +113,19 @@ pub fn resolve(cfg: &Config, tgid: u32, fd: u32, how: u8) -> Option<SockInfo> {
     if sk != 0 && describe(&cfg.offsets, sk, &mut info)? {
         info.port_selected = port_selected(cfg, &info.tuple);
     }
-    let _ = SOCKS.insert(sock_key(tgid, fd), info, 0);
-    Some(info)
+    let key = sock_key(tgid, fd);
+    let _ = SOCKS.insert(key, info, 0);
+    // SAFETY: map values stay valid for the rest of this program run.
+    unsafe { SOCKS.get(key) }
 }
 
 /// The cached description of `fd`, resolving it on first use. A cached entry
 /// for a socket that is not yet connected is refreshed.
 #[inline(always)]
-pub fn lookup(cfg: &Config, tgid: u32, fd: u32) -> Option<SockInfo> {
-    // SAFETY: the entry is copied out at once.
+pub fn lookup(cfg: &Config, tgid: u32, fd: u32) -> Option<&'static SockInfo> {
+    // SAFETY: map values stay valid for the rest of this program run.
     let how = match unsafe { SOCKS.get(sock_key(tgid, fd)) } {
-        Some(info) if info.is_tcp == 0 || info.tuple.remote_port != 0 => return Some(*info),
+        Some(info) if info.is_tcp == 0 || info.tuple.remote_port != 0 => return Some(info),
         Some(info) => info.role,
         None => role::UNKNOWN,
     };

@@ -7,12 +7,17 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    CloseEvent, DATA_HEADER_LEN, MAX_CAPTURE, MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN, counter,
-    direction, kind, op, role,
+    CloseEvent, Config, DATA_HEADER_LEN, MAX_CAPTURE, MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN,
+    counter, direction, kind, op, role,
 };
 
 use crate::{
-    maps::{ARGS, EVENTS, SCRATCH, SOCKS, config, connection_wanted, count, process_wanted},
+    context::{
+        client_request, is_request_start, is_response_start, server_request, server_responded,
+    },
+    maps::{
+        ARGS, ARGS_BUF, EVENTS, SCRATCH, SOCKS, config, connection_wanted, count, process_wanted,
+    },
     sockets::{lookup, resolve, sock_key},
 };
 
@@ -39,16 +44,38 @@ struct IoVec {
 fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, iov: IovArg) {
     let Some(cfg) = config() else { return };
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !process_wanted(cfg, (pid_tgid >> 32) as u32) {
+    let tgid = (pid_tgid >> 32) as u32;
+    if !process_wanted(cfg, tgid) {
         return;
     }
     // SAFETY: reading the tracepoint record at fixed ABI offsets.
     let Ok(fd) = (unsafe { ctx.read_at::<u64>(arg(fd_arg)) }) else {
         return;
     };
-    let mut args = SyscallArgs {
+    let fd = fd as u32;
+    // Data syscalls on anything but a traced TCP socket stop here, before
+    // any state is kept (most reads and writes are on files and pipes).
+    let sock = if op == op::READ || op == op::WRITE {
+        let Some(info) = lookup(cfg, tgid, fd) else {
+            return;
+        };
+        if info.is_tcp == 0 || !connection_wanted(cfg, tgid, info) {
+            return;
+        }
+        Some(info)
+    } else {
+        None
+    };
+    // Built in per-CPU memory: with its trace context it is too big for the
+    // 512-byte BPF stack next to everything else here.
+    let Some(args) = ARGS_BUF.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot, not shared with a nested program.
+    let args = unsafe { &mut *args };
+    *args = SyscallArgs {
         ts_enter: unsafe { bpf_ktime_get_ns() },
-        fd: fd as u32,
+        fd,
         op,
         ..SyscallArgs::default()
     };
@@ -69,9 +96,73 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
                 .unwrap_or(0) as u32;
         }
     }
-    if ARGS.insert(pid_tgid, args, 0).is_err() {
+    // A client request starting: choose its context now, before the bytes
+    // leave (sk_msg writes it; the server end may read it at once).
+    if op == op::WRITE
+        && let Some(info) = sock
+        && let Some((src, len)) = first_buffer(ctx, args, buf_arg)
+        && stage_request_head(cfg, src, len)
+    {
+        client_request(cfg, pid_tgid, info, args);
+    }
+    if ARGS.insert(pid_tgid, &*args, 0).is_err() {
         count(counter::ARGS_FULL, 1);
     }
+}
+
+/// Where the bytes a write is about to send start, and how many are there
+/// contiguously (the first iovec for vectored writes).
+#[inline(always)]
+fn first_buffer(
+    ctx: &TracePointContext,
+    args: &SyscallArgs,
+    buf_arg: Option<usize>,
+) -> Option<(u64, u64)> {
+    if args.buf == 0 {
+        return None;
+    }
+    if args.iovcnt != 0 {
+        // SAFETY: user pointer checked by the helper.
+        let iov = unsafe { bpf_probe_read_user(args.buf as *const IoVec) }.ok()?;
+        return Some((iov.base, iov.len));
+    }
+    // write/sendto: the count follows the buffer.
+    let n = buf_arg? + 1;
+    // SAFETY: fixed ABI offset.
+    let len = unsafe { ctx.read_at::<u64>(arg(n)) }.ok()?;
+    Some((args.buf, len))
+}
+
+/// Copy the start of an outgoing message into the scratch payload (free at
+/// sys_enter) if it starts an HTTP/1 request, so its head can be scanned.
+#[inline(always)]
+fn stage_request_head(cfg: &Config, src: u64, len: u64) -> bool {
+    if len < 8 {
+        return false;
+    }
+    // SAFETY: user pointer checked by the helper.
+    let Ok(first) = (unsafe { bpf_probe_read_user(src as *const [u8; 8]) }) else {
+        return false;
+    };
+    if !is_request_start(&first) {
+        return false;
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch, free while no exit program runs on this CPU.
+    let ev = unsafe { &mut (*scratch).event };
+    let want = if (cfg.capture_len as u64) < len {
+        cfg.capture_len as u64
+    } else {
+        len
+    };
+    let n = bounded(want);
+    if n == 0 || !copy_user(ev.payload.as_mut_ptr(), src, n) {
+        return false;
+    }
+    ev.cap_len = n as u32;
+    true
 }
 
 #[derive(Clone, Copy)]
@@ -205,8 +296,8 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
             let Some(info) = lookup(cfg, tgid, args.fd) else {
                 return 0;
             };
-            if info.is_tcp != 0 && connection_wanted(cfg, tgid, &info) {
-                emit_data(cfg.capture_len, pid_tgid, &args, &info, ret as u64);
+            if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
+                emit_data(cfg, pid_tgid, &args, info, ret as u64);
             }
         }
         _ => {}
@@ -215,7 +306,8 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-fn emit_data(capture_len: u32, pid_tgid: u64, args: &SyscallArgs, info: &SockInfo, total: u64) {
+fn emit_data(cfg: &Config, pid_tgid: u64, args: &SyscallArgs, info: &SockInfo, total: u64) {
+    let capture_len = cfg.capture_len;
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -256,6 +348,24 @@ fn emit_data(capture_len: u32, pid_tgid: u64, args: &SyscallArgs, info: &SockInf
         }
     } else if args.buf != 0 {
         copy_iov(ev, args.buf, args.iovcnt, want, total);
+    }
+    ev.ctx = args.ctx;
+    if ev.cap_len >= 8 {
+        let first: [u8; 8] = [
+            ev.payload[0],
+            ev.payload[1],
+            ev.payload[2],
+            ev.payload[3],
+            ev.payload[4],
+            ev.payload[5],
+            ev.payload[6],
+            ev.payload[7],
+        ];
+        if args.op == op::READ && is_request_start(&first) {
+            server_request(cfg, pid_tgid, ev);
+        } else if args.op == op::WRITE && is_response_start(&first) {
+            server_responded(pid_tgid, info.sock_id);
+        }
     }
     let len = DATA_HEADER_LEN + bounded(ev.cap_len as u64);
     // SAFETY: `len` is at most the size of the event.

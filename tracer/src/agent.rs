@@ -65,6 +65,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ring_bytes: args.ring_buffer_mib * 1024 * 1024,
         selective: args.selective(),
         ports: args.ports.clone(),
+        inject: !args.no_inject,
+        sample_threshold: 1 << 63,
     })?;
     let selection = Selection {
         pids: args.pids.clone(),

@@ -59,6 +59,11 @@ pub struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,
 
+    /// Do not write `traceparent` into outgoing HTTP/1 requests (then hops
+    /// between processes on this host are still linked by their connection).
+    #[arg(long)]
+    pub no_inject: bool,
+
     /// Export query strings in url.query / url.full (secrets still redacted).
     #[arg(long)]
     pub capture_query: bool,

@@ -4,10 +4,12 @@
 pub mod agent;
 pub mod cli;
 pub mod conn;
+pub mod context;
 pub mod events;
 pub mod export;
 pub mod probes;
 pub mod process;
 pub mod protocols;
+pub mod sampling;
 pub mod spans;
 pub mod stats;

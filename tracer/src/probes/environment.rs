@@ -51,6 +51,17 @@ fn mount_if_missing(fstype: &str, target: &str, probe: &str) -> anyhow::Result<(
     Ok(())
 }
 
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on most
+/// systems, `/sys/fs/cgroup/unified` on hybrid ones).
+pub fn cgroup2_root() -> Option<std::path::PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        let (_, target, fstype) = (f.next()?, f.next()?, f.next()?);
+        (fstype == "cgroup2").then(|| target.into())
+    })
+}
+
 fn is_mounted(target: &str) -> bool {
     fs::read_to_string("/proc/self/mounts")
         .map(|m| m.lines().any(|l| l.split(' ').nth(1) == Some(target)))

@@ -5,10 +5,10 @@ pub mod kernel_offsets;
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, SockHash},
+    programs::{CgroupAttachMode, SkMsg, SockOps, TracePoint},
 };
-use log::{debug, info};
+use log::{debug, info, warn};
 use tracer_common::{Config, MAX_CAPTURE, counter, maps};
 
 /// (program, tracepoint category, tracepoint name) for every attachment.
@@ -53,6 +53,10 @@ pub struct ProbeOptions {
     /// A selection was given: only selected processes/ports are traced.
     pub selective: bool,
     pub ports: Vec<u16>,
+    /// Write `traceparent` into outgoing HTTP/1 requests (sock_ops + sk_msg).
+    pub inject: bool,
+    /// Root-span sampling threshold (see `Config::sample_threshold`).
+    pub sample_threshold: u64,
 }
 
 /// The loaded programs; dropping it detaches everything.
@@ -63,6 +67,9 @@ pub struct Probes {
     pub traced_pids: Option<HashMap<MapData, u32, u8>>,
     pub counters: PerCpuArray<MapData, u64>,
     pub events: Option<RingBuf<MapData>>,
+    config: Array<MapData, Config>,
+    /// Whether sk_msg injection is attached.
+    pub injecting: bool,
 }
 
 impl Probes {
@@ -86,11 +93,13 @@ impl Probes {
             capture_len: opts.capture_len.min(MAX_CAPTURE as u32),
             selective: opts.selective as u8,
             select_ports: !opts.ports.is_empty() as u8,
+            inject: opts.inject as u8,
+            sample_threshold: opts.sample_threshold,
             fork_child_pid_offset,
             offsets,
             ..Config::default()
         };
-        let mut config_map: Array<_, Config> = Array::try_from(map(&mut ebpf, maps::CONFIG)?)?;
+        let mut config_map: Array<_, Config> = Array::try_from(take(&mut ebpf, maps::CONFIG)?)?;
         config_map.set(0, config, 0).context("writing CONFIG")?;
         let mut ports: HashMap<_, u16, u8> =
             HashMap::try_from(map(&mut ebpf, maps::TRACED_PORTS)?)?;
@@ -113,6 +122,7 @@ impl Probes {
                 .with_context(|| format!("attaching {prog} to {category}:{name}"))?;
         }
         info!("{} tracepoints attached", ATTACHMENTS.len());
+        let injecting = opts.inject && attach_injection(&mut ebpf)?;
 
         let traced_pids = HashMap::try_from(take(&mut ebpf, maps::TRACED_PIDS)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)?;
@@ -122,7 +132,20 @@ impl Probes {
             traced_pids: Some(traced_pids),
             counters,
             events: Some(events),
+            config: config_map,
+            injecting,
         })
+    }
+
+    /// Change the root sampling threshold the kernel uses (adaptive rate
+    /// limiting moves it at run time).
+    pub fn set_sample_threshold(&mut self, threshold: u64) -> anyhow::Result<()> {
+        let mut config = self.config.get(&0, 0).context("reading CONFIG")?;
+        if config.sample_threshold != threshold {
+            config.sample_threshold = threshold;
+            self.config.set(0, config, 0).context("writing CONFIG")?;
+        }
+        Ok(())
     }
 
     /// Kernel-side counters summed over CPUs, indexed by `counter::*`.
@@ -145,4 +168,48 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::maps::
 fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
     ebpf.take_map(name)
         .ok_or_else(|| anyhow!("map {name} missing from the kernel object"))
+}
+
+/// Attach sock_ops to the cgroup v2 root and sk_msg to the SockHash. Missing
+/// pieces (no cgroup v2, a kernel without sk_msg) turn injection off with a
+/// warning: tracing goes on.
+fn attach_injection(ebpf: &mut Ebpf) -> anyhow::Result<bool> {
+    let Some(root) = environment::cgroup2_root() else {
+        warn!("no cgroup v2 mount: traceparent injection is off");
+        return Ok(false);
+    };
+    let result = (|| -> anyhow::Result<()> {
+        let sockhash: SockHash<_, u64> = SockHash::try_from(
+            ebpf.map(maps::SOCKHASH)
+                .ok_or_else(|| anyhow!("map {} missing", maps::SOCKHASH))?,
+        )?;
+        let sockhash_fd = sockhash.fd().try_clone()?;
+        let sk_msg: &mut SkMsg = ebpf
+            .program_mut("inject_traceparent")
+            .ok_or_else(|| anyhow!("program inject_traceparent missing"))?
+            .try_into()?;
+        sk_msg.load().context("loading sk_msg")?;
+        sk_msg.attach(&sockhash_fd).context("attaching sk_msg")?;
+        let sock_ops: &mut SockOps = ebpf
+            .program_mut("track_client_sockets")
+            .ok_or_else(|| anyhow!("program track_client_sockets missing"))?
+            .try_into()?;
+        sock_ops.load().context("loading sock_ops")?;
+        let cgroup =
+            std::fs::File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+        sock_ops
+            .attach(cgroup, CgroupAttachMode::Single)
+            .context("attaching sock_ops to the cgroup v2 root")?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            info!("traceparent injection on (sock_ops on {})", root.display());
+            Ok(true)
+        }
+        Err(e) => {
+            warn!("traceparent injection is off: {e:#}");
+            Ok(false)
+        }
+    }
 }

@@ -1,0 +1,177 @@
+//! Writing `traceparent` into outgoing HTTP/1 requests without
+//! bpf_probe_write_user: sock_ops puts the client sockets of traced
+//! processes into a SockHash as they connect, and sk_msg, which runs on each
+//! sendmsg of those sockets, inserts the header line after the request line
+//! using the ids the write's sys_enter chose (kept in ARGS).
+use aya_ebpf::{
+    bindings::{BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_TCP_CONNECT_CB, sk_action},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_socket_cookie,
+        generated::{bpf_msg_pull_data, bpf_msg_push_data},
+    },
+    macros::{map, sk_msg, sock_ops},
+    maps::{LruHashMap, SockHash},
+    programs::{SkMsgContext, SockOpsContext},
+};
+use tracer_common::{TRACEPARENT_LINE_LEN, counter, op};
+
+use crate::maps::{ARGS, TRACED_PORTS, config, count, process_wanted};
+
+/// Client sockets of traced processes, by socket cookie, between connect()
+/// and the handshake's end (when they can join the SockHash).
+#[map]
+pub static INJECT_SOCKETS: LruHashMap<u64, u8> = LruHashMap::with_max_entries(16384, 0);
+
+/// The sockets sk_msg runs on; the kernel drops them when they close.
+#[map]
+pub static SOCKHASH: SockHash<u64> = SockHash::with_max_entries(65536, 0);
+
+/// Longest request line the header can follow.
+const MAX_LINE: u32 = 1024;
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[sock_ops]
+pub fn track_client_sockets(ctx: SockOpsContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    if cfg.inject == 0 {
+        return 0;
+    }
+    match ctx.op() {
+        // Runs in connect(), in the connecting process.
+        BPF_SOCK_OPS_TCP_CONNECT_CB => {
+            let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+            if !process_wanted(cfg, tgid) {
+                return 0;
+            }
+            if cfg.selective != 0 && cfg.select_ports != 0 {
+                // Selected by port alone: only connections to those ports.
+                // Network order, in the high 16 bits.
+                let port = u16::from_be((ctx.remote_port() >> 16) as u16);
+                // One lookup, then the other: LLVM would otherwise OR the
+                // two map pointers, which the verifier rejects.
+                // SAFETY: presence tests only.
+                if unsafe { crate::maps::TRACED_PIDS.get(tgid).is_none() } {
+                    let hit = TRACED_PORTS.get_ptr(port);
+                    if hit.is_none() {
+                        return 0;
+                    }
+                }
+            }
+            // SAFETY: the context is the sock_ops context the helper expects.
+            let cookie = unsafe { bpf_get_socket_cookie(ctx.ops as *mut _) };
+            let _ = INJECT_SOCKETS.insert(cookie, 1, 0);
+        }
+        // May run in softirq: the cookie says whether it is ours.
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB => {
+            // SAFETY: as above.
+            let mut cookie = unsafe { bpf_get_socket_cookie(ctx.ops as *mut _) };
+            // SAFETY: presence test only.
+            if unsafe { INJECT_SOCKETS.get(cookie).is_none() } {
+                return 0;
+            }
+            let _ = INJECT_SOCKETS.remove(cookie);
+            // SAFETY: ctx.ops is the live sock_ops context.
+            let _ = SOCKHASH.update(&mut cookie, unsafe { &mut *ctx.ops }, 0);
+        }
+        _ => {}
+    }
+    0
+}
+
+#[sk_msg]
+pub fn inject_traceparent(ctx: SkMsgContext) -> u32 {
+    try_inject(&ctx);
+    sk_action::SK_PASS
+}
+
+#[inline(always)]
+fn try_inject(ctx: &SkMsgContext) {
+    let Some(cfg) = config() else { return };
+    if cfg.inject == 0 {
+        return;
+    }
+    // The write in flight on this thread, as its sys_enter saw it.
+    let Some(args) = ARGS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
+        return;
+    };
+    // SAFETY: this thread's entry; only this thread touches it meanwhile.
+    let args = unsafe { &mut *args };
+    if args.op != op::WRITE || args.ctx.valid == 0 || args.ctx.injected != 0 {
+        return;
+    }
+    let at = args.inject_at;
+    // Only the first message of the write can hold the request line.
+    args.inject_at = 0;
+    if at < 16 || at > MAX_LINE {
+        return;
+    }
+    if ctx.size() < at {
+        // The request line did not fit in this send.
+        count(counter::INJECT_FAILED, 1);
+        return;
+    }
+    if write_line(ctx, at, args) {
+        args.ctx.injected = 1;
+        count(counter::INJECTED, 1);
+    } else {
+        count(counter::INJECT_FAILED, 1);
+    }
+}
+
+#[inline(always)]
+fn write_line(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) -> bool {
+    let line = TRACEPARENT_LINE_LEN as u32;
+    // SAFETY: the sk_msg context; helpers check their arguments.
+    unsafe {
+        if bpf_msg_pull_data(ctx.msg, 0, at, 0) != 0 {
+            return false;
+        }
+        // The bytes before `at` must still end the request line. The
+        // verifier wants packet reads at non-negative offsets from a pointer
+        // checked against data_end.
+        let (data, end) = (ctx.data(), ctx.data_end());
+        let crlf = data + ((at - 2) & (MAX_LINE * 2 - 1)) as usize;
+        if crlf + 2 > end {
+            return false;
+        }
+        if *(crlf as *const u8) != b'\r' || *((crlf + 1) as *const u8) != b'\n' {
+            return false;
+        }
+        if bpf_msg_push_data(ctx.msg, at, line, 0) != 0 {
+            return false;
+        }
+        if bpf_msg_pull_data(ctx.msg, at, at + line, 0) != 0 {
+            return false;
+        }
+        // After pull_data the message starts at `at`.
+        let (data, end) = (ctx.data(), ctx.data_end());
+        if data + TRACEPARENT_LINE_LEN > end {
+            return false;
+        }
+        let out = data as *mut u8;
+        let prefix = b"traceparent: 00-";
+        for (i, b) in prefix.iter().enumerate() {
+            *out.add(i) = *b;
+        }
+        let mut pos = prefix.len();
+        for b in args.ctx.trace_id {
+            *out.add(pos) = HEX[(b >> 4) as usize];
+            *out.add(pos + 1) = HEX[(b & 15) as usize];
+            pos += 2;
+        }
+        *out.add(pos) = b'-';
+        pos += 1;
+        for b in args.ctx.span_id {
+            *out.add(pos) = HEX[(b >> 4) as usize];
+            *out.add(pos + 1) = HEX[(b & 15) as usize];
+            pos += 2;
+        }
+        *out.add(pos) = b'-';
+        let flags = args.ctx.flags & 1;
+        *out.add(pos + 1) = b'0';
+        *out.add(pos + 2) = b'0' + flags;
+        *out.add(pos + 3) = b'\r';
+        *out.add(pos + 4) = b'\n';
+    }
+    true
+}

@@ -176,7 +176,9 @@ pub struct SyscallArgs {
     /// Offset just past the request line's CRLF, where sk_msg inserts the
     /// `traceparent` line; 0 when it must not (the request has its own).
     pub inject_at: u32,
-    pub _pad2: u32,
+    /// Offset of the value of a `traceparent` the process forwarded from
+    /// the request it serves: sk_msg overwrites it in place. 0: none.
+    pub overwrite_at: u32,
 }
 
 /// Length of the line sk_msg inserts:

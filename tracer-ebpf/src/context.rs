@@ -114,33 +114,47 @@ pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut S
     let now = args.ts_enter;
     let fd = args.fd;
     let len = scratch_len();
+    // SAFETY: copied out at once.
+    let thread = match unsafe { THREAD_CTX.get(pid_tgid) }.copied() {
+        Some(t) if now.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS => Some(t),
+        _ => None,
+    };
     let ctx = &mut args.ctx;
     *ctx = TraceCtx {
         valid: 1,
         ..TraceCtx::default()
     };
-    // An SDK-instrumented client sent its own context: adopt it, and leave
-    // the request alone.
-    if find_traceparent(len, ctx) {
+    args.inject_at = 0;
+    args.overwrite_at = 0;
+    let header_at = find_traceparent(len, ctx);
+    let forwarded = header_at != 0
+        && thread.is_some_and(|t| {
+            t.ctx.trace_id == ctx.trace_id && t.ctx.parent_span_id == ctx.parent_span_id
+        });
+    if header_at != 0 && !forwarded {
+        // An SDK-instrumented client sent its own context: adopt it, and
+        // leave the request alone.
         ctx.source = ctx_source::HEADER;
-        ctx.span_id = new_span_id();
-        args.inject_at = 0;
-        return;
-    }
-    args.inject_at = if cfg.inject != 0 {
-        find_line_end(len)
     } else {
-        0
-    };
-    // SAFETY: copied out at once.
-    match unsafe { THREAD_CTX.get(pid_tgid) }.copied() {
-        Some(t) if now.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS => {
-            ctx.trace_id = t.ctx.trace_id;
-            ctx.parent_span_id = t.ctx.span_id;
-            ctx.flags = t.ctx.flags;
-            ctx.source = ctx_source::THREAD;
+        if cfg.inject != 0 {
+            if forwarded {
+                // A proxy passing on the header it was sent: the callee's
+                // parent is this client span, so the value is replaced in
+                // place (same length).
+                args.overwrite_at = header_at;
+            } else {
+                args.inject_at = find_line_end(len);
+            }
         }
-        _ => new_root(cfg, ctx),
+        match thread {
+            Some(t) => {
+                ctx.trace_id = t.ctx.trace_id;
+                ctx.parent_span_id = t.ctx.span_id;
+                ctx.flags = t.ctx.flags;
+                ctx.source = ctx_source::THREAD;
+            }
+            None => new_root(cfg, ctx),
+        }
     }
     ctx.span_id = new_span_id();
     let seq = next_seq((pid_tgid >> 32) as u32, fd);
@@ -162,25 +176,29 @@ pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
         ..TraceCtx::default()
     };
     let seq = next_seq((pid_tgid >> 32) as u32, ev.fd);
-    if find_traceparent(ev.cap_len, ctx) {
-        ctx.source = ctx_source::HEADER;
-    } else {
-        let key = ConnSeqKey {
-            tuple: reversed(&ev.tuple),
-            seq,
-            _pad: 0,
-        };
-        // SAFETY: copied out at once.
-        match unsafe { CLIENT_CTX.get(key) }.copied() {
-            Some(client) => {
-                ctx.trace_id = client.trace_id;
-                ctx.parent_span_id = client.span_id;
-                ctx.flags = client.flags;
-                ctx.source = ctx_source::CONNECTION;
-                let _ = CLIENT_CTX.remove(key);
-            }
-            None => new_root(cfg, ctx),
+    let header = find_traceparent(ev.cap_len, ctx) != 0;
+    let key = ConnSeqKey {
+        tuple: reversed(&ev.tuple),
+        seq,
+        _pad: 0,
+    };
+    // The client end on this host, if it was traced: its own context is
+    // more precise than a header it merely passed on, unless that header is
+    // an SDK's own (then both agree on the SDK's span).
+    // SAFETY: copied out at once.
+    let client = unsafe { CLIENT_CTX.get(key) }.copied();
+    match client {
+        Some(c) if c.source != ctx_source::HEADER && (!header || c.trace_id == ctx.trace_id) => {
+            ctx.trace_id = c.trace_id;
+            ctx.parent_span_id = c.span_id;
+            ctx.flags = c.flags;
+            ctx.source = ctx_source::CONNECTION;
         }
+        _ if header => ctx.source = ctx_source::HEADER,
+        _ => new_root(cfg, ctx),
+    }
+    if client.is_some() {
+        let _ = CLIENT_CTX.remove(key);
     }
     ctx.span_id = new_span_id();
     let thread = ThreadCtx {
@@ -270,9 +288,10 @@ struct Scan {
 }
 
 /// Look for `traceparent` among the header lines of the request in the
-/// scratch payload and parse it into `ctx`.
+/// scratch payload and parse it into `ctx` (trace id, the caller's span as
+/// `parent_span_id`, flags). Returns the offset of its value, 0 if none.
 #[inline(always)]
-fn find_traceparent(len: u32, ctx: &mut TraceCtx) -> bool {
+fn find_traceparent(len: u32, ctx: &mut TraceCtx) -> u32 {
     let mut scan = Scan {
         len: if len < SCAN_LIMIT { len } else { SCAN_LIMIT },
         value_at: 0,
@@ -286,7 +305,11 @@ fn find_traceparent(len: u32, ctx: &mut TraceCtx) -> bool {
             0,
         );
     }
-    scan.value_at != 0 && parse_traceparent(scan.value_at, scan.len, ctx)
+    if scan.value_at != 0 && parse_traceparent(scan.value_at, scan.len, ctx) {
+        scan.value_at
+    } else {
+        0
+    }
 }
 
 /// bpf_loop callback: at byte `i`, is a `traceparent:` line starting?

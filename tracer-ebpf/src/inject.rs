@@ -29,6 +29,8 @@ pub static SOCKHASH: SockHash<u64> = SockHash::with_max_entries(65536, 0);
 /// Longest request line the header can follow.
 const MAX_LINE: u32 = 1024;
 const HEX: &[u8; 16] = b"0123456789abcdef";
+/// `00-<32 hex>-<16 hex>-<2 hex>`
+const VALUE_LEN: u32 = 55;
 
 #[sock_ops]
 pub fn track_client_sockets(ctx: SockOpsContext) -> u32 {
@@ -99,18 +101,21 @@ fn try_inject(ctx: &SkMsgContext) {
     if args.op != op::WRITE || args.ctx.valid == 0 || args.ctx.injected != 0 {
         return;
     }
-    let at = args.inject_at;
-    // Only the first message of the write can hold the request line.
+    let (at, overwrite) = (args.inject_at, args.overwrite_at);
+    // Only the first message of the write can hold the request head.
     args.inject_at = 0;
-    if at < 16 || at > MAX_LINE {
+    args.overwrite_at = 0;
+    let done = if overwrite != 0 {
+        overwrite <= MAX_LINE
+            && ctx.size() >= overwrite + VALUE_LEN
+            && overwrite_value(ctx, overwrite, args)
+    } else if (16..=MAX_LINE).contains(&at) {
+        // A request line that did not fit in this send fails here.
+        ctx.size() >= at && write_line(ctx, at, args)
+    } else {
         return;
-    }
-    if ctx.size() < at {
-        // The request line did not fit in this send.
-        count(counter::INJECT_FAILED, 1);
-        return;
-    }
-    if write_line(ctx, at, args) {
+    };
+    if done {
         args.ctx.injected = 1;
         count(counter::INJECTED, 1);
     } else {
@@ -149,11 +154,51 @@ fn write_line(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) ->
             return false;
         }
         let out = data as *mut u8;
-        let prefix = b"traceparent: 00-";
+        let prefix = b"traceparent: ";
         for (i, b) in prefix.iter().enumerate() {
             *out.add(i) = *b;
         }
-        let mut pos = prefix.len();
+        write_value(out.add(prefix.len()), args);
+        *out.add(TRACEPARENT_LINE_LEN - 2) = b'\r';
+        *out.add(TRACEPARENT_LINE_LEN - 1) = b'\n';
+    }
+    true
+}
+
+/// Replace the 55-byte value of a forwarded `traceparent` at `at`.
+#[inline(always)]
+fn overwrite_value(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) -> bool {
+    // SAFETY: the sk_msg context; helpers check their arguments.
+    unsafe {
+        if bpf_msg_pull_data(ctx.msg, at, at + VALUE_LEN, 0) != 0 {
+            return false;
+        }
+        let (data, end) = (ctx.data(), ctx.data_end());
+        if data + VALUE_LEN as usize > end {
+            return false;
+        }
+        let out = data as *mut u8;
+        // Still the value we saw at sys_enter: version 00 and its dashes.
+        if *out != b'0' || *out.add(2) != b'-' || *out.add(35) != b'-' || *out.add(52) != b'-' {
+            return false;
+        }
+        write_value(out, args);
+    }
+    true
+}
+
+/// `00-<trace id>-<span id>-<flags>` (55 bytes) at `out`.
+///
+/// # Safety
+/// `out` must have 55 writable bytes.
+#[inline(always)]
+unsafe fn write_value(out: *mut u8, args: &tracer_common::SyscallArgs) {
+    // SAFETY: the caller checked 55 bytes.
+    unsafe {
+        *out = b'0';
+        *out.add(1) = b'0';
+        *out.add(2) = b'-';
+        let mut pos = 3;
         for b in args.ctx.trace_id {
             *out.add(pos) = HEX[(b >> 4) as usize];
             *out.add(pos + 1) = HEX[(b & 15) as usize];
@@ -167,11 +212,7 @@ fn write_line(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) ->
             pos += 2;
         }
         *out.add(pos) = b'-';
-        let flags = args.ctx.flags & 1;
         *out.add(pos + 1) = b'0';
-        *out.add(pos + 2) = b'0' + flags;
-        *out.add(pos + 3) = b'\r';
-        *out.add(pos + 4) = b'\n';
+        *out.add(pos + 2) = b'0' + (args.ctx.flags & 1);
     }
-    true
 }

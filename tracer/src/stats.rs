@@ -46,6 +46,15 @@ counters! {
     drop_conn_table_full,
     /// Spans built.
     spans_created,
+    /// Spans not exported because their trace was not sampled.
+    spans_unsampled,
+    /// Requests whose trace-context header was present but invalid (a new
+    /// trace was started instead).
+    context_invalid_header,
+    /// traceparent headers the kernel wrote into outgoing requests.
+    context_injected,
+    /// Outgoing requests that could not be injected (request line split).
+    context_inject_failed,
     /// Dropped: the channel to the exporter was full.
     drop_export_queue_full,
     /// Spans exported successfully.

@@ -2,8 +2,12 @@
 //! → spans, handed to the exporter without ever blocking.
 use std::sync::Arc;
 
-use super::table::{Conn, ConnKey, ConnTable, Slot};
+use super::{
+    recent::RecentIds,
+    table::{Conn, ConnKey, ConnTable, Slot},
+};
 use crate::{
+    context::parent,
     events::{DataHeader, Event, reader::EventHandler},
     process::{ProcessTable, selection::Selection},
     protocols::http1::{Chunk, Direction, Output, ParseError},
@@ -42,6 +46,8 @@ pub struct Pipeline<S, P> {
     clock: Clock,
     opts: HttpSpanOptions,
     out: Output,
+    /// Span ids the kernel recently wrote into outgoing requests.
+    injected: RecentIds,
     /// Newest kernel timestamp seen: the agent's notion of "now".
     now: u64,
     last_sweep: u64,
@@ -68,6 +74,7 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
             clock: Clock::new(),
             opts,
             out: Output::default(),
+            injected: RecentIds::new(8192),
             now: 0,
             last_sweep: 0,
         }
@@ -106,6 +113,13 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
             } else {
                 Direction::Egress
             };
+            if h.ctx.valid != 0 {
+                let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
+                conn.remember_context(starts_at, h.ctx);
+                if h.ctx.injected != 0 {
+                    self.injected.insert(h.ctx.span_id);
+                }
+            }
             let chunk = Chunk {
                 data: payload,
                 total_len: h.total_len,
@@ -114,8 +128,16 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
                 ts_end: h.ts_exit,
             };
             conn.parser.feed(dir, &chunk, &mut self.out);
-            let (ends, process) = (conn.ends, conn.process.clone());
-            self.emit(&ends, &process);
+            Self::emit(
+                &mut self.out,
+                conn,
+                &self.stats,
+                &mut self.ids,
+                &self.injected,
+                &mut self.sink,
+                self.clock,
+                self.opts,
+            );
         }
         if let Some(old) = replaced {
             self.finish(old, h.ts_enter);
@@ -123,24 +145,49 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
     }
 
     /// Turn what the parser produced into spans and counters.
-    fn emit(&mut self, ends: &http::Endpoints, process: &crate::process::ProcessInfo) {
-        for err in self.out.errors.drain(..) {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "disjoint borrows of self's fields"
+    )]
+    fn emit(
+        out: &mut Output,
+        conn: &mut Conn,
+        stats: &Stats,
+        ids: &mut IdGenerator,
+        injected: &RecentIds,
+        sink: &mut S,
+        clock: Clock,
+        opts: HttpSpanOptions,
+    ) {
+        for err in out.errors.drain(..) {
             let counter = match err {
-                ParseError::HeadTruncated => &self.stats.drop_http_head_truncated,
-                ParseError::PipelineOverflow => &self.stats.drop_http_pipeline_overflow,
+                ParseError::HeadTruncated => &stats.drop_http_head_truncated,
+                ParseError::PipelineOverflow => &stats.drop_http_pipeline_overflow,
                 ParseError::Malformed
                 | ParseError::TooManyHeaders
                 | ParseError::HeadTooLarge
-                | ParseError::UnexpectedResponse => &self.stats.drop_http_parse_error,
+                | ParseError::UnexpectedResponse => &stats.drop_http_parse_error,
             };
             Stats::inc(counter);
         }
-        for ex in self.out.exchanges.drain(..) {
-            Stats::inc(&self.stats.http_exchanges);
-            let span = http::build(&ex, ends, process, self.clock, &mut self.ids, self.opts);
-            Stats::inc(&self.stats.spans_created);
-            if !self.sink.send(span) {
-                Stats::inc(&self.stats.drop_export_queue_full);
+        for ex in out.exchanges.drain(..) {
+            Stats::inc(&stats.http_exchanges);
+            let kernel = conn.take_context(ex.request_start);
+            let (identity, notes) =
+                parent::choose(kernel.as_ref(), &ex.request.headers, ids, |id| {
+                    injected.contains(id)
+                });
+            if notes.invalid_header.is_some() {
+                Stats::inc(&stats.context_invalid_header);
+            }
+            if !identity.sampled {
+                Stats::inc(&stats.spans_unsampled);
+                continue;
+            }
+            let span = http::build(&ex, &conn.ends, &conn.process, clock, identity, opts);
+            Stats::inc(&stats.spans_created);
+            if !sink.send(span) {
+                Stats::inc(&stats.drop_export_queue_full);
             }
         }
     }
@@ -148,7 +195,16 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
     /// The connection is gone: let the parser finish what it can.
     fn finish(&mut self, mut conn: Conn, ts: u64) {
         conn.parser.close(ts, &mut self.out);
-        self.emit(&conn.ends, &conn.process);
+        Self::emit(
+            &mut self.out,
+            &mut conn,
+            &self.stats,
+            &mut self.ids,
+            &self.injected,
+            &mut self.sink,
+            self.clock,
+            self.opts,
+        );
     }
 
     fn on_exec(&mut self, pid: u32, comm: &[u8; 16]) {

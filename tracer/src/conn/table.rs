@@ -2,12 +2,12 @@
 //! the HTTP/1 parser of its byte streams. Bounded in size; idle entries age
 //! out.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
 
-use tracer_common::ConnTuple;
+use tracer_common::{ConnTuple, TraceCtx};
 
 use crate::{
     process::ProcessInfo,
@@ -30,6 +30,37 @@ pub struct Conn {
     pub parser: Http1Connection,
     /// Monotonic ns of the last event.
     pub last_seen: u64,
+    /// Trace contexts the kernel chose for requests on this connection, by
+    /// the timestamp their exchange will start at; oldest first.
+    pub contexts: VecDeque<(u64, TraceCtx)>,
+}
+
+/// Contexts kept per connection for exchanges not finished yet (pipelining
+/// depth); older ones are dropped.
+const MAX_CONTEXTS: usize = 64;
+
+impl Conn {
+    pub fn remember_context(&mut self, request_start: u64, ctx: TraceCtx) {
+        if self.contexts.len() == MAX_CONTEXTS {
+            self.contexts.pop_front();
+        }
+        self.contexts.push_back((request_start, ctx));
+    }
+
+    /// The context of the exchange that started at `request_start`; older
+    /// ones can no longer match and are dropped.
+    pub fn take_context(&mut self, request_start: u64) -> Option<TraceCtx> {
+        while let Some(&(ts, ctx)) = self.contexts.front() {
+            if ts > request_start {
+                return None;
+            }
+            self.contexts.pop_front();
+            if ts == request_start {
+                return Some(ctx);
+            }
+        }
+        None
+    }
 }
 
 pub struct ConnTable {
@@ -81,6 +112,7 @@ impl ConnTable {
             process: process(),
             parser: Http1Connection::new(limits),
             last_seen: now,
+            contexts: VecDeque::new(),
         });
         conn.last_seen = now;
         (Slot::Live(conn), replaced)

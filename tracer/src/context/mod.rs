@@ -1,1 +1,2 @@
+pub mod parent;
 pub mod propagation;

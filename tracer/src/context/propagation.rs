@@ -102,18 +102,17 @@ pub enum InvalidReason {
 /// Extracts the caller's trace context from a request's headers (names
 /// lowercased, values trimmed).
 pub fn extract(headers: &[(String, String)]) -> Extracted {
-    let candidates = [
-        extract_w3c(headers),
-        extract_b3_single(headers),
-        extract_b3_multi(headers),
-    ];
+    type Extractor = fn(&[(String, String)]) -> Option<Result<TraceContext, InvalidReason>>;
+    // In order of precedence; later ones are not even parsed once one is valid.
+    const EXTRACTORS: [Extractor; 3] = [extract_w3c, extract_b3_single, extract_b3_multi];
     let mut first_invalid = None;
-    for candidate in candidates.into_iter().flatten() {
-        match candidate {
-            Ok(context) => return Extracted::Valid(context),
-            Err(reason) => {
+    for extractor in EXTRACTORS {
+        match extractor(headers) {
+            Some(Ok(context)) => return Extracted::Valid(context),
+            Some(Err(reason)) => {
                 first_invalid.get_or_insert(reason);
             }
+            None => {}
         }
     }
     first_invalid.map_or(Extracted::None, Extracted::Invalid)

@@ -1,6 +1,7 @@
 //! Ring-buffer records → owned events. Pure: bytes in, values out.
 use tracer_common::{
-    CloseEvent, ConnTuple, DATA_HEADER_LEN, DataEvent, ProcEvent, TAIL_LEN, direction, kind,
+    CloseEvent, ConnTuple, DATA_HEADER_LEN, DataEvent, ProcEvent, TAIL_LEN, TraceCtx, direction,
+    kind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,6 +29,9 @@ pub struct DataHeader {
     pub ts_exit: u64,
     pub total_len: u64,
     pub tuple: ConnTuple,
+    /// The trace context the kernel chose, when this syscall started a
+    /// request (`ctx.valid`).
+    pub ctx: TraceCtx,
 }
 
 #[derive(Debug)]
@@ -102,6 +106,7 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
                     ts_exit: ev.ts_exit,
                     total_len: ev.total_len,
                     tuple: ev.tuple,
+                    ctx: ev.ctx,
                 },
                 payload: &record[DATA_HEADER_LEN..DATA_HEADER_LEN + claimed],
                 tail: &record[tail_start..tail_start + ev.tail_len as usize],

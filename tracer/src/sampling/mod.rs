@@ -121,12 +121,23 @@ impl SamplingState {
     /// For rate limiting, an estimate of the ratio that would keep root traces
     /// at the limit: `min(1, per_second / offered_rate)`, where offered_rate
     /// is an exponentially weighted moving average (half-life about one
-    /// second) of the root traces per second offered to this state, measured
-    /// over windows of about a second; 1 until a window has been measured.
+    /// second) of the root traces per second offered to this state (decided
+    /// here, or reported through [`Self::observe_root`]), measured over
+    /// one-second windows; 1 until a window has been measured.
     /// For the other samplers, their fixed root ratio (1 for always_on, 0 for
     /// always_off, the ratio for traceidratio; parent-based: its root's).
     pub fn adaptive_ratio(&self) -> f64 {
         root_ratio(&self.sampler, self.limiter.as_ref())
+    }
+
+    /// Counts a root trace decided without asking this state (by the kernel,
+    /// with `ratio_threshold(adaptive_ratio())`), so the load estimate sees
+    /// every root trace. Spends no rate-limit token; no-op for samplers
+    /// without rate limiting.
+    pub fn observe_root(&mut self, now: Instant) {
+        if let Some(limiter) = &mut self.limiter {
+            limiter.observe(now);
+        }
     }
 
     /// Lets the rate estimate see time pass without decisions, so that it
@@ -331,6 +342,26 @@ mod tests {
     }
 
     const WINDOW_MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn roots_observed_from_the_kernel_lower_the_ratio() {
+        let start = Instant::now();
+        let mut state = SamplingState::new(parent_based(Sampler::RateLimited { per_second: 50.0 }));
+        for i in 0..3000u32 {
+            state.observe_root(start + WINDOW_MS * i);
+        }
+        state.tick(start + Duration::from_secs(3));
+        let ratio = state.adaptive_ratio();
+        assert!((0.045..=0.055).contains(&ratio), "ratio {ratio}");
+        // Observing spent no token: the first root decided here is kept.
+        assert!(state.should_sample(ROOT, &HIGH_ID, start + Duration::from_secs(3)));
+        // Without rate limiting there is nothing to observe.
+        let mut fixed = SamplingState::new(Sampler::TraceIdRatio(0.3));
+        for i in 0..3000u32 {
+            fixed.observe_root(start + WINDOW_MS * i);
+        }
+        assert_eq!(fixed.adaptive_ratio(), 0.3);
+    }
 
     #[test]
     fn adaptive_ratio_of_fixed_samplers() {

@@ -69,10 +69,18 @@ impl RateLimiter {
         }
     }
 
+    /// Counts a root trace that was decided elsewhere (by the kernel, with the
+    /// threshold derived from [`Self::adaptive_ratio`]) in the offered rate,
+    /// without spending a token: the estimate must see all root traces, or it
+    /// would read the kernel's own dropping as falling load and oscillate.
+    pub(crate) fn observe(&mut self, now: Instant) {
+        self.tick(now);
+        self.window_offered += 1;
+    }
+
     /// Closes the measuring window if it is over. Called on every decision,
     /// and should be called periodically too so that the estimate decays when
-    /// root traces stop arriving here (for instance because the kernel, given
-    /// a low ratio, now drops them before userspace sees them).
+    /// root traces stop arriving.
     ///
     /// Windows are fixed one-second slots from the first observation, so a
     /// closed window's rate is exactly its count per second, and the slots
@@ -236,6 +244,23 @@ mod tests {
             .filter(|&i| limiter.try_acquire(start + Duration::from_millis(100 * i)))
             .count();
         assert_eq!(kept, 0);
+    }
+
+    #[test]
+    fn roots_decided_elsewhere_count_as_offered_but_spend_nothing() {
+        let mut limiter = RateLimiter::new(100.0);
+        let start = Instant::now();
+        // 900/s decided by the kernel, 100/s here: 1000/s offered in all.
+        for i in 0..3000u32 {
+            let at = start + Duration::from_millis(u64::from(i));
+            if i % 10 == 0 {
+                assert!(limiter.try_acquire(at), "{i}");
+            } else {
+                limiter.observe(at);
+            }
+        }
+        let ratio = limiter.adaptive_ratio();
+        assert!((0.09..=0.11).contains(&ratio), "ratio {ratio}");
     }
 
     #[test]

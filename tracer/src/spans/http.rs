@@ -7,8 +7,9 @@ use opentelemetry::{
     trace::{SpanKind, Status},
 };
 
-use super::{clock::Clock, ids::IdGenerator, record::SpanRecord, redact, route};
+use super::{clock::Clock, record::SpanRecord, redact, route};
 use crate::{
+    context::parent::SpanIdentity,
     process::ProcessInfo,
     protocols::http1::{Direction, Exchange, Outcome, Version},
 };
@@ -36,7 +37,7 @@ pub fn build(
     ends: &Endpoints,
     process: &ProcessInfo,
     clock: Clock,
-    ids: &mut IdGenerator,
+    identity: SpanIdentity,
     opts: HttpSpanOptions,
 ) -> SpanRecord {
     let server = ex.request_direction == Direction::Ingress;
@@ -122,6 +123,13 @@ pub fn build(
         }
         None => Status::Unset,
     };
+    attrs.push(KeyValue::new(
+        "tracer.parent.source",
+        identity.source.as_str(),
+    ));
+    if identity.injected {
+        attrs.push(KeyValue::new("tracer.context.injected", true));
+    }
     if ex.request_body_bytes > 0 {
         attrs.push(KeyValue::new(
             "http.request.body.size",
@@ -142,12 +150,12 @@ pub fn build(
     };
     let end = ex.response_end.max(ex.request_end).max(ex.request_start);
     SpanRecord {
-        trace_id: ids.trace_id(),
-        span_id: ids.span_id(),
-        parent_span_id: None,
-        parent_is_remote: false,
-        sampled: true,
-        trace_state: None,
+        trace_id: identity.trace_id,
+        span_id: identity.span_id,
+        parent_span_id: identity.parent_span_id,
+        parent_is_remote: identity.parent_is_remote,
+        sampled: identity.sampled,
+        trace_state: identity.trace_state,
         name,
         kind: if server {
             SpanKind::Server
@@ -205,6 +213,7 @@ mod tests {
     use crate::{
         process::info::ProcDetails,
         protocols::http1::{RequestHead, ResponseHead},
+        spans::ids::IdGenerator,
     };
 
     fn exchange(dir: Direction, target: &str, status: Option<u16>) -> Exchange {
@@ -252,12 +261,14 @@ mod tests {
             local: (Ipv4Addr::LOCALHOST.into(), 8080),
             remote: (Ipv4Addr::new(10, 0, 0, 2).into(), 40000),
         };
+        let (identity, _) =
+            crate::context::parent::choose(None, &[], &mut IdGenerator::new(), |_| false);
         build(
             &exchange(dir, target, status),
             &ends,
             &process,
             Clock::new(),
-            &mut IdGenerator::new(),
+            identity,
             HttpSpanOptions { capture_query: q },
         )
     }

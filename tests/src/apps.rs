@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     process::{Finished, Proc},
-    skip::{ENV_TRACER_GO, is_executable, target_dir},
+    skip::{ENV_TRACER_GO, ENV_TRACER_GO_VERSIONS, is_executable, target_dir},
 };
 
 /// How long a server may take to accept connections.
@@ -250,15 +250,39 @@ pub fn go_compiler() -> Result<PathBuf, String> {
     }
 }
 
+/// Every installed Go as (version, compiler), from `TRACER_GO_VERSIONS`
+/// (`1.25.5=/abs/go,1.21.13=/abs/go`), or why there is none.
+pub fn go_versions() -> Result<Vec<(String, PathBuf)>, String> {
+    let list = std::env::var(ENV_TRACER_GO_VERSIONS)
+        .map_err(|_| format!("{ENV_TRACER_GO_VERSIONS} is not set"))?;
+    let versions: Vec<(String, PathBuf)> = list
+        .split(',')
+        .filter_map(|entry| {
+            let (version, go) = entry.trim().split_once('=')?;
+            Some((version.to_owned(), PathBuf::from(go)))
+        })
+        .filter(|(_, go)| is_executable(go))
+        .collect();
+    if versions.is_empty() {
+        return Err(format!("no usable Go in {ENV_TRACER_GO_VERSIONS}={list:?}"));
+    }
+    Ok(versions)
+}
+
 /// Builds `tests/apps/go/<program>/main.go` into
 /// `target/test-programs/tracer-test-go-<program>` (reused while newer than
 /// its source and the compiler).
 pub fn go_binary(go: &Path, program: &str) -> anyhow::Result<PathBuf> {
+    go_binary_named(go, program, &format!("tracer-test-go-{program}"))
+}
+
+/// Like [`go_binary`], into `target/test-programs/<name>`.
+pub fn go_binary_named(go: &Path, program: &str, name: &str) -> anyhow::Result<PathBuf> {
     let source_dir = apps_dir().join("go").join(program);
     let source = source_dir.join("main.go");
     let out_dir = target_dir().join("test-programs");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let binary = out_dir.join(format!("tracer-test-go-{program}"));
+    let binary = out_dir.join(name);
     let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
     let fresh = match (mtime(&binary), mtime(&source), mtime(go)) {
         (Some(built), Some(src), Some(compiler)) => built >= src && built >= compiler,
@@ -267,10 +291,7 @@ pub fn go_binary(go: &Path, program: &str) -> anyhow::Result<PathBuf> {
     if fresh {
         return Ok(binary);
     }
-    let tmp = out_dir.join(format!(
-        "tracer-test-go-{program}.tmp{}",
-        std::process::id()
-    ));
+    let tmp = out_dir.join(format!("{name}.tmp{}", std::process::id()));
     let mut cmd = Command::new(go);
     cmd.current_dir(&source_dir)
         .args(["build", "-o"])

@@ -124,6 +124,18 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        // If the test process dies without running destructors (killed,
+        // aborted), its children must not outlive it.
+        // SAFETY: the closure runs between fork and exec and only calls
+        // prctl, which is async-signal-safe and touches no shared state.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd
             .spawn()
             .with_context(|| format!("spawning {name}: {cmd:?}"))?;

@@ -12,6 +12,8 @@ use std::{
 /// Environment variables set by `cargo xtask test`.
 pub const ENV_TRACER_BIN: &str = "TRACER_BIN";
 pub const ENV_TRACER_GO: &str = "TRACER_GO";
+/// Every installed Go: `1.25.5=/abs/go,1.21.13=/abs/go`, default first.
+pub const ENV_TRACER_GO_VERSIONS: &str = "TRACER_GO_VERSIONS";
 pub const ENV_TRACER_REPO: &str = "TRACER_REPO";
 
 const LOCK_FILE: &str = "tracer-integration-tests.lock";

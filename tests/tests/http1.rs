@@ -724,12 +724,72 @@ fn go_server_and_go_client() {
     out.assert_clean();
 }
 
+/// The Go server and client built with every installed Go version
+/// (`TRACER_GO_VERSIONS`), all traced by one agent: struct layouts and
+/// calling conventions differ between versions.
+#[test]
+fn go_programs_of_every_installed_go_version() {
+    const N: usize = 5;
+    let env = require_root!();
+    let versions = skip_unless!(env, apps::go_versions());
+    let receiver = receiver();
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    let mut args = Vec::new();
+    for (version, go) in &versions {
+        let tag = version.replace('.', "_");
+        let server_bin = apps::go_binary_named(go, "server", &format!("tt-go{tag}-server"))
+            .unwrap_or_else(|e| panic!("building the Go {version} server: {e:#}"));
+        let client_bin = apps::go_binary_named(go, "client", &format!("tt-go{tag}-client"))
+            .unwrap_or_else(|e| panic!("building the Go {version} client: {e:#}"));
+        let server_app = apps::go_server(&server_bin).expect("starting a Go server");
+        args.extend(["--pid".to_owned(), server_app.pid().to_string()]);
+        args.extend(["--exe".to_owned(), format!("tt-go{tag}-client")]);
+        servers.push((version.clone(), server_app));
+        clients.push(client_bin);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = start_agent(&env, &receiver, Protocol::Grpc, &args);
+
+    let mut wants = Vec::new();
+    let mut runs = Vec::new();
+    for ((version, server_app), client_bin) in servers.iter().zip(&clients) {
+        let finished = apps::run(
+            "go-client",
+            apps::go_client(client_bin, &server_app.url("/users/"), N),
+        )
+        .unwrap_or_else(|e| panic!("Go {version} client: {e:#}"));
+        assert_eq!(statuses(&finished.stdout), vec![200; N]);
+        wants.extend([server(server_app.pid(), N), client(finished.pid, N)]);
+        runs.push((version, server_app.pid(), finished.pid));
+    }
+    let out = flow::finish(&receiver, agent, &wants);
+    for (version, sp, cp) in runs {
+        for (pid, kind) in [(sp, "SERVER"), (cp, "CLIENT")] {
+            for span in out.exact(flow::Want {
+                pid,
+                kind,
+                count: N,
+            }) {
+                Check::new(&span, format!("Go {version} {kind} span"))
+                    .name(GET_USER)
+                    .str("http.request.method", "GET")
+                    .int("http.response.status_code", 200)
+                    .done();
+            }
+        }
+    }
+    out.assert_clean();
+}
+
 /// curl → nginx → python, with nginx, python and curl traced.
 struct ProxyRun {
     out: Outcome,
     curl: u32,
     nginx: Vec<u32>,
     backend: u32,
+    nginx_port: i64,
+    backend_port: i64,
 }
 
 fn run_through_nginx(env: &TestEnv) -> Option<ProxyRun> {
@@ -769,6 +829,8 @@ fn run_through_nginx(env: &TestEnv) -> Option<ProxyRun> {
         curl: cp,
         nginx: nginx_pids,
         backend: bp,
+        nginx_port: i64::from(nginx.port()),
+        backend_port: i64::from(backend.port()),
     })
 }
 
@@ -800,15 +862,12 @@ fn nginx_reverse_proxy() {
     let nginx_server = run.nginx_span("SERVER");
     let nginx_client = run.nginx_span("CLIENT");
     let backend = run.out.one(run.backend, "SERVER");
-    let nginx_port = curl_span.attr_int("server.port").expect("curl server.port");
-    let backend_port = backend
-        .attr_int("server.port")
-        .expect("backend server.port");
-    assert_ne!(nginx_port, backend_port);
+    let (nginx_port, backend_port) = (run.nginx_port, run.backend_port);
 
     http_span(&curl_span, "curl CLIENT span", "GET", "/users/7")
         .name(GET_USER)
         .int("http.response.status_code", 200)
+        .int("server.port", nginx_port)
         .int("network.peer.port", nginx_port)
         .done();
     http_span(&nginx_server, "nginx SERVER span", "GET", "/users/7")
@@ -835,10 +894,21 @@ fn nginx_reverse_proxy() {
         .status("UNSET")
         .int("http.response.status_code", 200)
         .str("server.address", "127.0.0.1")
+        .int("server.port", backend_port)
         .res_str("service.name", "py-backend")
         .done();
+    // Other nginx or curl processes on the machine match `--exe` too: count
+    // only ours.
+    let mut ours = run.nginx.clone();
+    ours.extend([run.curl, run.backend]);
+    let from_ours = run
+        .out
+        .spans
+        .iter()
+        .filter(|s| s.pid().is_some_and(|p| ours.contains(&p)))
+        .count();
     assert_eq!(
-        run.out.spans.len(),
+        from_ours,
         4,
         "spans:\n{}",
         integration_tests::otlp_receiver::dump(&run.out.spans)
@@ -1105,17 +1175,23 @@ fn keepalive_connection_opened_before_the_agent() {
     let server_app = py_server(None);
     let sp = server_app.pid();
     let port = server_app.port().to_string();
+    // One request before the agent starts, then a pause; after it, a first
+    // request whose read the server thread had already entered before the
+    // agent attached (a syscall tracepoint cannot see a read in flight), and
+    // three more that must all be traced.
     let mut client_proc = Proc::spawn(
         "py-raw",
         apps::python_client(&[
             "raw",
             "127.0.0.1",
             &port,
-            "--count",
-            "4",
             "--pause-after",
             "1",
+            "/users/10",
+            "/warmup",
             "/users/11",
+            "/users/12",
+            "/users/13",
         ]),
         true,
     )
@@ -1141,36 +1217,75 @@ fn keepalive_connection_opened_before_the_agent() {
         .finish(apps::CLIENT_TIMEOUT)
         .and_then(|f| f.ok())
         .expect("client");
-    assert_eq!(statuses(&finished.stdout), vec![200; 4]);
+    let statuses = statuses(&finished.stdout);
+    assert_eq!(statuses.len(), 5, "{}", finished.stdout);
     let client_port = local_port(&finished.stdout);
 
-    let out = flow::finish(&receiver, agent, &[server(sp, 3), client(cp, 3)]);
-    for s in out.exact(server(sp, 3)) {
+    let out = flow::finish_when(&receiver, agent, |spans| {
+        let users = |kind: &str, pid: u32| {
+            spans
+                .iter()
+                .filter(|s| {
+                    s.kind == kind
+                        && s.pid() == Some(pid)
+                        && s.attr_str("url.path")
+                            .is_some_and(|p| p.starts_with("/users/1"))
+                })
+                .count()
+        };
+        users("SERVER", sp) >= 3 && users("CLIENT", cp) >= 3
+    });
+    let of = |kind: &str, pid: u32, path: &str| -> Vec<ReceivedSpan> {
+        out.spans
+            .iter()
+            .filter(|s| {
+                s.kind == kind && s.pid() == Some(pid) && s.attr_str("url.path") == Some(path)
+            })
+            .cloned()
+            .collect()
+    };
+    for path in ["/users/11", "/users/12", "/users/13"] {
+        let servers = of("SERVER", sp, path);
+        assert_eq!(servers.len(), 1, "SERVER spans for {path}");
         http_span(
-            &s,
+            &servers[0],
             "SERVER span on the older connection",
             "GET",
-            "/users/11",
+            path,
         )
         .name(GET_USER)
-        .int("http.response.status_code", 200)
+        .int("http.response.status_code", i64::from(statuses[2]))
         .int("network.peer.port", client_port)
         .done();
-    }
-    for c in out.exact(client(cp, 3)) {
+        let clients = of("CLIENT", cp, path);
+        assert_eq!(clients.len(), 1, "CLIENT spans for {path}");
         http_span(
-            &c,
+            &clients[0],
             "CLIENT span on the older connection",
             "GET",
-            "/users/11",
+            path,
         )
         .name(GET_USER)
-        .int("http.response.status_code", 200)
         .int("network.peer.port", i64::from(server_app.port()))
         .done();
     }
+    // The client was idle at attach, so it saw its warm-up request whole.
+    assert_eq!(of("CLIENT", cp, "/warmup").len(), 1);
+    let warmup_server = of("SERVER", sp, "/warmup").len();
+    assert!(warmup_server <= 1);
+    assert!(of("SERVER", sp, "/users/10").is_empty() && of("CLIENT", cp, "/users/10").is_empty());
     out.only_from(&[sp, cp]);
-    out.assert_clean();
+    // A warm-up request the server missed leaves its response unpaired:
+    // counted as one parse drop, never silent.
+    let mut drops = out.exit.nonzero_drops();
+    let unpaired = drops.remove("drop_http_parse_error").unwrap_or(0);
+    assert_eq!(unpaired, 1 - warmup_server as u64, "{}", out.exit.stderr);
+    assert!(
+        drops.is_empty(),
+        "unexpected drops {drops:?}\n{}",
+        out.exit.stderr
+    );
+    assert!(out.exit.status.success());
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub mod maps {
     pub const ARGS: &str = "ARGS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const THREAD_CTX: &str = "THREAD_CTX";
+    pub const SERVER_BY_CALLER: &str = "SERVER_BY_CALLER";
     pub const CLIENT_CTX: &str = "CLIENT_CTX";
     pub const INJECT_SOCKETS: &str = "INJECT_SOCKETS";
     pub const SOCKHASH: &str = "SOCKHASH";
@@ -147,6 +148,11 @@ pub struct ThreadCtx {
     /// The server connection the request came in on.
     pub sock_id: u64,
     pub ts: u64,
+    /// Server requests read on this thread and not yet answered: with more
+    /// than one (an event loop), "the request on this thread" is ambiguous.
+    pub pending: u32,
+    /// The process, for SERVER_BY_CALLER entries.
+    pub tgid: u32,
 }
 
 /// Key of CLIENT_CTX: a client connection's endpoints as the client sees

@@ -31,6 +31,13 @@ const TRACEPARENT_LEN: usize = 55;
 #[map]
 pub static THREAD_CTX: LruHashMap<u64, ThreadCtx> = LruHashMap::with_max_entries(16384, 0);
 
+/// The caller's span id from a server request's `traceparent` → that server
+/// request: a proxy that forwards the header names exactly the request it is
+/// forwarding, however many it serves at once on one thread.
+#[map]
+pub static SERVER_BY_CALLER: LruHashMap<[u8; 8], ThreadCtx> =
+    LruHashMap::with_max_entries(16384, 0);
+
 /// (client endpoints, request number) → the client span's context, so the
 /// server end on this host can be stitched to it without any header.
 #[map]
@@ -127,10 +134,22 @@ pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut S
     args.inject_at = 0;
     args.overwrite_at = 0;
     let header_at = find_traceparent(len, ctx);
-    let forwarded = header_at != 0
-        && thread.is_some_and(|t| {
-            t.ctx.trace_id == ctx.trace_id && t.ctx.parent_span_id == ctx.parent_span_id
-        });
+    // Forwarding the header of a request this process is serving?
+    let forwarded = if header_at != 0 {
+        // SAFETY: copied out at once.
+        unsafe { SERVER_BY_CALLER.get(ctx.parent_span_id) }
+            .copied()
+            .filter(|s| s.tgid == (pid_tgid >> 32) as u32 && s.ctx.trace_id == ctx.trace_id)
+    } else {
+        None
+    };
+    // The thread's request is the parent only when it is the one request
+    // the thread has in hand.
+    let thread = match forwarded {
+        Some(server) => Some(server),
+        None => thread.filter(|t| t.pending <= 1),
+    };
+    let forwarded = forwarded.is_some();
     if header_at != 0 && !forwarded {
         // An SDK-instrumented client sent its own context: adopt it, and
         // leave the request alone.
@@ -177,6 +196,7 @@ pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
     };
     let seq = next_seq((pid_tgid >> 32) as u32, ev.fd);
     let header = find_traceparent(ev.cap_len, ctx) != 0;
+    let header_caller = ctx.parent_span_id;
     let key = ConnSeqKey {
         tuple: reversed(&ev.tuple),
         seq,
@@ -201,22 +221,36 @@ pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
         let _ = CLIENT_CTX.remove(key);
     }
     ctx.span_id = new_span_id();
+    // SAFETY: copied out at once.
+    let pending = match unsafe { THREAD_CTX.get(pid_tgid) }.copied() {
+        Some(t) if ev.ts_exit.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS => t.pending + 1,
+        _ => 1,
+    };
     let thread = ThreadCtx {
         ctx: *ctx,
         sock_id: ev.sock_id,
         ts: ev.ts_exit,
+        pending,
+        tgid: (pid_tgid >> 32) as u32,
     };
     let _ = THREAD_CTX.insert(pid_tgid, thread, 0);
+    if header {
+        let _ = SERVER_BY_CALLER.insert(header_caller, thread, 0);
+    }
 }
 
-/// The server answered on `sock_id`: its thread is done with that request.
+/// The thread answered one of its server requests.
 #[inline(always)]
-pub fn server_responded(pid_tgid: u64, sock_id: u64) {
-    // SAFETY: copied out at once.
-    if let Some(t) = unsafe { THREAD_CTX.get(pid_tgid) }.copied()
-        && t.sock_id == sock_id
-    {
-        let _ = THREAD_CTX.remove(pid_tgid);
+pub fn server_responded(pid_tgid: u64) {
+    if let Some(t) = THREAD_CTX.get_ptr_mut(pid_tgid) {
+        // SAFETY: this thread's entry; only this thread writes it.
+        unsafe {
+            if (*t).pending <= 1 {
+                let _ = THREAD_CTX.remove(pid_tgid);
+            } else {
+                (*t).pending -= 1;
+            }
+        }
     }
 }
 

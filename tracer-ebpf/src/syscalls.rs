@@ -364,7 +364,7 @@ fn emit_data(cfg: &Config, pid_tgid: u64, args: &SyscallArgs, info: &SockInfo, t
         if args.op == op::READ && is_request_start(&first) {
             server_request(cfg, pid_tgid, ev);
         } else if args.op == op::WRITE && is_response_start(&first) {
-            server_responded(pid_tgid, info.sock_id);
+            server_responded(pid_tgid);
         }
     }
     let len = DATA_HEADER_LEN + bounded(ev.cap_len as u64);

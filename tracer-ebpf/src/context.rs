@@ -12,11 +12,11 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Config, ConnSeqKey, ConnTuple, DataEvent, MAX_CAPTURE, SockInfo, SyscallArgs, ThreadCtx,
-    TraceCtx, ctx_source,
+    TraceCtx, counter, ctx_source,
 };
 
 use crate::{
-    maps::{SCRATCH, SOCKS},
+    maps::{SCRATCH, SOCKS, count},
     sockets::sock_key,
 };
 
@@ -154,6 +154,7 @@ pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut S
         // An SDK-instrumented client sent its own context: adopt it, and
         // leave the request alone.
         ctx.source = ctx_source::HEADER;
+        count(counter::INJECT_SKIPPED_HAS_HEADER, 1);
     } else {
         if cfg.inject != 0 {
             if forwarded {

@@ -2,14 +2,14 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData};
 use log::{info, warn};
-use tracer_common::counter;
+use tracer_common::{Config, counter};
 
 use crate::{
     cli::{Args, OtlpProtocol},
     conn::{
-        pipeline::{PidSelector, Pipeline, SpanSink},
+        pipeline::{KernelControl, Pipeline, PipelineConfig, SpanSink},
         table::ConnTable,
     },
     events::reader,
@@ -17,6 +17,7 @@ use crate::{
     probes::{ProbeOptions, Probes},
     process::{ProcessTable, info::host_name, selection::Selection},
     protocols::http1::Limits,
+    sampling::{self, SamplingState},
     spans::{http::HttpSpanOptions, record::SpanRecord},
     stats::Stats,
 };
@@ -30,21 +31,42 @@ impl SpanSink for ExportHandle {
     }
 }
 
-/// Writes selected pids into the kernel's TRACED_PIDS map.
-struct KernelSelector {
-    map: BpfHashMap<MapData, u32, u8>,
+/// Writes selected pids and the sampling threshold into the kernel's maps.
+struct Kernel {
+    traced_pids: BpfHashMap<MapData, u32, u8>,
+    config: Array<MapData, Config>,
 }
 
-impl PidSelector for KernelSelector {
+impl KernelControl for Kernel {
     fn select(&mut self, pid: u32) {
-        if let Err(e) = self.map.insert(pid, 1, 0) {
+        if let Err(e) = self.traced_pids.insert(pid, 1, 0) {
             warn!("cannot select pid {pid}: {e}");
+        }
+    }
+
+    fn set_sample_threshold(&mut self, threshold: u64) {
+        let result = self.config.get(&0, 0).and_then(|mut config| {
+            config.sample_threshold = threshold;
+            self.config.set(0, config, 0)
+        });
+        if let Err(e) = result {
+            warn!("cannot update the sampling threshold: {e}");
         }
     }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::default());
+    let env = |name| std::env::var(name).ok();
+    let sampler = sampling::from_env_and_flags(
+        args.sampler.as_deref(),
+        args.sampler_arg.as_deref(),
+        env(sampling::ENV_SAMPLER).as_deref(),
+        env(sampling::ENV_SAMPLER_ARG).as_deref(),
+    )
+    .context("choosing the sampler (--sampler / --sampler-arg)")?;
+    info!("sampler: {sampler}");
+    let sampling = SamplingState::new(sampler);
     let export_config = ExportConfig {
         otlp: (!args.no_otlp).then(|| {
             OtlpConfig::from_env_and_flags(
@@ -66,23 +88,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         selective: args.selective(),
         ports: args.ports.clone(),
         inject: !args.no_inject,
-        sample_threshold: 1 << 63,
+        sample_threshold: sampling::ratio_threshold(sampling.adaptive_ratio()),
     })?;
     let selection = Selection {
         pids: args.pids.clone(),
         exes: args.exes.clone(),
     };
-    let mut selector = KernelSelector {
-        map: probes
+    let mut kernel = Kernel {
+        traced_pids: probes
             .traced_pids
             .take()
             .context("TRACED_PIDS already taken")?,
+        config: probes.config.take().context("CONFIG already taken")?,
     };
     if args.selective() {
         let chosen = selection.scan(&args.proc_root);
         info!("selected {} running processes", chosen.len());
         for pid in chosen {
-            selector.select(pid);
+            kernel.select(pid);
         }
     }
     let ring = probes.events.take().context("ring buffer already taken")?;
@@ -91,12 +114,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut pipeline = Pipeline::new(
         ConnTable::new(MAX_CONNECTIONS, Limits::default()),
         ProcessTable::new(args.proc_root.clone(), host),
-        selection,
-        selector,
+        kernel,
         exporter,
         stats.clone(),
-        HttpSpanOptions {
-            capture_query: args.capture_query,
+        PipelineConfig {
+            selection,
+            span_options: HttpSpanOptions {
+                capture_query: args.capture_query,
+            },
+            sampling,
         },
     );
 
@@ -154,6 +180,15 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
     stats
         .kernel_read_failed
         .store(k[counter::READ_FAILED as usize], Relaxed);
+    stats
+        .context_injected
+        .store(k[counter::INJECTED as usize], Relaxed);
+    stats
+        .context_inject_failed
+        .store(k[counter::INJECT_FAILED as usize], Relaxed);
+    stats
+        .context_own_header
+        .store(k[counter::INJECT_SKIPPED_HAS_HEADER as usize], Relaxed);
 }
 
 async fn report_periodically(every: Option<Duration>, stats: Arc<Stats>, probes: Arc<Probes>) {

@@ -64,6 +64,18 @@ pub struct Args {
     #[arg(long)]
     pub no_inject: bool,
 
+    /// Head sampler: always_on, always_off, traceidratio,
+    /// parentbased_always_on (default), parentbased_always_off,
+    /// parentbased_traceidratio, ratelimited, parentbased_ratelimited.
+    /// Default: OTEL_TRACES_SAMPLER.
+    #[arg(long, value_name = "NAME")]
+    pub sampler: Option<String>,
+
+    /// The sampler's argument: a ratio in [0, 1] for *traceidratio, traces
+    /// per second for *ratelimited. Default: OTEL_TRACES_SAMPLER_ARG.
+    #[arg(long, value_name = "ARG")]
+    pub sampler_arg: Option<String>,
+
     /// Export query strings in url.query / url.full (secrets still redacted).
     #[arg(long)]
     pub capture_query: bool,

@@ -55,6 +55,8 @@ counters! {
     context_injected,
     /// Outgoing requests that could not be injected (request line split).
     context_inject_failed,
+    /// Outgoing requests left alone: they carried their own traceparent.
+    context_own_header,
     /// Dropped: the channel to the exporter was full.
     drop_export_queue_full,
     /// Spans exported successfully.

@@ -1,16 +1,17 @@
 //! The stage after the ring buffer: events → connections → HTTP/1 exchanges
 //! → spans, handed to the exporter without ever blocking.
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use super::{
     recent::RecentIds,
     table::{Conn, ConnKey, ConnTable, Slot},
 };
 use crate::{
-    context::parent,
+    context::parent::{self, SpanIdentity},
     events::{DataHeader, Event, reader::EventHandler},
     process::{ProcessTable, selection::Selection},
     protocols::http1::{Chunk, Direction, Output, ParseError},
+    sampling::{ParentInfo, SamplingState, ratio_threshold},
     spans::{
         clock::Clock,
         http::{self, HttpSpanOptions},
@@ -25,9 +26,19 @@ pub trait SpanSink {
     fn send(&mut self, span: SpanRecord) -> bool;
 }
 
-/// Tells the kernel to trace a process (a later exec matched --exe).
-pub trait PidSelector {
+/// What the pipeline changes in the kernel programs while running.
+pub trait KernelControl {
+    /// Trace this process too (a later exec matched --exe).
     fn select(&mut self, pid: u32);
+    /// Root traces the kernel starts are sampled below this threshold.
+    fn set_sample_threshold(&mut self, threshold: u64);
+}
+
+/// The pipeline's settings.
+pub struct PipelineConfig {
+    pub selection: Selection,
+    pub span_options: HttpSpanOptions,
+    pub sampling: SamplingState,
 }
 
 /// How long a connection may stay silent before its state is dropped.
@@ -39,7 +50,10 @@ pub struct Pipeline<S, P> {
     pub conns: ConnTable,
     pub processes: ProcessTable,
     selection: Selection,
-    selector: P,
+    kernel: P,
+    sampling: SamplingState,
+    /// The threshold last given to the kernel.
+    threshold: u64,
     sink: S,
     stats: Arc<Stats>,
     ids: IdGenerator,
@@ -53,26 +67,29 @@ pub struct Pipeline<S, P> {
     last_sweep: u64,
 }
 
-impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
+impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     pub fn new(
         conns: ConnTable,
         processes: ProcessTable,
-        selection: Selection,
-        selector: P,
+        mut kernel: P,
         sink: S,
         stats: Arc<Stats>,
-        opts: HttpSpanOptions,
+        config: PipelineConfig,
     ) -> Self {
+        let threshold = ratio_threshold(config.sampling.adaptive_ratio());
+        kernel.set_sample_threshold(threshold);
         Self {
             conns,
             processes,
-            selection,
-            selector,
+            selection: config.selection,
+            kernel,
+            sampling: config.sampling,
+            threshold,
             sink,
             stats,
             ids: IdGenerator::new(),
             clock: Clock::new(),
-            opts,
+            opts: config.span_options,
             out: Output::default(),
             injected: RecentIds::new(8192),
             now: 0,
@@ -134,6 +151,7 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
                 &self.stats,
                 &mut self.ids,
                 &self.injected,
+                &mut self.sampling,
                 &mut self.sink,
                 self.clock,
                 self.opts,
@@ -155,6 +173,7 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
         stats: &Stats,
         ids: &mut IdGenerator,
         injected: &RecentIds,
+        sampling: &mut SamplingState,
         sink: &mut S,
         clock: Clock,
         opts: HttpSpanOptions,
@@ -173,13 +192,14 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
         for ex in out.exchanges.drain(..) {
             Stats::inc(&stats.http_exchanges);
             let kernel = conn.take_context(ex.request_start);
-            let (identity, notes) =
+            let (mut identity, notes) =
                 parent::choose(kernel.as_ref(), &ex.request.headers, ids, |id| {
                     injected.contains(id)
                 });
             if notes.invalid_header.is_some() {
                 Stats::inc(&stats.context_invalid_header);
             }
+            identity.sampled = sample(sampling, &identity, kernel.is_some());
             if !identity.sampled {
                 Stats::inc(&stats.spans_unsampled);
                 continue;
@@ -201,6 +221,7 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
             &self.stats,
             &mut self.ids,
             &self.injected,
+            &mut self.sampling,
             &mut self.sink,
             self.clock,
             self.opts,
@@ -215,7 +236,7 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
             && let Some(path) = &info.exe_path
             && self.selection.exe_matches(path)
         {
-            self.selector.select(pid);
+            self.kernel.select(pid);
         }
     }
 
@@ -234,7 +255,29 @@ impl<S: SpanSink, P: PidSelector> Pipeline<S, P> {
     }
 }
 
-impl<S: SpanSink, P: PidSelector> EventHandler for Pipeline<S, P> {
+/// The sampling decision for a span whose identity is chosen. Roots the
+/// kernel started were decided there (with the threshold this agent gave
+/// it, so the propagated flag agrees); they feed the load estimate.
+fn sample(state: &mut SamplingState, identity: &SpanIdentity, kernel_root: bool) -> bool {
+    let now = Instant::now();
+    match identity.parent_span_id {
+        None if kernel_root => {
+            state.observe_root(now);
+            identity.sampled
+        }
+        None => state.should_sample(None, &identity.trace_id, now),
+        Some(_) => state.should_sample(
+            Some(ParentInfo {
+                sampled: identity.sampled,
+                remote: identity.parent_is_remote,
+            }),
+            &identity.trace_id,
+            now,
+        ),
+    }
+}
+
+impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
     fn handle(&mut self, event: Event<'_>) {
         match event {
             Event::Data {
@@ -260,6 +303,12 @@ impl<S: SpanSink, P: PidSelector> EventHandler for Pipeline<S, P> {
     }
 
     fn after_burst(&mut self) {
+        self.sampling.tick(Instant::now());
+        let threshold = ratio_threshold(self.sampling.adaptive_ratio());
+        if threshold != self.threshold {
+            self.threshold = threshold;
+            self.kernel.set_sample_threshold(threshold);
+        }
         if self.now.saturating_sub(self.last_sweep) >= SWEEP_EVERY_NS {
             self.last_sweep = self.now;
             for conn in self.conns.remove_idle(self.now.saturating_sub(IDLE_NS)) {

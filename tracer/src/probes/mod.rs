@@ -67,7 +67,8 @@ pub struct Probes {
     pub traced_pids: Option<HashMap<MapData, u32, u8>>,
     pub counters: PerCpuArray<MapData, u64>,
     pub events: Option<RingBuf<MapData>>,
-    config: Array<MapData, Config>,
+    /// Taken by whoever changes settings at run time.
+    pub config: Option<Array<MapData, Config>>,
     /// Whether sk_msg injection is attached.
     pub injecting: bool,
 }
@@ -132,20 +133,9 @@ impl Probes {
             traced_pids: Some(traced_pids),
             counters,
             events: Some(events),
-            config: config_map,
+            config: Some(config_map),
             injecting,
         })
-    }
-
-    /// Change the root sampling threshold the kernel uses (adaptive rate
-    /// limiting moves it at run time).
-    pub fn set_sample_threshold(&mut self, threshold: u64) -> anyhow::Result<()> {
-        let mut config = self.config.get(&0, 0).context("reading CONFIG")?;
-        if config.sample_threshold != threshold {
-            config.sample_threshold = threshold;
-            self.config.set(0, config, 0).context("writing CONFIG")?;
-        }
-        Ok(())
     }
 
     /// Kernel-side counters summed over CPUs, indexed by `counter::*`.

@@ -27,6 +27,33 @@ pub mod maps {
     pub const CLIENT_CTX: &str = "CLIENT_CTX";
     pub const INJECT_SOCKETS: &str = "INJECT_SOCKETS";
     pub const SOCKHASH: &str = "SOCKHASH";
+    pub const TAIL_CALLS: &str = "TAIL_CALLS";
+}
+
+/// Slots of the TAIL_CALLS program array: the trace-context work runs in
+/// programs of its own so each stays within the verifier's budget.
+pub mod tail {
+    /// `client_context`: read the context a client request's head carries
+    /// (from sys_enter), then `client_decide`.
+    pub const CLIENT_CONTEXT: u32 = 0;
+    /// `server_context`: read the context a server request's head carries
+    /// (from sys_exit), then `server_decide`.
+    pub const SERVER_CONTEXT: u32 = 1;
+    /// `client_decide`: choose the client span's ids; store the arguments.
+    pub const CLIENT_DECIDE: u32 = 2;
+    /// `server_decide`: choose the server span's ids; send the data event.
+    pub const SERVER_DECIDE: u32 = 3;
+    /// `classify`: does a sys_exit's data start a request or a response?
+    pub const CLASSIFY: u32 = 4;
+    pub const COUNT: u32 = 5;
+    /// Program names, by slot.
+    pub const PROGRAMS: [&str; COUNT as usize] = [
+        "client_context",
+        "server_context",
+        "client_decide",
+        "server_decide",
+        "classify",
+    ];
 }
 
 /// Indices into the per-CPU `COUNTERS` array.

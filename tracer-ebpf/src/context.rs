@@ -8,7 +8,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, generated::bpf_loop},
     macros::map,
-    maps::LruHashMap,
+    maps::{LruHashMap, PerCpuArray},
 };
 use tracer_common::{
     Config, ConnSeqKey, ConnTuple, DataEvent, MAX_CAPTURE, SockInfo, SyscallArgs, ThreadCtx,
@@ -133,7 +133,7 @@ pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut S
     };
     args.inject_at = 0;
     args.overwrite_at = 0;
-    let header_at = find_traceparent(len, ctx);
+    let header_at = parsed_header(ctx);
     // Forwarding the header of a request this process is serving?
     let forwarded = if header_at != 0 {
         // SAFETY: copied out at once.
@@ -157,12 +157,14 @@ pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut S
         count(counter::INJECT_SKIPPED_HAS_HEADER, 1);
     } else {
         if cfg.inject != 0 {
-            if forwarded {
+            if forwarded && header_at != B3_FOUND {
                 // A proxy passing on the header it was sent: the callee's
                 // parent is this client span, so the value is replaced in
                 // place (same length).
                 args.overwrite_at = header_at;
             } else {
+                // Nothing to replace (or forwarded B3): a traceparent line
+                // goes in, which takes precedence downstream.
                 args.inject_at = find_line_end(len);
             }
         }
@@ -196,7 +198,7 @@ pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
         ..TraceCtx::default()
     };
     let seq = next_seq((pid_tgid >> 32) as u32, ev.fd);
-    let header = find_traceparent(ev.cap_len, ctx) != 0;
+    let header = parsed_header(ctx) != 0;
     let header_caller = ctx.parent_span_id;
     let key = ConnSeqKey {
         tuple: reversed(&ev.tuple),
@@ -267,7 +269,7 @@ fn reversed(t: &ConnTuple) -> ConnTuple {
 }
 
 #[inline(always)]
-fn scratch_len() -> u32 {
+pub fn scratch_len() -> u32 {
     match SCRATCH.get_ptr(0) {
         // SAFETY: per-CPU scratch.
         Some(s) => unsafe { (*s).event.cap_len },
@@ -278,10 +280,7 @@ fn scratch_len() -> u32 {
 /// Offset just past the first CRLF in the scratch payload, or 0.
 #[inline(always)]
 fn find_line_end(len: u32) -> u32 {
-    let mut scan = Scan {
-        len: if len < SCAN_LIMIT { len } else { SCAN_LIMIT },
-        value_at: 0,
-    };
+    let mut scan = Scan::new(len);
     // SAFETY: the callback only touches `scan` and the scratch map.
     unsafe {
         bpf_loop(
@@ -320,17 +319,84 @@ struct Scan {
     len: u32,
     /// Offset of the value of `traceparent:`, or 0 when not found.
     value_at: u32,
+    /// Offsets of the values of the B3 headers, 0 when absent.
+    b3_at: u32,
+    b3_trace_at: u32,
+    b3_span_at: u32,
+    b3_sampled_at: u32,
 }
 
-/// Look for `traceparent` among the header lines of the request in the
+impl Scan {
+    fn new(len: u32) -> Self {
+        Self {
+            len: if len < SCAN_LIMIT { len } else { SCAN_LIMIT },
+            value_at: 0,
+            b3_at: 0,
+            b3_trace_at: 0,
+            b3_span_at: 0,
+            b3_sampled_at: 0,
+        }
+    }
+}
+
+/// What `parse_request_head` found, per CPU, for the program it tail-calls.
+#[repr(C)]
+pub struct Parsed {
+    /// As `find_traceparent` returns.
+    pub found: u32,
+    pub flags: u8,
+    pub _pad: [u8; 3],
+    pub trace_id: [u8; 16],
+    pub parent_span_id: [u8; 8],
+}
+
+#[map]
+static PARSED: PerCpuArray<Parsed> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scan the request head in the scratch payload for trace context and
+/// leave the result for the next program (the parse alone is a verifier
+/// budget of its own).
+#[inline(always)]
+pub fn parse_request_head(len: u32) {
+    let Some(out) = PARSED.get_ptr_mut(0) else {
+        return;
+    };
+    let mut ctx = TraceCtx::default();
+    let found = find_traceparent(len, &mut ctx);
+    // SAFETY: per-CPU slot.
+    unsafe {
+        (*out).found = found;
+        (*out).flags = ctx.flags;
+        (*out).trace_id = ctx.trace_id;
+        (*out).parent_span_id = ctx.parent_span_id;
+    }
+}
+
+/// The caller's context `parse_request_head` found, into `ctx`; returns its
+/// `found` value (0: none).
+#[inline(always)]
+fn parsed_header(ctx: &mut TraceCtx) -> u32 {
+    let Some(p) = PARSED.get_ptr(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot written by the previous program of this chain.
+    let p = unsafe { &*p };
+    if p.found != 0 {
+        ctx.trace_id = p.trace_id;
+        ctx.parent_span_id = p.parent_span_id;
+        ctx.flags = p.flags;
+    }
+    p.found
+}
+
+/// Look for trace context among the header lines of the request in the
 /// scratch payload and parse it into `ctx` (trace id, the caller's span as
-/// `parent_span_id`, flags). Returns the offset of its value, 0 if none.
+/// `parent_span_id`, flags): W3C `traceparent` first, then B3 (single, then
+/// multi-header). Returns the offset of a `traceparent` value (which sk_msg
+/// may overwrite in place), `B3_FOUND` for a B3 context, 0 if none.
 #[inline(always)]
 fn find_traceparent(len: u32, ctx: &mut TraceCtx) -> u32 {
-    let mut scan = Scan {
-        len: if len < SCAN_LIMIT { len } else { SCAN_LIMIT },
-        value_at: 0,
-    };
+    let mut scan = Scan::new(len);
     // SAFETY: the callback only touches `scan` and the scratch map.
     unsafe {
         bpf_loop(
@@ -341,14 +407,65 @@ fn find_traceparent(len: u32, ctx: &mut TraceCtx) -> u32 {
         );
     }
     if scan.value_at != 0 && parse_traceparent(scan.value_at, scan.len, ctx) {
-        scan.value_at
+        return scan.value_at;
+    }
+    if scan.b3_at != 0 && parse_b3_single(scan.b3_at, scan.len, ctx) {
+        return B3_FOUND;
+    }
+    if scan.b3_trace_at != 0 && scan.b3_span_at != 0 && parse_b3_multi(&scan, ctx) {
+        return B3_FOUND;
+    }
+    0
+}
+
+/// `find_traceparent` found B3, which has no value sk_msg could overwrite.
+pub const B3_FOUND: u32 = u32::MAX;
+
+/// Eight payload bytes at `at` as a little-endian word, ASCII-lowercased
+/// (OR 0x20 leaves ':', '-' and digits alone). Header names are compared a
+/// word at a time: per-byte loops made the verifier's work explode.
+#[inline(always)]
+fn lower_word(p: &[u8; MAX_CAPTURE], at: usize) -> u64 {
+    if at + 8 > MAX_CAPTURE {
+        return 0;
+    }
+    // SAFETY: at + 8 <= MAX_CAPTURE.
+    let w = unsafe { core::ptr::read_unaligned(p.as_ptr().add(at) as *const u64) };
+    w | 0x2020_2020_2020_2020
+}
+
+const fn word(s: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < s.len() && i < 8 {
+        w |= (s[i] as u64) << (8 * i);
+        i += 1;
+    }
+    w
+}
+
+/// Mask of the low `n` bytes of a word.
+const fn low(n: u32) -> u64 {
+    if n >= 8 {
+        u64::MAX
     } else {
-        0
+        (1u64 << (8 * n)) - 1
     }
 }
 
-/// bpf_loop callback: at byte `i`, is a `traceparent:` line starting?
-/// Returns 1 to stop (found, or end of the head), 0 to go on.
+/// The offset of a header value starting at `at`, past up to two blanks.
+#[inline(always)]
+fn skip_blanks(p: &[u8; MAX_CAPTURE], mut at: usize) -> u32 {
+    for _ in 0..2 {
+        if at < MAX_CAPTURE && (p[at] == b' ' || p[at] == b'\t') {
+            at += 1;
+        }
+    }
+    at as u32
+}
+
+/// bpf_loop callback: at byte `i`, does a context header line start?
+/// Returns 1 to stop (end of the head), 0 to go on.
 extern "C" fn scan_line(i: u32, scan: *mut Scan) -> i64 {
     // SAFETY: bpf_loop hands back the pointer it was given.
     let scan = unsafe { &mut *scan };
@@ -359,7 +476,7 @@ extern "C" fn scan_line(i: u32, scan: *mut Scan) -> i64 {
     if i + 16 >= scan.len as usize || i >= MAX_CAPTURE - 32 {
         return 1;
     }
-    // SAFETY: i + 16 < MAX_CAPTURE, inside the payload.
+    // SAFETY: the per-CPU scratch event.
     let p = unsafe { &(*scratch).event.payload };
     if p[i] != b'\n' {
         return 0;
@@ -367,31 +484,161 @@ extern "C" fn scan_line(i: u32, scan: *mut Scan) -> i64 {
     if p[i + 1] == b'\r' {
         return 1; // end of the head
     }
-    const NAME: &[u8; 12] = b"traceparent:";
-    for k in 0..12 {
-        // ASCII lower-casing; ':' is unchanged by it.
-        if p[i + 1 + k] | 0x20 != NAME[k] | 0x20 {
-            return 0;
-        }
+    let (w0, w1) = (lower_word(p, i + 1), lower_word(p, i + 9));
+    if w0 == word(b"tracepar") && w1 & low(4) == word(b"ent:") {
+        scan.value_at = skip_blanks(p, i + 13);
+    } else if w0 & low(3) == word(b"b3:") {
+        scan.b3_at = skip_blanks(p, i + 4);
+    } else if w0 == word(b"x-b3-tra") && w1 & low(5) == word(b"ceid:") {
+        scan.b3_trace_at = skip_blanks(p, i + 14);
+    } else if w0 == word(b"x-b3-spa") && w1 & low(4) == word(b"nid:") {
+        scan.b3_span_at = skip_blanks(p, i + 13);
+    } else if w0 == word(b"x-b3-sam") && w1 & low(5) == word(b"pled:") {
+        scan.b3_sampled_at = skip_blanks(p, i + 14);
     }
-    let mut at = i + 13;
-    // Optional whitespace before the value.
-    for _ in 0..3 {
-        if at < MAX_CAPTURE - 64 && (p[at] == b' ' || p[at] == b'\t') {
-            at += 1;
-        }
+    0
+}
+
+/// `b3: {trace}-{span}[-{sampling}[-{parent}]]`
+#[inline(always)]
+fn parse_b3_single(at: u32, len: u32, ctx: &mut TraceCtx) -> bool {
+    let at = at as usize;
+    if at + 33 > len as usize {
+        return false;
     }
-    scan.value_at = at as u32;
-    1
+    let Some(n) = b3_trace_id(at, ctx) else {
+        return false;
+    };
+    let span_at = at + n + 1;
+    if scratch_byte(at + n) != b'-' || !b3_span_id(span_at, ctx) {
+        return false;
+    }
+    let not_sampled = scratch_byte(span_at + 16) == b'-' && scratch_byte(span_at + 17) == b'0';
+    ctx.flags = !not_sampled as u8;
+    true
+}
+
+/// `X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`.
+#[inline(always)]
+fn parse_b3_multi(scan: &Scan, ctx: &mut TraceCtx) -> bool {
+    if b3_trace_id(scan.b3_trace_at as usize, ctx).is_none()
+        || !b3_span_id(scan.b3_span_at as usize, ctx)
+    {
+        return false;
+    }
+    ctx.flags = if scan.b3_sampled_at != 0 {
+        matches!(
+            scratch_byte(scan.b3_sampled_at as usize),
+            b'1' | b't' | b'T'
+        ) as u8
+    } else {
+        1
+    };
+    true
+}
+
+/// One hex-decoding job for the bpf_loop callback `hex_step`: decoding in
+/// a callback keeps the verifier's work per header constant instead of one
+/// unrolled branch pair per digit.
+#[repr(C)]
+struct HexJob {
+    at: u32,
+    /// 1 while every digit so far was valid.
+    ok: u32,
+    /// OR of the bytes decoded: zero ids are invalid.
+    nonzero: u32,
+    /// Accept A-F too (B3 senders vary; W3C says lowercase).
+    upper: u32,
+    /// Digits 0..16 and 16..32, shifted in: no variable-offset writes,
+    /// which the verifier refuses on the stack.
+    hi: u64,
+    lo: u64,
+}
+
+impl HexJob {
+    /// The decoded bytes, big-endian, for `digits` digits (2, 16 or 32).
+    fn bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.hi.to_be_bytes());
+        out[8..].copy_from_slice(&self.lo.to_be_bytes());
+        out
+    }
+}
+
+extern "C" fn hex_step(i: u32, job: *mut HexJob) -> i64 {
+    // SAFETY: bpf_loop hands back the pointer it was given.
+    let job = unsafe { &mut *job };
+    let Some(scratch) = SCRATCH.get_ptr(0) else {
+        job.ok = 0;
+        return 1;
+    };
+    // SAFETY: the per-CPU scratch event.
+    let p = unsafe { &(*scratch).event.payload };
+    let digit = p.get(job.at as usize + i as usize).and_then(|&c| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' if job.upper != 0 => Some(c - b'A' + 10),
+        _ => None,
+    });
+    let Some(v) = digit else {
+        job.ok = 0;
+        return 1;
+    };
+    if v != 0 {
+        job.nonzero = 1;
+    }
+    if i < 16 {
+        job.hi = job.hi << 4 | v as u64;
+    } else if i < 32 {
+        job.lo = job.lo << 4 | v as u64;
+    } else {
+        job.ok = 0;
+        return 1;
+    }
+    0
+}
+
+/// Decode `digits` hex digits at `at` of the scratch payload.
+#[inline(always)]
+fn decode_hex(at: usize, digits: u32, upper: bool) -> Option<HexJob> {
+    let mut job = HexJob {
+        at: at as u32,
+        ok: 1,
+        nonzero: 0,
+        upper: upper as u32,
+        hi: 0,
+        lo: 0,
+    };
+    // SAFETY: the callback only touches `job` and the scratch map.
+    unsafe {
+        bpf_loop(
+            digits,
+            hex_step as *mut _,
+            &mut job as *mut HexJob as *mut _,
+            0,
+        );
+    }
+    (job.ok != 0).then_some(job)
+}
+
+/// A byte of the scratch payload, 0 past its end. A plain u8, not an
+/// Option: LLVM may read an Option's undefined payload, and the verifier
+/// rejects reads of registers never written.
+#[inline(always)]
+fn scratch_byte(at: usize) -> u8 {
+    let Some(scratch) = SCRATCH.get_ptr(0) else {
+        return 0;
+    };
+    if at >= MAX_CAPTURE {
+        return 0;
+    }
+    // SAFETY: the per-CPU scratch event; at < MAX_CAPTURE.
+    unsafe { (*scratch).event.payload[at] }
 }
 
 #[inline(always)]
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
+fn is_hex(c: u8) -> bool {
+    matches!(c, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
 }
 
 /// `00-<32 hex>-<16 hex>-<2 hex>` at `at` in the scratch payload. Versions
@@ -400,39 +647,62 @@ fn hex(c: u8) -> Option<u8> {
 #[inline(always)]
 fn parse_traceparent(at: u32, len: u32, ctx: &mut TraceCtx) -> bool {
     let at = at as usize;
-    if at + TRACEPARENT_LEN > len as usize || at >= MAX_CAPTURE - TRACEPARENT_LEN {
+    if at + TRACEPARENT_LEN > len as usize {
         return false;
     }
-    let Some(scratch) = SCRATCH.get_ptr(0) else {
-        return false;
-    };
-    // SAFETY: at + 55 < MAX_CAPTURE, inside the payload.
-    let p = unsafe { &(*scratch).event.payload };
-    if p[at + 2] != b'-' || p[at + 35] != b'-' || p[at + 52] != b'-' {
-        return false;
-    }
-    if p[at] == b'f' && p[at + 1] == b'f' {
+    if scratch_byte(at + 2) != b'-'
+        || scratch_byte(at + 35) != b'-'
+        || scratch_byte(at + 52) != b'-'
+        || (scratch_byte(at) == b'f' && scratch_byte(at + 1) == b'f')
+    {
         return false;
     }
-    let mut nonzero_trace = 0u8;
-    for k in 0..16 {
-        let (Some(h), Some(l)) = (hex(p[at + 3 + 2 * k]), hex(p[at + 4 + 2 * k])) else {
-            return false;
-        };
-        ctx.trace_id[k] = h << 4 | l;
-        nonzero_trace |= ctx.trace_id[k];
-    }
-    let mut nonzero_span = 0u8;
-    for k in 0..8 {
-        let (Some(h), Some(l)) = (hex(p[at + 36 + 2 * k]), hex(p[at + 37 + 2 * k])) else {
-            return false;
-        };
-        ctx.parent_span_id[k] = h << 4 | l;
-        nonzero_span |= ctx.parent_span_id[k];
-    }
-    let (Some(h), Some(l)) = (hex(p[at + 53]), hex(p[at + 54])) else {
+    let (Some(trace), Some(span), Some(flags)) = (
+        decode_hex(at + 3, 32, false),
+        decode_hex(at + 36, 16, false),
+        decode_hex(at + 53, 2, false),
+    ) else {
         return false;
     };
-    ctx.flags = h << 4 | l;
-    nonzero_trace != 0 && nonzero_span != 0
+    if trace.nonzero == 0 || span.nonzero == 0 {
+        return false;
+    }
+    ctx.trace_id = trace.bytes();
+    ctx.parent_span_id = span.hi.to_be_bytes();
+    ctx.flags = flags.hi as u8;
+    true
+}
+
+/// A 64- or 128-bit B3 trace id at `at` into `ctx.trace_id`; its length.
+#[inline(always)]
+fn b3_trace_id(at: usize, ctx: &mut TraceCtx) -> Option<usize> {
+    // 128-bit ids have a hex digit where 64-bit ones end.
+    let digits = if is_hex(scratch_byte(at + 16)) {
+        32
+    } else {
+        16
+    };
+    let job = decode_hex(at, digits, true)?;
+    if job.nonzero == 0 {
+        return None;
+    }
+    if digits == 32 {
+        ctx.trace_id = job.bytes();
+    } else {
+        // 64-bit ids are the low half of a 128-bit one.
+        ctx.trace_id = [0; 16];
+        ctx.trace_id[8..].copy_from_slice(&job.hi.to_be_bytes());
+    }
+    Some(digits as usize)
+}
+
+#[inline(always)]
+fn b3_span_id(at: usize, ctx: &mut TraceCtx) -> bool {
+    match decode_hex(at, 16, true) {
+        Some(job) if job.nonzero != 0 => {
+            ctx.parent_span_id = job.hi.to_be_bytes();
+            true
+        }
+        _ => false,
+    }
 }

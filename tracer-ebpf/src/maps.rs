@@ -1,7 +1,7 @@
 //! Maps shared by all programs, and small helpers around them.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
 use tracer_common::{Config, DataEvent, MAX_CAPTURE, SockInfo, SyscallArgs, counter};
 
@@ -10,6 +10,10 @@ const EVENTS_BYTES: u32 = 8 * 1024 * 1024;
 
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Programs tail-called by slot (`tracer_common::tail`).
+#[map]
+pub static TAIL_CALLS: ProgramArray = ProgramArray::with_max_entries(tracer_common::tail::COUNT, 0);
 
 #[map]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);

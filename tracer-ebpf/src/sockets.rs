@@ -101,9 +101,7 @@ fn port_selected(cfg: &Config, tuple: &ConnTuple) -> u8 {
 }
 
 /// Resolve `fd` now (after accept/connect, or on first use) and cache it.
-/// Not inlined: its frame (a SockInfo being built) must not add to the
-/// callers' 512-byte stack.
-#[inline(never)]
+#[inline(always)]
 pub fn resolve(cfg: &Config, tgid: u32, fd: u32, how: u8) -> Option<&'static SockInfo> {
     let mut info = SockInfo {
         role: how,

@@ -8,15 +8,17 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CloseEvent, Config, DATA_HEADER_LEN, MAX_CAPTURE, MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN,
-    counter, direction, kind, op, role,
+    counter, direction, kind, op, role, tail,
 };
 
 use crate::{
     context::{
-        client_request, is_request_start, is_response_start, server_request, server_responded,
+        client_request, is_request_start, is_response_start, parse_request_head, scratch_len,
+        server_request, server_responded,
     },
     maps::{
-        ARGS, ARGS_BUF, EVENTS, SCRATCH, SOCKS, config, connection_wanted, count, process_wanted,
+        ARGS, ARGS_BUF, EVENTS, SCRATCH, SOCKS, TAIL_CALLS, config, connection_wanted, count,
+        process_wanted,
     },
     sockets::{lookup, resolve, sock_key},
 };
@@ -99,11 +101,14 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     // A client request starting: choose its context now, before the bytes
     // leave (sk_msg writes it; the server end may read it at once).
     if op == op::WRITE
-        && let Some(info) = sock
+        && sock.is_some()
         && let Some((src, len)) = first_buffer(ctx, args, buf_arg)
         && stage_request_head(cfg, src, len)
     {
-        client_request(cfg, pid_tgid, info, args);
+        // Does not return when it works: `client_context` stores the args.
+        // SAFETY: a valid tracepoint context; the slot holds a tracepoint
+        // program.
+        unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_CONTEXT) };
     }
     if ARGS.insert(pid_tgid, &*args, 0).is_err() {
         count(counter::ARGS_FULL, 1);
@@ -276,9 +281,15 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn exit_io(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: copied out at once.
-    let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
+    // Copied to per-CPU memory (free again once sys_enter stored them): on
+    // the stack they would not fit beside the tail call's budget.
+    let (Some(saved), Some(args)) = (ARGS.get_ptr(pid_tgid), ARGS_BUF.get_ptr_mut(0)) else {
         return 0;
+    };
+    // SAFETY: a live entry and this CPU's slot.
+    let args = unsafe {
+        *args = *saved;
+        &*args
     };
     let _ = ARGS.remove(pid_tgid);
     let Some(cfg) = config() else { return 0 };
@@ -286,18 +297,25 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
     let ret = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(-1);
     let tgid = (pid_tgid >> 32) as u32;
     match args.op {
-        op::ACCEPT if ret >= 0 => {
-            resolve(cfg, tgid, ret as u32, role::ACCEPTED);
-        }
-        op::CONNECT if ret == 0 || ret == -EINPROGRESS => {
-            resolve(cfg, tgid, args.fd, role::CONNECTED);
+        op::ACCEPT | op::CONNECT => {
+            let (ok, fd, how) = if args.op == op::ACCEPT {
+                (ret >= 0, ret as u32, role::ACCEPTED)
+            } else {
+                (ret == 0 || ret == -EINPROGRESS, args.fd, role::CONNECTED)
+            };
+            if ok {
+                resolve(cfg, tgid, fd, how);
+            }
         }
         op::READ | op::WRITE if ret > 0 => {
-            let Some(info) = lookup(cfg, tgid, args.fd) else {
+            // sys_enter resolved the socket; only an entry evicted since is
+            // missing, and that event is not worth a second walk here.
+            // SAFETY: map values stay valid for the rest of this run.
+            let Some(info) = (unsafe { SOCKS.get(sock_key(tgid, args.fd)) }) else {
                 return 0;
             };
             if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
-                emit_data(cfg, pid_tgid, &args, info, ret as u64);
+                emit_data(&ctx, cfg, args, info, ret as u64);
             }
         }
         _ => {}
@@ -306,7 +324,14 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-fn emit_data(cfg: &Config, pid_tgid: u64, args: &SyscallArgs, info: &SockInfo, total: u64) {
+fn emit_data(
+    tp: &TracePointContext,
+    cfg: &Config,
+    args: &SyscallArgs,
+    info: &SockInfo,
+    total: u64,
+) {
+    let pid_tgid = bpf_get_current_pid_tgid();
     let capture_len = cfg.capture_len;
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
@@ -350,23 +375,52 @@ fn emit_data(cfg: &Config, pid_tgid: u64, args: &SyscallArgs, info: &SockInfo, t
         copy_iov(ev, args.buf, args.iovcnt, want, total);
     }
     ev.ctx = args.ctx;
-    if ev.cap_len >= 8 {
-        let first: [u8; 8] = [
-            ev.payload[0],
-            ev.payload[1],
-            ev.payload[2],
-            ev.payload[3],
-            ev.payload[4],
-            ev.payload[5],
-            ev.payload[6],
-            ev.payload[7],
-        ];
-        if args.op == op::READ && is_request_start(&first) {
-            server_request(cfg, pid_tgid, ev);
-        } else if args.op == op::WRITE && is_response_start(&first) {
-            server_responded(pid_tgid);
-        }
+    // Messages that may start an HTTP request or response (an upper-case
+    // letter first) are classified in a program of their own, which keeps
+    // this one within the verifier's budget. It sends the event.
+    if ev.cap_len >= 8 && ev.payload[0].is_ascii_uppercase() {
+        // SAFETY: a valid tracepoint context; the slot holds a tracepoint
+        // program.
+        unsafe { TAIL_CALLS.tail_call(tp, tail::CLASSIFY) };
     }
+    output_event(ev);
+}
+
+/// Tail-called from sys_exit with the data event in the scratch: a server
+/// request starting goes on to `server_context`; a response ends the
+/// thread's request; the event is sent.
+#[tracepoint]
+pub fn classify(ctx: TracePointContext) -> u32 {
+    let (Some(scratch), Some(args)) = (SCRATCH.get_ptr(0), ARGS_BUF.get_ptr(0)) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slots, filled by the caller.
+    let (ev, op) = unsafe { (&(*scratch).event, (*args).op) };
+    let first: [u8; 8] = [
+        ev.payload[0],
+        ev.payload[1],
+        ev.payload[2],
+        ev.payload[3],
+        ev.payload[4],
+        ev.payload[5],
+        ev.payload[6],
+        ev.payload[7],
+    ];
+    if op == op::READ && is_request_start(&first) {
+        // Does not return when it works: `server_context` sends the event.
+        // SAFETY: a valid tracepoint context; the slot holds a tracepoint
+        // program.
+        unsafe { TAIL_CALLS.tail_call(&ctx, tail::SERVER_CONTEXT) };
+    } else if op == op::WRITE && is_response_start(&first) {
+        server_responded(bpf_get_current_pid_tgid());
+    }
+    output_event(ev);
+    0
+}
+
+/// Send the data event built in the scratch.
+#[inline(always)]
+fn output_event(ev: &tracer_common::DataEvent) {
     let len = DATA_HEADER_LEN + bounded(ev.cap_len as u64);
     // SAFETY: `len` is at most the size of the event.
     let bytes = unsafe { core::slice::from_raw_parts(ev as *const _ as *const u8, len) };
@@ -376,6 +430,70 @@ fn emit_data(cfg: &Config, pid_tgid: u64, args: &SyscallArgs, info: &SockInfo, t
         count(counter::EVENTS_SENT, 1);
         count(counter::BYTES_COPIED, ev.cap_len as u64);
     }
+}
+
+/// Tail-called from sys_enter of a write that starts a client request:
+/// read the context its head carries, then go on to `client_decide`.
+#[tracepoint]
+pub fn client_context(ctx: TracePointContext) -> u32 {
+    parse_request_head(scratch_len());
+    // SAFETY: a valid tracepoint context; the slot holds a tracepoint program.
+    unsafe { TAIL_CALLS.tail_call(&ctx, tail::CLIENT_DECIDE) };
+    // The chain broke: keep the arguments, without a context.
+    if let Some(args) = ARGS_BUF.get_ptr(0) {
+        // SAFETY: per-CPU slot.
+        let _ = ARGS.insert(bpf_get_current_pid_tgid(), unsafe { &*args }, 0);
+    }
+    0
+}
+
+/// Choose a client request's trace context and store the syscall's
+/// arguments.
+#[tracepoint]
+pub fn client_decide(_ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(args) = ARGS_BUF.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot filled by the caller on this CPU.
+    let args = unsafe { &mut *args };
+    if let Some(info) = lookup(cfg, (pid_tgid >> 32) as u32, args.fd) {
+        client_request(cfg, pid_tgid, info, args);
+    }
+    if ARGS.insert(pid_tgid, &*args, 0).is_err() {
+        count(counter::ARGS_FULL, 1);
+    }
+    0
+}
+
+/// Tail-called from sys_exit of a read that starts a server request: read
+/// the context its head carries, then go on to `server_decide`.
+#[tracepoint]
+pub fn server_context(ctx: TracePointContext) -> u32 {
+    parse_request_head(scratch_len());
+    // SAFETY: a valid tracepoint context; the slot holds a tracepoint program.
+    unsafe { TAIL_CALLS.tail_call(&ctx, tail::SERVER_DECIDE) };
+    // The chain broke: send the event without a context.
+    if let Some(scratch) = SCRATCH.get_ptr(0) {
+        // SAFETY: per-CPU scratch.
+        output_event(unsafe { &(*scratch).event });
+    }
+    0
+}
+
+/// Choose a server request's trace context and send the data event.
+#[tracepoint]
+pub fn server_decide(_ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU scratch filled by the caller on this CPU.
+    let ev = unsafe { &mut (*scratch).event };
+    server_request(cfg, bpf_get_current_pid_tgid(), ev);
+    output_event(ev);
+    0
 }
 
 /// A length the verifier can see is at most MAX_CAPTURE.

@@ -5,11 +5,11 @@ pub mod kernel_offsets;
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf, SockHash},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf, SockHash},
     programs::{CgroupAttachMode, SkMsg, SockOps, TracePoint},
 };
 use log::{debug, info, warn};
-use tracer_common::{Config, MAX_CAPTURE, counter, maps};
+use tracer_common::{Config, MAX_CAPTURE, counter, maps, tail};
 
 /// (program, tracepoint category, tracepoint name) for every attachment.
 const ATTACHMENTS: &[(&str, &str, &str)] = &[
@@ -69,6 +69,9 @@ pub struct Probes {
     pub events: Option<RingBuf<MapData>>,
     /// Taken by whoever changes settings at run time.
     pub config: Option<Array<MapData, Config>>,
+    /// The kernel empties a program array when its last user-space
+    /// reference goes: kept for as long as the programs run.
+    _tail_calls: ProgramArray<MapData>,
     /// Whether sk_msg injection is attached.
     pub injecting: bool,
 }
@@ -108,6 +111,7 @@ impl Probes {
             ports.insert(port, 1, 0).context("writing TRACED_PORTS")?;
         }
 
+        let tail_calls = load_tail_calls(&mut ebpf)?;
         for (prog, category, name) in ATTACHMENTS {
             let program: &mut TracePoint = ebpf
                 .program_mut(prog)
@@ -134,6 +138,7 @@ impl Probes {
             counters,
             events: Some(events),
             config: Some(config_map),
+            _tail_calls: tail_calls,
             injecting,
         })
     }
@@ -158,6 +163,29 @@ fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::maps::
 fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
     ebpf.take_map(name)
         .ok_or_else(|| anyhow!("map {name} missing from the kernel object"))
+}
+
+/// Load the tail-called programs and put them in their slots; they run
+/// inside the attached ones, so they are never attached themselves.
+fn load_tail_calls(ebpf: &mut Ebpf) -> anyhow::Result<ProgramArray<MapData>> {
+    let mut slots = Vec::new();
+    for (slot, name) in tail::PROGRAMS.iter().enumerate() {
+        let program: &mut TracePoint = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the kernel object"))?
+            .try_into()?;
+        program
+            .load()
+            .with_context(|| format!("the kernel refused program {name}"))?;
+        slots.push((slot as u32, program.fd()?.try_clone()?));
+    }
+    let mut array: ProgramArray<_> = ProgramArray::try_from(take(ebpf, maps::TAIL_CALLS)?)?;
+    for (slot, fd) in &slots {
+        array
+            .set(*slot, fd, 0)
+            .with_context(|| format!("filling tail-call slot {slot}"))?;
+    }
+    Ok(array)
 }
 
 /// Attach sock_ops to the cgroup v2 root and sk_msg to the SockHash. Missing

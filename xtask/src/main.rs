@@ -3,6 +3,7 @@
 //! Everything a fresh machine lacks for building and testing is installed by
 //! `setup`, so that `cargo xtask test` is the only command CI needs.
 
+mod bench;
 mod build;
 mod cmd;
 mod lint;
@@ -36,8 +37,9 @@ enum Command {
     Test(test::TestArgs),
     /// Check formatting (`cargo fmt`) and lints (`cargo clippy -D warnings`).
     Lint,
-    /// Benchmarks (not implemented yet).
-    Bench,
+    /// Overhead benchmark: Go and nginx hello servers under wrk, untraced and
+    /// traced, as root; prints a markdown table (also target/bench/latest.md).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,9 +54,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&paths, args),
         Command::Test(args) => test::run(&paths, &args),
         Command::Lint => lint::run(&paths),
-        Command::Bench => Err(anyhow::anyhow!(
-            "`cargo xtask bench` is not implemented yet"
-        )),
+        Command::Bench(args) => bench::run(&paths, &args),
     };
     report(result)
 }

@@ -34,7 +34,16 @@ pub const DEFAULT_GO: &str = "1.25";
 
 /// Python packages the tests import, installed with `pip --target` into
 /// `target/tools/python` (passed to the tests as `TRACER_PYTHONPATH`).
-const PYTHON_PACKAGES: &[&str] = &[];
+/// The OpenTelemetry SDK, its OTLP HTTP exporter and the WSGI and urllib
+/// instrumentations instrument the middle service of the context tests'
+/// chain; pinned to one matching set (the instrumentations pin the API).
+const PYTHON_PACKAGES: &[&str] = &[
+    "opentelemetry-api==1.45.1",
+    "opentelemetry-sdk==1.45.1",
+    "opentelemetry-exporter-otlp-proto-http==1.45.1",
+    "opentelemetry-instrumentation-wsgi==0.66b1",
+    "opentelemetry-instrumentation-urllib==0.66b1",
+];
 
 /// bpf-linker must be built against the LLVM that rustc nightly uses.
 const BPF_LINKER_VERSION: &str = "~0.13";

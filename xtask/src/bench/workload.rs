@@ -1,0 +1,177 @@
+//! The servers under load: a Go net/http hello server and nginx, each
+//! answering `hello` on 127.0.0.1.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::procs::{self, Proc};
+use crate::{
+    cmd::{self, Paths},
+    setup::DEFAULT_GO,
+};
+
+/// The hello server's source, relative to the workspace root.
+const GO_HELLO: &str = "tests/apps/go/hello";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    Go,
+    Nginx,
+}
+
+impl Workload {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Go => "Go net/http (GOMAXPROCS=1)",
+            Self::Nginx => "nginx (1 worker)",
+        }
+    }
+
+    /// Builds (Go) or locates (nginx) what `start` runs; an error naming
+    /// `cargo xtask setup` when a tool is missing.
+    pub fn prepare(self, paths: &Paths, dir: &Path) -> Result<Prepared> {
+        match self {
+            Self::Go => {
+                let go = go_command(paths)?;
+                let bin = dir.join("hello");
+                cmd::run(
+                    cmd::new(&go)
+                        .arg("build")
+                        .arg("-o")
+                        .arg(&bin)
+                        .arg(format!("./{GO_HELLO}"))
+                        .current_dir(&paths.root)
+                        .env("GOTOOLCHAIN", "local")
+                        .env("GO111MODULE", "off")
+                        .env("GOFLAGS", "")
+                        .env("GOCACHE", dir.join("go-cache"))
+                        .env("GOPATH", dir.join("go-path")),
+                )
+                .context("cannot build the Go hello server")?;
+                Ok(Prepared::Go { bin })
+            }
+            Self::Nginx => Ok(Prepared::Nginx {
+                bin: nginx_command()?,
+                dir: dir.join("nginx"),
+            }),
+        }
+    }
+}
+
+pub enum Prepared {
+    Go { bin: PathBuf },
+    Nginx { bin: PathBuf, dir: PathBuf },
+}
+
+/// A server that answers on `port` until dropped.
+pub struct Server {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+impl Prepared {
+    pub fn start(&self) -> Result<Server> {
+        let port = procs::free_port()?;
+        let mut cmd = match self {
+            Self::Go { bin } => {
+                let mut cmd = Command::new(bin);
+                cmd.arg(port.to_string()).env("GOMAXPROCS", "1");
+                cmd
+            }
+            Self::Nginx { bin, dir } => {
+                fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let conf = dir.join("nginx.conf");
+                fs::write(&conf, nginx_conf(dir, port))
+                    .with_context(|| format!("cannot write {}", conf.display()))?;
+                let mut cmd = Command::new(bin);
+                cmd.args(["-e", "stderr", "-c"])
+                    .arg(&conf)
+                    .arg("-p")
+                    .arg(dir);
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        let mut proc = Proc::spawn("the server", &mut cmd)?;
+        procs::wait_listening(&mut proc, port, Duration::from_secs(10))?;
+        Ok(Server { port, proc })
+    }
+}
+
+/// One worker, no access log, a fixed answer; keep-alive connections are
+/// never closed by nginx (its default closes them every 1000 requests),
+/// like the Go server, so both see the same connection pattern.
+fn nginx_conf(dir: &Path, port: u16) -> String {
+    let dir = dir.display();
+    format!(
+        "daemon off;
+master_process on;
+worker_processes 1;
+user root;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+
+events {{
+    worker_connections 2048;
+}}
+
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type text/plain;
+            return 200 \"hello\\n\";
+        }}
+    }}
+}}
+"
+    )
+}
+
+/// The `go` of the default Go version that `cargo xtask setup` installs.
+fn go_command(paths: &Paths) -> Result<PathBuf> {
+    let tools = paths.tools();
+    let prefix = format!("go-{DEFAULT_GO}.");
+    let found = fs::read_dir(&tools)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|entry| entry.path().join("go/bin/go"))
+        .filter(|bin| bin.is_file())
+        .max();
+    match found {
+        Some(go) => Ok(go),
+        None => bail!(
+            "no Go {DEFAULT_GO} toolchain under {}: run `cargo xtask setup`",
+            tools.display()
+        ),
+    }
+}
+
+fn nginx_command() -> Result<PathBuf> {
+    if cmd::on_path("nginx") {
+        return Ok(PathBuf::from("nginx"));
+    }
+    // Debian puts it in /usr/sbin, which a user's PATH may lack.
+    let sbin = PathBuf::from("/usr/sbin/nginx");
+    if sbin.is_file() {
+        return Ok(sbin);
+    }
+    bail!("nginx is not installed: run `cargo xtask setup`")
+}

@@ -90,3 +90,23 @@ pub fn connection_wanted(cfg: &Config, tgid: u32, sock: &SockInfo) -> bool {
     // SAFETY: the value is only tested for presence.
     unsafe { TRACED_PIDS.get(tgid).is_some() }
 }
+
+/// BPF_RB_AVAIL_DATA, BPF_RB_NO_WAKEUP, BPF_RB_FORCE_WAKEUP.
+const RB_AVAIL_DATA: u64 = 0;
+const RB_NO_WAKEUP: u64 = 1;
+const RB_FORCE_WAKEUP: u64 = 2;
+/// Data waiting before the reader is woken: below it, the agent drains on
+/// its own timer. A wake-up per event cost the traced machine a context
+/// switch per request.
+const WAKE_BYTES: u64 = 256 * 1024;
+
+/// Ring-buffer flags for a data event: wake the reader only once enough
+/// has piled up.
+#[inline(always)]
+pub fn wake_flags() -> u64 {
+    if EVENTS.query(RB_AVAIL_DATA) >= WAKE_BYTES {
+        RB_FORCE_WAKEUP
+    } else {
+        RB_NO_WAKEUP
+    }
+}

@@ -18,7 +18,7 @@ use crate::{
     },
     maps::{
         ARGS, ARGS_BUF, EVENTS, SCRATCH, SOCKS, TAIL_CALLS, config, connection_wanted, count,
-        process_wanted,
+        process_wanted, wake_flags,
     },
     sockets::{lookup, resolve, sock_key},
 };
@@ -424,7 +424,7 @@ fn output_event(ev: &tracer_common::DataEvent) {
     let len = DATA_HEADER_LEN + bounded(ev.cap_len as u64);
     // SAFETY: `len` is at most the size of the event.
     let bytes = unsafe { core::slice::from_raw_parts(ev as *const _ as *const u8, len) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wake_flags()).is_err() {
         count(counter::RINGBUF_FULL, 1);
     } else {
         count(counter::EVENTS_SENT, 1);

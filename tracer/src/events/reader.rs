@@ -10,6 +10,10 @@ use tokio::io::{Interest, unix::AsyncFd};
 use super::decode::{Event, decode};
 use crate::stats::Stats;
 
+/// How often the ring buffer is drained when the kernel has not woken the
+/// reader: the most a span waits in the kernel.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 pub trait EventHandler {
     fn handle(&mut self, event: Event<'_>);
     /// Called after each drained burst: a place for cheap periodic work.
@@ -26,6 +30,10 @@ pub async fn run(
     // SAFETY: the ring buffer's fd stays open for as long as `fd` lives (it
     // owns the RingBuf), and only this task reads it.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
+    // Data events do not wake the reader until a batch has piled up (see
+    // the kernel's `wake_flags`): a timer drains whatever is there.
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -33,6 +41,10 @@ pub async fn run(
                 let mut guard = guard?;
                 drain(guard.get_inner_mut(), &stats, handler);
                 guard.clear_ready();
+                handler.after_burst();
+            }
+            _ = tick.tick() => {
+                drain(fd.get_mut(), &stats, handler);
                 handler.after_burst();
             }
             () = &mut shutdown => break,

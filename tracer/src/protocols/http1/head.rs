@@ -177,10 +177,28 @@ fn map_error(e: httparse::Error) -> ParseError {
     }
 }
 
+/// Header fields the agent uses: message framing, span attributes and trace
+/// context. Everything else (Authorization, cookies, ...) is dropped here,
+/// so it is never held, let alone exported, and costs no allocation.
+const KEPT_HEADERS: &[&str] = &[
+    "host",
+    "user-agent",
+    "content-length",
+    "transfer-encoding",
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
+
 fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     headers
         .iter()
         .take_while(|h| !h.name.is_empty())
+        .filter(|h| KEPT_HEADERS.iter().any(|k| h.name.eq_ignore_ascii_case(k)))
         .map(|h| {
             (
                 h.name.to_ascii_lowercase(),
@@ -239,7 +257,7 @@ mod tests {
     #[test]
     fn parses_request_head() {
         let head = parse_request(
-            b"GET /search?q=a%20b HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nX-Bin: caf\xe9 \r\n\r\n",
+            b"GET /search?q=a%20b HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nTracestate: caf\xe9 \r\nAuthorization: Bearer x\r\n\r\n",
             8,
         )
         .unwrap();
@@ -248,20 +266,26 @@ mod tests {
         assert_eq!(head.version, Version::Http11);
         assert_eq!(head.header("host"), Some("example.com"));
         assert_eq!(head.header("user-agent"), Some("curl/8.5.0"));
-        assert_eq!(head.header("x-bin"), Some("caf\u{fffd}"));
+        assert_eq!(head.header("tracestate"), Some("caf\u{fffd}"));
+        assert_eq!(
+            head.header("authorization"),
+            None,
+            "credentials are never kept"
+        );
         assert_eq!(head.headers.len(), 3);
     }
 
     #[test]
     fn parses_response_head() {
         let head = parse_response(
-            b"HTTP/1.0 404 Not Found\r\nServer: SimpleHTTP/0.6 Python/3.12.3\r\n\r\n",
+            b"HTTP/1.0 404 Not Found\r\nServer: SimpleHTTP/0.6 Python/3.12.3\r\nContent-Length: 3\r\n\r\n",
             8,
         )
         .unwrap();
         assert_eq!(head.status, 404);
         assert_eq!(head.version, Version::Http10);
-        assert_eq!(head.header("server"), Some("SimpleHTTP/0.6 Python/3.12.3"));
+        assert_eq!(head.header("content-length"), Some("3"));
+        assert_eq!(head.header("server"), None);
     }
 
     #[test]

@@ -147,10 +147,11 @@ fn server_side_exchange_fields_and_timestamps() {
     assert_eq!(e.request.target, "/index.html");
     assert_eq!(e.request.version, Version::Http11);
     assert_eq!(e.request.header("user-agent"), Some("curl/8.5.0"));
-    assert_eq!(e.request.headers.len(), 3);
+    // Only the fields the agent uses are kept (Host, User-Agent here).
+    assert_eq!(e.request.headers.len(), 2);
     let response = e.response.as_ref().unwrap();
     assert_eq!(response.status, 200);
-    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert_eq!(response.header("content-length"), Some("5"));
     // Read: seen at the read's return. Written: from the write's entry.
     assert_eq!((e.request_start, e.request_end), (1010, 1010));
     assert_eq!((e.response_start, e.response_end), (2000, 2010));
@@ -182,7 +183,7 @@ fn heads_one_byte_per_chunk() {
     }
     let e = h.exchanges().pop().unwrap();
     let n = GET.len() as u64;
-    assert_eq!(e.request.header("accept"), Some("*/*"));
+    assert_eq!(e.request.header("user-agent"), Some("curl/8.5.0"));
     assert_eq!((e.request_start, e.request_end), (1010, n * 1000 + 10));
     assert_eq!(e.response_start, (n + 1) * 1000);
     assert_eq!(e.response_end, (n + OK_5.len() as u64) * 1000 + 10);

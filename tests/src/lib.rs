@@ -2,10 +2,13 @@
 //! test, the programs it traces, and the rules for skipping.
 pub mod agent;
 pub mod apps;
+pub mod chain;
 pub mod flow;
+pub mod injection;
 pub mod otlp_receiver;
 pub mod process;
 pub mod skip;
 pub mod spans;
+pub mod trace_tree;
 
 pub use otlp_receiver::{AttrValue, Protocol, ReceivedSpan, Receiver};

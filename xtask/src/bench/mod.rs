@@ -33,6 +33,9 @@ use crate::{
     cmd::{self, Paths},
 };
 
+/// `--traced`'s default, which `command_line` leaves out.
+const DEFAULT_TRACED: [Mode; 3] = [Mode::Server, Mode::Export, Mode::All];
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Rounds of (untraced, traced...) phases per workload; medians are reported.
@@ -48,12 +51,13 @@ pub struct BenchArgs {
     pub workload: WorkloadChoice,
 
     /// How the agent runs in traced phases, comma separated; the first one is
-    /// checked against the budget.
+    /// checked against the budget (by default `server`: only the server
+    /// process is traced, wrk is the load generator).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "export,no-export,all"
+        default_value = "server,export,all"
     )]
     pub traced: Vec<Mode>,
 
@@ -119,7 +123,7 @@ pub fn run(paths: &Paths, args: &BenchArgs) -> Result<()> {
     }
     time.push(("build agent and servers".to_owned(), step.elapsed()));
 
-    let sink = if modes.contains(&Mode::Export) {
+    let sink = if modes.iter().any(|m| m.exports()) {
         Some(Sink::start()?)
     } else {
         None
@@ -185,20 +189,20 @@ fn bench_workload(
 ) -> Result<WorkloadResults> {
     println!("\n==> bench: {}", workload.label());
     let mut server = prepared.start()?;
-    let url = format!("http://127.0.0.1:{}/", server.port);
+    let target = server.target();
     let name = format!("{workload:?}").to_lowercase();
     let load = Load::NORMAL;
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let untraced = phase::untraced(&url, load, ctx, clock)?;
+        let untraced = phase::untraced(target, load, ctx, clock)?;
         println!(
             "bench: {name} round {round}/{}: untraced: {:.0} req/s, p99 {:.0} µs",
             args.rounds, untraced.wrk.requests_per_sec, untraced.wrk.p99_us
         );
         let mut traced = Vec::new();
         for &mode in modes {
-            let log = format!("agent-{name}-{mode:?}-{round}").to_lowercase();
-            let t = phase::traced(&url, server.port, load, mode, &log, ctx, clock)?;
+            let log = format!("agent-{name}-{}-{round}", mode.name());
+            let t = phase::traced(target, load, mode, &log, ctx, clock)?;
             println!(
                 "bench: {name} round {round}/{}: {}: {:.0} req/s, p99 {:.0} µs, \
                  agent {:.0} ms CPU, spans {}",
@@ -217,10 +221,10 @@ fn bench_workload(
     let overload = match modes.first() {
         Some(&mode) if args.overload => {
             let load = Load::OVERLOAD;
-            let untraced = phase::untraced(&url, load, ctx, clock)?;
+            let untraced = phase::untraced(target, load, ctx, clock)?;
             let log = format!("agent-{name}-overload");
-            let traced = phase::traced(&url, server.port, load, mode, &log, ctx, clock)
-                .map_err(|e| format!("{e:#}"));
+            let traced =
+                phase::traced(target, load, mode, &log, ctx, clock).map_err(|e| format!("{e:#}"));
             if let Err(e) = &traced {
                 eprintln!("bench: {name}: overload: the agent failed: {e}");
             }
@@ -306,20 +310,41 @@ fn command_line(args: &BenchArgs) -> String {
         };
         line.push_str(&format!(" --workload {name}"));
     }
-    if args.traced != [Mode::Export, Mode::NoExport, Mode::All] {
-        let modes: Vec<String> = args
-            .traced
-            .iter()
-            .map(|m| {
-                format!("{m:?}")
-                    .to_lowercase()
-                    .replace("noexport", "no-export")
-            })
-            .collect();
+    if args.traced != DEFAULT_TRACED {
+        let modes: Vec<&str> = args.traced.iter().map(|m| m.name()).collect();
         line.push_str(&format!(" --traced {}", modes.join(",")));
     }
     if args.overload {
         line.push_str(" --overload");
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{BenchArgs, DEFAULT_TRACED, Mode, command_line};
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn server_mode_first_by_default() {
+        let cli = Cli::try_parse_from(["bench"]).unwrap();
+        assert_eq!(cli.bench.traced, DEFAULT_TRACED);
+        assert_eq!(cli.bench.traced[0], Mode::Server);
+        assert_eq!(
+            command_line(&cli.bench),
+            "cargo xtask bench --rounds 3 --duration 10"
+        );
+        let cli = Cli::try_parse_from(["bench", "--traced", "no-export,server"]).unwrap();
+        assert_eq!(
+            command_line(&cli.bench),
+            "cargo xtask bench --rounds 3 --duration 10 --traced no-export,server"
+        );
+    }
 }

@@ -26,6 +26,10 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// How the agent is run in a traced phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
+    /// `--pid <server pid>` (the Go process; nginx's master, whose worker the
+    /// agent selects as its descendant): only the server is traced, not wrk;
+    /// spans exported over OTLP/HTTP to a local sink that discards them.
+    Server,
     /// `--port <server port>` (the server and wrk's connections), spans
     /// exported over OTLP/HTTP to a local sink that discards them.
     Export,
@@ -38,19 +42,56 @@ pub enum Mode {
 impl Mode {
     pub fn label(self) -> &'static str {
         match self {
+            Self::Server => "--pid server, OTLP export",
             Self::Export => "--port, OTLP export",
             Self::NoExport => "--port, --no-otlp",
             Self::All => "everything, --no-otlp",
         }
     }
 
-    fn agent_args(self, server_port: u16, sink: Option<&Sink>) -> Vec<String> {
-        let mut args = vec!["--stats-interval".to_owned(), "0".to_owned()];
-        if self != Self::All {
-            args.extend(["--port".to_owned(), server_port.to_string()]);
+    /// Its name on the command line (`no-export`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Export => "export",
+            Self::NoExport => "no-export",
+            Self::All => "all",
         }
-        match (self, sink) {
-            (Self::Export, Some(sink)) => args.extend([
+    }
+
+    /// Whether spans go to the OTLP sink (otherwise `--no-otlp`).
+    pub fn exports(self) -> bool {
+        matches!(self, Self::Server | Self::Export)
+    }
+
+    /// The spans each request makes: the server's SERVER span, and wrk's
+    /// CLIENT span unless only the server is selected.
+    pub fn spans_per_request(self) -> u64 {
+        match self {
+            Self::Server => 1,
+            Self::Export | Self::NoExport | Self::All => 2,
+        }
+    }
+
+    /// Which spans `spans_per_request` counts, for the report.
+    pub fn span_kinds(self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Export | Self::NoExport | Self::All => "server + client",
+        }
+    }
+
+    fn agent_args(self, server: Target, sink: Option<&Sink>) -> Vec<String> {
+        let mut args = vec!["--stats-interval".to_owned(), "0".to_owned()];
+        match self {
+            Self::Server => args.extend(["--pid".to_owned(), server.pid.to_string()]),
+            Self::Export | Self::NoExport => {
+                args.extend(["--port".to_owned(), server.port.to_string()]);
+            }
+            Self::All => {}
+        }
+        match sink {
+            Some(sink) if self.exports() => args.extend([
                 "--otlp-protocol".to_owned(),
                 "http/protobuf".to_owned(),
                 "--otlp-endpoint".to_owned(),
@@ -61,6 +102,21 @@ impl Mode {
             _ => args.push("--no-otlp".to_owned()),
         }
         args
+    }
+}
+
+/// The server under load, as the agent selects it.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    /// It listens on 127.0.0.1:`port`.
+    pub port: u16,
+    /// The server process (nginx: the master).
+    pub pid: u32,
+}
+
+impl Target {
+    pub fn url(self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
     }
 }
 
@@ -118,7 +174,8 @@ fn timed<T>(slot: &mut Duration, f: impl FnOnce() -> T) -> T {
     out
 }
 
-pub fn untraced(url: &str, load: Load, ctx: &Context, clock: &mut Clock) -> Result<Untraced> {
+pub fn untraced(target: Target, load: Load, ctx: &Context, clock: &mut Clock) -> Result<Untraced> {
+    let url = &target.url();
     timed(&mut clock.warm_up, || wrk::run(url, load, WARM_UP))?;
     let bpf_before = kernel::total_run_time_ns();
     let wrk = timed(&mut clock.measured, || wrk::run(url, load, ctx.duration))?;
@@ -131,15 +188,15 @@ pub fn untraced(url: &str, load: Load, ctx: &Context, clock: &mut Clock) -> Resu
 /// Starts a fresh agent, warms up, measures, waits until the agent has
 /// caught up, then stops it and reads its counters.
 pub fn traced(
-    url: &str,
-    port: u16,
+    target: Target,
     load: Load,
     mode: Mode,
     log_name: &str,
     ctx: &Context,
     clock: &mut Clock,
 ) -> Result<Traced> {
-    let args = mode.agent_args(port, ctx.sink);
+    let args = mode.agent_args(target, ctx.sink);
+    let url = &target.url();
     let log = ctx.logs.join(format!("{log_name}.log"));
     let mut agent = timed(&mut clock.agent_start, || {
         Agent::start(ctx.agent_bin, &args, &log)
@@ -181,4 +238,46 @@ pub fn traced(
         stats,
         export_requests: ctx.sink.map_or(0, Sink::requests) - sink_before,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mode, Target};
+
+    const TARGET: Target = Target {
+        port: 8080,
+        pid: 4242,
+    };
+
+    #[test]
+    fn server_mode_selects_only_the_server_pid_and_exports() {
+        let args = Mode::Server.agent_args(TARGET, None);
+        assert!(args.windows(2).any(|w| w == ["--pid", "4242"]));
+        assert!(!args.iter().any(|a| a == "--port"));
+        assert_eq!(Mode::Server.spans_per_request(), 1);
+        assert!(Mode::Server.exports());
+    }
+
+    #[test]
+    fn port_and_all_modes() {
+        let export = Mode::Export.agent_args(TARGET, None);
+        assert!(export.windows(2).any(|w| w == ["--port", "8080"]));
+        assert!(!export.iter().any(|a| a == "--pid"));
+        let all = Mode::All.agent_args(TARGET, None);
+        assert!(!all.iter().any(|a| a == "--pid" || a == "--port"));
+        assert!(all.iter().any(|a| a == "--no-otlp"));
+        for mode in [Mode::Export, Mode::NoExport, Mode::All] {
+            assert_eq!(mode.spans_per_request(), 2, "{mode:?}");
+        }
+        assert!(!Mode::NoExport.exports() && !Mode::All.exports());
+    }
+
+    #[test]
+    fn names_are_the_command_line_values() {
+        use clap::ValueEnum as _;
+        for mode in Mode::value_variants() {
+            let value = mode.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), mode.name());
+        }
+    }
 }

@@ -9,10 +9,6 @@ use super::{
     wrk::{Load, Report},
 };
 
-/// Each request is seen twice with `--port` or no selection: by the server
-/// (a SERVER span) and by wrk (a CLIENT span).
-pub const SPANS_PER_REQUEST: u64 = 2;
-
 /// The budget of issue 5.
 const MIN_THROUGHPUT: f64 = 0.97;
 const MAX_P99: f64 = 1.10;
@@ -101,7 +97,7 @@ impl Figures {
             spans_created: 0,
             spans_expected: 0,
             spans_tolerance: 0,
-            spans_exported: (mode == Mode::Export).then_some(0),
+            spans_exported: mode.exports().then_some(0),
             export_requests: 0,
             drops: BTreeMap::new(),
             wrk_errors: 0,
@@ -109,7 +105,7 @@ impl Figures {
         let mut measured_requests = 0;
         let mut probe_hits = 0;
         for (untraced, traced) in &pairs {
-            figures.add_counts(traced, load);
+            figures.add_counts(traced, mode, load);
             figures.wrk_errors += untraced.errors;
             measured_requests += traced.wrk.requests;
             probe_hits += probe_runs(traced);
@@ -118,7 +114,7 @@ impl Figures {
         Some(figures)
     }
 
-    fn overload(traced: &Traced, load: Load) -> Self {
+    fn overload(traced: &Traced, mode: Mode, load: Load) -> Self {
         let mut figures = Self {
             rps_untraced: 0.0,
             rps_traced: traced.wrk.requests_per_sec,
@@ -133,22 +129,23 @@ impl Figures {
             spans_created: 0,
             spans_expected: 0,
             spans_tolerance: 0,
-            spans_exported: traced.stats.contains_key("spans_exported").then_some(0),
+            spans_exported: mode.exports().then_some(0),
             export_requests: 0,
             drops: BTreeMap::new(),
             wrk_errors: 0,
         };
-        figures.add_counts(traced, load);
+        figures.add_counts(traced, mode, load);
         figures
     }
 
-    fn add_counts(&mut self, traced: &Traced, load: Load) {
+    fn add_counts(&mut self, traced: &Traced, mode: Mode, load: Load) {
         let counter = |name: &str| traced.stats.get(name).copied().unwrap_or(0);
         self.rss_peak_mib = self.rss_peak_mib.max(mib(traced.memory.hwm_kib));
         self.spans_created += counter("spans_created");
-        self.spans_expected += SPANS_PER_REQUEST * traced.requests_seen;
+        let per_request = mode.spans_per_request();
+        self.spans_expected += per_request * traced.requests_seen;
         // Two wrk runs (warm-up, measured) per phase.
-        self.spans_tolerance += SPANS_PER_REQUEST * 2 * u64::from(load.connections);
+        self.spans_tolerance += per_request * 2 * u64::from(load.connections);
         if let Some(exported) = &mut self.spans_exported {
             *exported += counter("spans_exported");
         }
@@ -292,7 +289,7 @@ pub fn markdown(header: &Header, results: &[WorkloadResults], modes: &[Mode]) ->
     }
     overload(&mut out, results);
     rounds(&mut out, results);
-    method(&mut out);
+    method(&mut out, modes);
     out
 }
 
@@ -314,8 +311,9 @@ fn budget(out: &mut String, results: &[WorkloadResults], mode: Mode, load: Load)
         let _ = write!(out, " --- |");
     }
     out.push('\n');
-    type Line = (&'static str, fn(&Figures) -> (String, bool));
-    let lines: [Line; 8] = [
+    type Line<'a> = (&'a str, fn(&Figures) -> (String, bool));
+    let spans = format!("every request a span ({})", mode.span_kinds());
+    let lines: [Line<'_>; 8] = [
         ("throughput ≥ 0.97× untraced", |f| {
             (
                 format!("{:.3}×", f.rps_ratio),
@@ -346,9 +344,7 @@ fn budget(out: &mut String, results: &[WorkloadResults], mode: Mode, load: Load)
                 f.rss_peak_mib <= MAX_RSS_PEAK_MIB,
             )
         }),
-        ("every request a span (server + client)", |f| {
-            (f.spans_text(), f.spans_ok())
-        }),
+        (&spans, |f| (f.spans_text(), f.spans_ok())),
         ("drops = 0", |f| (f.drops_text(), f.drops.is_empty())),
     ];
     for (name, check) in lines {
@@ -437,7 +433,7 @@ fn overload(out: &mut String, results: &[WorkloadResults]) {
     for (result, o) in with {
         match &o.traced {
             Ok(traced) => {
-                let f = Figures::overload(traced, load);
+                let f = Figures::overload(traced, o.mode, load);
                 let untraced = &o.untraced.wrk;
                 let ratio = traced.wrk.requests_per_sec / untraced.requests_per_sec;
                 let _ = writeln!(
@@ -524,7 +520,7 @@ fn rounds(out: &mut String, results: &[WorkloadResults]) {
     }
 }
 
-fn method(out: &mut String) {
+fn method(out: &mut String, modes: &[Mode]) {
     out.push_str(
         "
 ### How the figures are computed
@@ -532,6 +528,15 @@ fn method(out: &mut String) {
 - Each round runs the untraced phase, then one traced phase per mode, against the same
   server; every phase is a 1 s wrk warm-up, then the measured wrk run. The agent is started
   fresh for each traced phase (`--stats-interval 0`) and stopped with SIGINT after it.
+- Modes (the \"agent traces\" column); the first is checked against the budget (and used
+  for `--overload`):
+",
+    );
+    for &mode in modes {
+        let _ = writeln!(out, "  - `{}`: {}", mode.label(), mode_text(mode));
+    }
+    out.push_str(
+        "\
 - Throughput, p50 and p99: wrk's `Requests/sec` and `--latency` percentiles; the ratio is
   traced / untraced within a round, and the table shows the median over rounds.
 - Agent CPU: utime + stime of the agent (all threads, /proc/PID/stat) from the end of the
@@ -546,15 +551,35 @@ fn method(out: &mut String) {
   request.
 - RSS: VmRSS at the end of the measured run (steady) and VmHWM (peak) from
   /proc/PID/status; peak is the maximum over rounds.
-- Spans: the agent's final `spans_created` against 2 × the requests wrk completed while the
-  agent ran (warm-up included): the server and wrk both make a span per request. A few per
-  connection may be in flight when wrk stops, so ✓ allows 2 × connections per wrk run.
-  With export, `spans_exported` must equal `spans_created`.
+- Spans: the agent's final `spans_created` against N × the requests wrk completed while the
+  agent ran (warm-up included), N being the spans a request makes in that mode: 1 with
+  `--pid server` (the server's SERVER span; wrk is not traced), 2 otherwise (the server's
+  SERVER span and wrk's CLIENT span). A few per connection may be in flight when wrk stops,
+  so ✓ allows N × connections per wrk run. With export, `spans_exported` must equal
+  `spans_created`.
 - Others' eBPF: run time of every loaded eBPF program that is not this agent's (other
   tracers running on the machine) per request: non-zero means the phase was disturbed.
 - Drops: every `drop_*` counter of the agent's final stats line, summed over the rounds.
 ",
     );
+}
+
+/// What the agent selects and where its spans go in `mode`.
+fn mode_text(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Server => {
+            "`--pid <server pid>`: the Go server's process, or nginx's master (the agent also \
+             selects its already-running descendants: the worker). wrk, the load generator, is \
+             not traced. Spans are exported over OTLP/HTTP (protobuf) to a local sink that \
+             answers 200 and discards them."
+        }
+        Mode::Export => {
+            "`--port <server port>`: the server's and wrk's ends of every connection. Spans \
+             are exported to the local sink as above."
+        }
+        Mode::NoExport => "`--port <server port>`, `--no-otlp`: the same, without export.",
+        Mode::All => "no selection (every process), `--no-otlp`.",
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,10 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use super::procs::{self, Proc};
+use super::{
+    phase::Target,
+    procs::{self, Proc},
+};
 use crate::{
     cmd::{self, Paths},
     setup::DEFAULT_GO,
@@ -73,6 +76,21 @@ pub enum Prepared {
 pub struct Server {
     pub port: u16,
     pub proc: Proc,
+}
+
+impl Server {
+    /// The server process: the Go hello server itself; nginx's master
+    /// (`daemon off`, so the process started), whose worker is its child.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn target(&self) -> Target {
+        Target {
+            port: self.port,
+            pid: self.pid(),
+        }
+    }
 }
 
 impl Prepared {

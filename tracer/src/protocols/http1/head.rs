@@ -99,10 +99,20 @@ fn head_end(buf: &[u8], from: usize) -> Option<usize> {
     })
 }
 
+/// Most header fields one head may have; `Limits::max_headers` may lower it.
+pub(super) const MAX_HEADERS: usize = 256;
+
+/// Header slots on the stack, left uninitialised: a zeroed (or heap)
+/// array per parsed head cost more than the parse.
+fn header_slots() -> [std::mem::MaybeUninit<httparse::Header<'static>>; MAX_HEADERS] {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 pub(super) fn parse_request(buf: &[u8], max_headers: usize) -> Result<RequestHead, ParseError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(buf) {
+    let mut slots = header_slots();
+    let slots = &mut slots[..max_headers.min(MAX_HEADERS)];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(ParseError::Malformed),
         Err(e) => return Err(map_error(e)),
@@ -121,14 +131,15 @@ pub(super) fn parse_request(buf: &[u8], max_headers: usize) -> Result<RequestHea
 }
 
 pub(super) fn parse_response(buf: &[u8], max_headers: usize) -> Result<ResponseHead, ParseError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut response = httparse::Response::new(&mut headers);
+    let mut slots = header_slots();
+    let slots = &mut slots[..max_headers.min(MAX_HEADERS)];
+    let mut response = httparse::Response::new(&mut []);
     // Servers in the wild fold lines and put spaces before colons; clients
     // tolerate both, so the tracer does too.
     let parsed = httparse::ParserConfig::default()
         .allow_obsolete_multiline_headers_in_responses(true)
         .allow_spaces_after_header_name_in_responses(true)
-        .parse_response(&mut response, buf);
+        .parse_response_with_uninit_headers(&mut response, buf, slots);
     match parsed {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(ParseError::Malformed),

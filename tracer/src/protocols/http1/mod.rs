@@ -126,7 +126,7 @@ impl Default for Limits {
         Self {
             max_pending: 64,
             max_head_bytes: 16 * 1024,
-            max_headers: 64,
+            max_headers: head::MAX_HEADERS,
         }
     }
 }

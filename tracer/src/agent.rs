@@ -109,6 +109,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let ring = probes.events.take().context("ring buffer already taken")?;
+    // Loading parsed the kernel's BTF (tens of MiB, freed by now): give that
+    // memory back instead of keeping it in the allocator for the agent's
+    // lifetime.
+    // SAFETY: no preconditions.
+    unsafe { libc::malloc_trim(0) };
 
     let host = args.host_name.clone().unwrap_or_else(host_name);
     let mut pipeline = Pipeline::new(

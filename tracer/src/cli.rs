@@ -55,8 +55,9 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(64..=tracer_common::MAX_CAPTURE as i64))]
     pub capture_bytes: u32,
 
-    /// Kernel ring buffer size in MiB (a power of two).
-    #[arg(long, value_name = "MIB", default_value_t = 16, value_parser = parse_ring_mib)]
+    /// Kernel ring buffer size in MiB (a power of two). It is mapped twice
+    /// into the agent, so it counts double in its RSS.
+    #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,
 
     /// Do not write `traceparent` into outgoing HTTP/1 requests (then hops

@@ -237,8 +237,14 @@ pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
         tgid: (pid_tgid >> 32) as u32,
     };
     let _ = THREAD_CTX.insert(pid_tgid, thread, 0);
+    // Remember the request by its caller's span id, for a proxy that
+    // forwards the caller's header. With a connection parent too: the
+    // header sk_msg wrote may arrive in a later read than the request line
+    // (it is its own segment), and then names exactly that client span.
     if header {
         let _ = SERVER_BY_CALLER.insert(header_caller, thread, 0);
+    } else if ctx.source == ctx_source::CONNECTION {
+        let _ = SERVER_BY_CALLER.insert(ctx.parent_span_id, thread, 0);
     }
 }
 

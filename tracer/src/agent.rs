@@ -174,26 +174,20 @@ fn describe_selection(args: &Args) -> String {
 
 /// Copy the kernel programs' per-CPU counters into the shared stats.
 fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
-    use std::sync::atomic::Ordering::Relaxed;
     let k = probes.kernel_counters();
-    stats
-        .drop_ringbuf_full
-        .store(k[counter::RINGBUF_FULL as usize], Relaxed);
-    stats
-        .drop_args_full
-        .store(k[counter::ARGS_FULL as usize], Relaxed);
-    stats
-        .kernel_read_failed
-        .store(k[counter::READ_FAILED as usize], Relaxed);
-    stats
-        .context_injected
-        .store(k[counter::INJECTED as usize], Relaxed);
-    stats
-        .context_inject_failed
-        .store(k[counter::INJECT_FAILED as usize], Relaxed);
-    stats
-        .context_own_header
-        .store(k[counter::INJECT_SKIPPED_HAS_HEADER as usize], Relaxed);
+    for (index, into) in [
+        (counter::RINGBUF_FULL, &stats.drop_ringbuf_full),
+        (counter::ARGS_FULL, &stats.drop_args_full),
+        (counter::READ_FAILED, &stats.kernel_read_failed),
+        (counter::INJECTED, &stats.context_injected),
+        (counter::INJECT_FAILED, &stats.context_inject_failed),
+        (
+            counter::INJECT_SKIPPED_HAS_HEADER,
+            &stats.context_own_header,
+        ),
+    ] {
+        into.store(k[index as usize], std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 async fn report_periodically(every: Option<Duration>, stats: Arc<Stats>, probes: Arc<Probes>) {

@@ -51,20 +51,26 @@ pub struct Pipeline<S, P> {
     pub processes: ProcessTable,
     selection: Selection,
     kernel: P,
-    sampling: SamplingState,
     /// The threshold last given to the kernel.
     threshold: u64,
+    out: Output,
+    spans: SpanMaker<S>,
+    /// Newest kernel timestamp seen: the agent's notion of "now".
+    now: u64,
+    last_sweep: u64,
+}
+
+/// Everything that turns a finished exchange into an exported span; apart
+/// from the connection table so both can be borrowed at once.
+struct SpanMaker<S> {
+    sampling: SamplingState,
     sink: S,
     stats: Arc<Stats>,
     ids: IdGenerator,
     clock: Clock,
     opts: HttpSpanOptions,
-    out: Output,
     /// Span ids the kernel recently wrote into outgoing requests.
     injected: RecentIds,
-    /// Newest kernel timestamp seen: the agent's notion of "now".
-    now: u64,
-    last_sweep: u64,
 }
 
 impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
@@ -83,26 +89,28 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             processes,
             selection: config.selection,
             kernel,
-            sampling: config.sampling,
             threshold,
-            sink,
-            stats,
-            ids: IdGenerator::new(),
-            clock: Clock::new(),
-            opts: config.span_options,
             out: Output::default(),
-            injected: RecentIds::new(8192),
+            spans: SpanMaker {
+                sampling: config.sampling,
+                sink,
+                stats,
+                ids: IdGenerator::new(),
+                clock: Clock::new(),
+                opts: config.span_options,
+                injected: RecentIds::new(8192),
+            },
             now: 0,
             last_sweep: 0,
         }
     }
 
     pub fn sink_mut(&mut self) -> &mut S {
-        &mut self.sink
+        &mut self.spans.sink
     }
 
     fn on_data(&mut self, h: &DataHeader, payload: &[u8], tail: &[u8]) {
-        Stats::inc(&self.stats.data_events);
+        Stats::inc(&self.spans.stats.data_events);
         self.now = self.now.max(h.ts_exit);
         let key = ConnKey {
             pid: h.pid,
@@ -115,7 +123,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         let conn = match slot {
             Slot::Live(conn) => conn,
             Slot::Full => {
-                Stats::inc(&self.stats.drop_conn_table_full);
+                Stats::inc(&self.spans.stats.drop_conn_table_full);
                 if let Some(old) = replaced {
                     self.finish(old, h.ts_enter);
                 }
@@ -134,7 +142,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
                 conn.remember_context(starts_at, h.ctx);
                 if h.ctx.injected != 0 {
-                    self.injected.insert(h.ctx.span_id);
+                    self.spans.injected.insert(h.ctx.span_id);
                 }
             }
             let chunk = Chunk {
@@ -145,87 +153,17 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 ts_end: h.ts_exit,
             };
             conn.parser.feed(dir, &chunk, &mut self.out);
-            Self::emit(
-                &mut self.out,
-                conn,
-                &self.stats,
-                &mut self.ids,
-                &self.injected,
-                &mut self.sampling,
-                &mut self.sink,
-                self.clock,
-                self.opts,
-            );
+            self.spans.emit(&mut self.out, conn);
         }
         if let Some(old) = replaced {
             self.finish(old, h.ts_enter);
         }
     }
 
-    /// Turn what the parser produced into spans and counters.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "disjoint borrows of self's fields"
-    )]
-    fn emit(
-        out: &mut Output,
-        conn: &mut Conn,
-        stats: &Stats,
-        ids: &mut IdGenerator,
-        injected: &RecentIds,
-        sampling: &mut SamplingState,
-        sink: &mut S,
-        clock: Clock,
-        opts: HttpSpanOptions,
-    ) {
-        for err in out.errors.drain(..) {
-            let counter = match err {
-                ParseError::HeadTruncated => &stats.drop_http_head_truncated,
-                ParseError::PipelineOverflow => &stats.drop_http_pipeline_overflow,
-                ParseError::Malformed
-                | ParseError::TooManyHeaders
-                | ParseError::HeadTooLarge
-                | ParseError::UnexpectedResponse => &stats.drop_http_parse_error,
-            };
-            Stats::inc(counter);
-        }
-        for ex in out.exchanges.drain(..) {
-            Stats::inc(&stats.http_exchanges);
-            let kernel = conn.take_context(ex.request_start);
-            let (mut identity, notes) =
-                parent::choose(kernel.as_ref(), &ex.request.headers, ids, |id| {
-                    injected.contains(id)
-                });
-            if notes.invalid_header.is_some() {
-                Stats::inc(&stats.context_invalid_header);
-            }
-            identity.sampled = sample(sampling, &identity, kernel.is_some());
-            if !identity.sampled {
-                Stats::inc(&stats.spans_unsampled);
-                continue;
-            }
-            let span = http::build(&ex, &conn.ends, &conn.process, clock, identity, opts);
-            Stats::inc(&stats.spans_created);
-            if !sink.send(span) {
-                Stats::inc(&stats.drop_export_queue_full);
-            }
-        }
-    }
-
     /// The connection is gone: let the parser finish what it can.
     fn finish(&mut self, mut conn: Conn, ts: u64) {
         conn.parser.close(ts, &mut self.out);
-        Self::emit(
-            &mut self.out,
-            &mut conn,
-            &self.stats,
-            &mut self.ids,
-            &self.injected,
-            &mut self.sampling,
-            &mut self.sink,
-            self.clock,
-            self.opts,
-        );
+        self.spans.emit(&mut self.out, &mut conn);
     }
 
     fn on_exec(&mut self, pid: u32, comm: &[u8; 16]) {
@@ -251,6 +189,53 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     pub fn finish_all(&mut self) {
         for conn in self.conns.drain() {
             self.finish(conn, self.now);
+        }
+    }
+}
+
+impl<S: SpanSink> SpanMaker<S> {
+    /// Turn what the parser produced into spans and counters.
+    fn emit(&mut self, out: &mut Output, conn: &mut Conn) {
+        let stats = &self.stats;
+        for err in out.errors.drain(..) {
+            let counter = match err {
+                ParseError::HeadTruncated => &stats.drop_http_head_truncated,
+                ParseError::PipelineOverflow => &stats.drop_http_pipeline_overflow,
+                ParseError::Malformed
+                | ParseError::TooManyHeaders
+                | ParseError::HeadTooLarge
+                | ParseError::UnexpectedResponse => &stats.drop_http_parse_error,
+            };
+            Stats::inc(counter);
+        }
+        for ex in out.exchanges.drain(..) {
+            Stats::inc(&stats.http_exchanges);
+            let kernel = conn.take_context(ex.request_start);
+            let injected = &self.injected;
+            let (mut identity, notes) =
+                parent::choose(kernel.as_ref(), &ex.request.headers, &mut self.ids, |id| {
+                    injected.contains(id)
+                });
+            if notes.invalid_header.is_some() {
+                Stats::inc(&stats.context_invalid_header);
+            }
+            identity.sampled = sample(&mut self.sampling, &identity, kernel.is_some());
+            if !identity.sampled {
+                Stats::inc(&stats.spans_unsampled);
+                continue;
+            }
+            let span = http::build(
+                &ex,
+                &conn.ends,
+                &conn.process,
+                self.clock,
+                identity,
+                self.opts,
+            );
+            Stats::inc(&stats.spans_created);
+            if !self.sink.send(span) {
+                Stats::inc(&stats.drop_export_queue_full);
+            }
         }
     }
 }
@@ -303,8 +288,8 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
     }
 
     fn after_burst(&mut self) {
-        self.sampling.tick(Instant::now());
-        let threshold = ratio_threshold(self.sampling.adaptive_ratio());
+        self.spans.sampling.tick(Instant::now());
+        let threshold = ratio_threshold(self.spans.sampling.adaptive_ratio());
         if threshold != self.threshold {
             self.threshold = threshold;
             self.kernel.set_sample_threshold(threshold);

@@ -20,7 +20,6 @@ pub enum DecodeError {
 #[derive(Clone, Copy, Debug)]
 pub struct DataHeader {
     pub ingress: bool,
-    pub role: u8,
     pub pid: u32,
     pub tid: u32,
     pub fd: u32,
@@ -60,7 +59,6 @@ pub enum Event<'a> {
 /// The header fields of a data record.
 struct Header {
     direction: u8,
-    role: u8,
     pid: u32,
     tid: u32,
     fd: u32,
@@ -115,7 +113,6 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
             }
             let ev = Header {
                 direction: field!(direction),
-                role: field!(role),
                 pid: field!(pid),
                 tid: field!(tid),
                 fd: field!(fd),
@@ -137,7 +134,6 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
             Ok(Event::Data {
                 header: DataHeader {
                     ingress: ev.direction == direction::INGRESS,
-                    role: ev.role,
                     pid: ev.pid,
                     tid: ev.tid,
                     fd: ev.fd,

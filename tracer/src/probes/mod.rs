@@ -72,8 +72,6 @@ pub struct Probes {
     /// The kernel empties a program array when its last user-space
     /// reference goes: kept for as long as the programs run.
     _tail_calls: ProgramArray<MapData>,
-    /// Whether sk_msg injection is attached.
-    pub injecting: bool,
 }
 
 impl Probes {
@@ -127,7 +125,9 @@ impl Probes {
                 .with_context(|| format!("attaching {prog} to {category}:{name}"))?;
         }
         info!("{} tracepoints attached", ATTACHMENTS.len());
-        let injecting = opts.inject && attach_injection(&mut ebpf)?;
+        if opts.inject {
+            attach_injection(&mut ebpf);
+        }
 
         let traced_pids = HashMap::try_from(take(&mut ebpf, maps::TRACED_PIDS)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)?;
@@ -139,7 +139,6 @@ impl Probes {
             events: Some(events),
             config: Some(config_map),
             _tail_calls: tail_calls,
-            injecting,
         })
     }
 
@@ -191,10 +190,10 @@ fn load_tail_calls(ebpf: &mut Ebpf) -> anyhow::Result<ProgramArray<MapData>> {
 /// Attach sock_ops to the cgroup v2 root and sk_msg to the SockHash. Missing
 /// pieces (no cgroup v2, a kernel without sk_msg) turn injection off with a
 /// warning: tracing goes on.
-fn attach_injection(ebpf: &mut Ebpf) -> anyhow::Result<bool> {
+fn attach_injection(ebpf: &mut Ebpf) {
     let Some(root) = environment::cgroup2_root() else {
         warn!("no cgroup v2 mount: traceparent injection is off");
-        return Ok(false);
+        return;
     };
     let result = (|| -> anyhow::Result<()> {
         let sockhash: SockHash<_, u64> = SockHash::try_from(
@@ -221,13 +220,7 @@ fn attach_injection(ebpf: &mut Ebpf) -> anyhow::Result<bool> {
         Ok(())
     })();
     match result {
-        Ok(()) => {
-            info!("traceparent injection on (sock_ops on {})", root.display());
-            Ok(true)
-        }
-        Err(e) => {
-            warn!("traceparent injection is off: {e:#}");
-            Ok(false)
-        }
+        Ok(()) => info!("traceparent injection on (sock_ops on {})", root.display()),
+        Err(e) => warn!("traceparent injection is off: {e:#}"),
     }
 }

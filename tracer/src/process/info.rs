@@ -180,18 +180,6 @@ impl ProcessTable {
     pub fn remove(&mut self, pid: u32) {
         self.by_pid.remove(&pid);
     }
-
-    pub fn len(&self) -> usize {
-        self.by_pid.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_pid.is_empty()
-    }
-
-    pub fn proc_root(&self) -> &Path {
-        &self.proc_root
-    }
 }
 
 pub fn host_name() -> String {

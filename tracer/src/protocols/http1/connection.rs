@@ -22,6 +22,10 @@ const EAGER_CLASSIFY_BYTES: usize = 64;
 pub struct Http1Connection {
     limits: Limits,
     verdict: Verdict,
+    /// Chunks seen while undecided that did not start a message: tracing
+    /// may have begun in the middle of a body, so a few are waited out
+    /// before the connection is written off as not HTTP/1.
+    undecided_misses: u32,
     /// A tunnel was established or the connection closed: nothing further
     /// is HTTP/1.
     finished: bool,
@@ -121,12 +125,17 @@ struct Answer {
     body_bytes: u64,
 }
 
+/// Chunks without a message start after which an undecided connection is
+/// taken for another protocol (see `undecided_misses`).
+const UNDECIDED_LIMIT: u32 = 8;
+
 impl Http1Connection {
     #[must_use]
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,
             verdict: Verdict::Undecided,
+            undecided_misses: 0,
             finished: false,
             streams: Default::default(),
             pending: VecDeque::new(),
@@ -247,6 +256,16 @@ impl Http1Connection {
         }
     }
 
+    /// An undecided connection's chunk did not start a message; after
+    /// UNDECIDED_LIMIT of them it is taken for another protocol.
+    fn undecided_miss(&mut self) {
+        self.undecided_misses += 1;
+        if self.undecided_misses >= UNDECIDED_LIMIT {
+            self.verdict = Verdict::NotHttp;
+            self.release();
+        }
+    }
+
     fn decide(&mut self, dir: Direction, role: Role) {
         let request_dir = match role {
             Role::Request => dir,
@@ -275,6 +294,7 @@ impl Http1Connection {
                         tentative: true,
                     };
                 }
+                Start::NotHttp if role.is_none() => self.undecided_miss(),
                 Start::Message(_) | Start::NotHttp => {}
             },
             State::Body(Body::Lost(_)) => {
@@ -437,8 +457,9 @@ impl Http1Connection {
                 Role::Request
             }
             None => {
-                self.verdict = Verdict::NotHttp;
-                self.release();
+                // Look again at the start of the next chunk (Resync).
+                self.streams[dir.index()].buf.clear();
+                self.undecided_miss();
                 return;
             }
         };

@@ -697,10 +697,13 @@ fn resync_on_a_message_start_split_across_chunks() {
 #[test]
 fn not_http_is_ignored() {
     let mut h = Harness::new();
-    h.send(
-        OUT,
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03rest of a client hello",
-    );
+    // A few chunks are waited out (tracing may have started mid-body).
+    for _ in 0..8 {
+        h.send(
+            OUT,
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03rest of a client hello",
+        );
+    }
     assert_eq!(h.conn.is_http(), Some(false));
     assert_eq!(h.conn.request_direction(), None);
     h.send(IN, OK_5).send(OUT, GET).close();
@@ -714,7 +717,9 @@ fn not_http_is_ignored() {
         b"220 mail.example.com ESMTP\r\n",
     ] {
         let mut h = Harness::new();
-        h.send(IN, first);
+        for _ in 0..8 {
+            h.send(IN, first);
+        }
         assert_eq!(h.conn.is_http(), Some(false), "{first:?}");
     }
 }
@@ -918,4 +923,16 @@ fn smuggling_shapes_are_not_trusted() {
     let (exchanges, errors) = h.summary();
     assert_eq!(exchanges.len(), 2);
     assert!(errors.is_empty());
+}
+
+#[test]
+fn tracing_started_mid_body_resyncs_at_the_next_request() {
+    let mut h = Harness::new();
+    // The end of a body of a request whose head came before the agent.
+    h.send(IN, b"{\"items\": [1, 2, 3], \"more\": true}")
+        .send(IN, b"trailing body bytes, still not a message start");
+    assert_eq!(h.conn.is_http(), None, "undecided, not written off");
+    h.send(OUT, OK_5).send(IN, GET).send(OUT, OK_5);
+    let (exchanges, _) = h.summary();
+    assert_eq!(exchanges, [ok("GET", "/index.html", 200, 5)]);
 }

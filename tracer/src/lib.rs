@@ -7,6 +7,7 @@ pub mod conn;
 pub mod context;
 pub mod events;
 pub mod export;
+pub mod golang;
 pub mod probes;
 pub mod process;
 pub mod protocols;

@@ -8,7 +8,7 @@ use std::{
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::Resource;
 
-use crate::spans::record::ProcessKey;
+use crate::{golang, spans::record::ProcessKey};
 
 pub const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
 pub const OTEL_RESOURCE_ATTRIBUTES: &str = "OTEL_RESOURCE_ATTRIBUTES";
@@ -29,6 +29,8 @@ pub struct ProcDetails {
     pub comm: String,
     pub start_ticks: u64,
     pub env_service_name: Option<String>,
+    /// Toolchain that built the executable (`go1.25.5`), when it is Go.
+    pub go_version: Option<String>,
 }
 
 impl ProcDetails {
@@ -47,11 +49,22 @@ impl ProcDetails {
         let env_service_name = std::fs::read(dir.join("environ"))
             .ok()
             .and_then(|e| service_name_from_environ(&e));
+        // Through the exe link rather than exe_path: it opens the file the
+        // process runs even after that was deleted or replaced on disk.
+        // Costs the ELF headers and the small build info section only.
+        let go_version = match golang::buildinfo::read(&dir.join("exe")) {
+            Ok(info) => info.map(|i| i.go_version),
+            Err(e) => {
+                log::debug!("pid {pid}: no Go build info: {e}");
+                None
+            }
+        };
         Self {
             exe_path,
             comm,
             start_ticks,
             env_service_name,
+            go_version,
         }
     }
 }
@@ -119,6 +132,24 @@ impl ProcessInfo {
         ];
         if let Some(path) = &details.exe_path {
             attrs.push(KeyValue::new("process.executable.path", path.clone()));
+        }
+        if let Some(go_version) = &details.go_version {
+            // Semantic conventions: name "go", version without the "go"
+            // prefix, description the toolchain's own string. A suffix
+            // (" X:experiment") or "devel ..." keeps only the description.
+            attrs.push(KeyValue::new("process.runtime.name", "go"));
+            if let Some(version) = go_version
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.strip_prefix("go"))
+                .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+            {
+                attrs.push(KeyValue::new("process.runtime.version", version.to_owned()));
+            }
+            attrs.push(KeyValue::new(
+                "process.runtime.description",
+                go_version.clone(),
+            ));
         }
         let resource = Resource::builder_empty()
             .with_service_name(service_name.clone())
@@ -216,6 +247,7 @@ mod tests {
             comm: "python3".into(),
             start_ticks: 5,
             env_service_name: None,
+            go_version: None,
         };
         let info = ProcessInfo::new(42, details, "host");
         assert_eq!(info.service_name, "python3.11");
@@ -236,6 +268,43 @@ mod tests {
         ] {
             assert!(has(k), "{k}");
         }
+        assert!(!has("process.runtime.name"));
+    }
+
+    #[test]
+    fn go_binaries_get_runtime_attributes() {
+        let attr = |go_version: &str, key: &'static str| {
+            let details = ProcDetails {
+                exe_path: Some("/srv/app".into()),
+                go_version: Some(go_version.into()),
+                ..ProcDetails::default()
+            };
+            let info = ProcessInfo::new(7, details, "host");
+            info.resource
+                .get(&opentelemetry::Key::from_static_str(key))
+                .map(|v| v.to_string())
+        };
+        assert_eq!(
+            attr("go1.25.5", "process.runtime.name").as_deref(),
+            Some("go")
+        );
+        assert_eq!(
+            attr("go1.25.5", "process.runtime.version").as_deref(),
+            Some("1.25.5")
+        );
+        assert_eq!(
+            attr("go1.25.5", "process.runtime.description").as_deref(),
+            Some("go1.25.5")
+        );
+        assert_eq!(
+            attr("go1.24.0 X:nocoverageredesign", "process.runtime.version").as_deref(),
+            Some("1.24.0")
+        );
+        assert_eq!(attr("unknown", "process.runtime.version"), None);
+        assert_eq!(
+            attr("unknown", "process.runtime.name").as_deref(),
+            Some("go")
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! against --exe as they are reported.
 use std::{collections::HashSet, path::Path};
 
-use super::info::{ProcDetails, parse_ppid};
+use super::info::parse_ppid;
 
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
@@ -51,9 +51,12 @@ impl Selection {
             {
                 parents.push((pid, ppid));
             }
+            // Only the executable's path: ProcDetails would also read its
+            // build info, for every process on the host.
             if !self.exes.is_empty()
-                && let Some(exe) = ProcDetails::read(proc_root, pid).exe_path
-                && self.exe_matches(&exe)
+                && let Ok(exe) = std::fs::read_link(entry.path().join("exe"))
+                && let exe = exe.to_string_lossy()
+                && self.exe_matches(exe.strip_suffix(" (deleted)").unwrap_or(&exe))
             {
                 chosen.insert(pid);
             }

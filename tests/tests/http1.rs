@@ -47,6 +47,39 @@ fn py_server(service_name: Option<&str>) -> Server {
 
 /// One curl request; returns (curl pid, local port) after checking the
 /// status curl saw.
+/// A client that printed `marker` and waits for "go" on stdin: start the
+/// agent tracing it and the server `sp`, release it, and wait for it.
+fn release_held_client(
+    env: &TestEnv,
+    receiver: &Receiver,
+    sp: u32,
+    mut client_proc: Proc,
+    marker: &str,
+) -> (Agent, integration_tests::process::Finished) {
+    assert!(
+        client_proc
+            .stdout
+            .wait_line(Duration::from_secs(20), |l| l.trim() == marker),
+        "the client did not print {marker}: {}",
+        client_proc.stdout.text()
+    );
+    let cp = client_proc.pid();
+    let agent = start_agent(
+        env,
+        receiver,
+        Protocol::Grpc,
+        &["--pid", &sp.to_string(), "--pid", &cp.to_string()],
+    );
+    client_proc
+        .write_stdin("go\n")
+        .expect("releasing the client");
+    let finished = client_proc
+        .finish(apps::CLIENT_TIMEOUT)
+        .and_then(|f| f.ok())
+        .expect("client");
+    (agent, finished)
+}
+
 fn curl(args: &[&str], want_status: u16) -> (u32, u16) {
     let (finished, status, local_port) = apps::curl_request(args).expect("running curl");
     assert_eq!(status, want_status, "status seen by curl for {args:?}");
@@ -192,7 +225,7 @@ fn python_server_urllib_client_10_requests() {
     let (exe_name, exe_path) = exe_of(sp);
     // The client is a python process too, so it is selected by pid: it
     // starts first and waits for a line on stdin before sending anything.
-    let mut client_proc = Proc::spawn(
+    let client_proc = Proc::spawn(
         "py-client",
         apps::python_client(&[
             "urllib",
@@ -204,27 +237,8 @@ fn python_server_urllib_client_10_requests() {
         true,
     )
     .expect("spawning the client");
-    assert!(
-        client_proc
-            .stdout
-            .wait_line(Duration::from_secs(20), |l| l.trim() == "WAITING"),
-        "the client did not start: {}",
-        client_proc.stdout.text()
-    );
     let cp = client_proc.pid();
-    let agent = start_agent(
-        &env,
-        &receiver,
-        Protocol::Grpc,
-        &["--pid", &sp.to_string(), "--pid", &cp.to_string()],
-    );
-    client_proc
-        .write_stdin("go\n")
-        .expect("starting the client");
-    let finished = client_proc
-        .finish(apps::CLIENT_TIMEOUT)
-        .and_then(|f| f.ok())
-        .expect("client");
+    let (agent, finished) = release_held_client(&env, &receiver, sp, client_proc, "WAITING");
     assert_eq!(statuses(&finished.stdout), vec![200; 10]);
 
     let out = flow::finish(&receiver, agent, &[server(sp, 10), client(cp, 10)]);
@@ -1179,7 +1193,7 @@ fn keepalive_connection_opened_before_the_agent() {
     // request whose read the server thread had already entered before the
     // agent attached (a syscall tracepoint cannot see a read in flight), and
     // three more that must all be traced.
-    let mut client_proc = Proc::spawn(
+    let client_proc = Proc::spawn(
         "py-raw",
         apps::python_client(&[
             "raw",
@@ -1196,27 +1210,8 @@ fn keepalive_connection_opened_before_the_agent() {
         true,
     )
     .expect("client");
-    assert!(
-        client_proc
-            .stdout
-            .wait_line(Duration::from_secs(20), |l| l.trim() == "PAUSED"),
-        "the client did not pause: {}",
-        client_proc.stdout.text()
-    );
     let cp = client_proc.pid();
-    let agent = start_agent(
-        &env,
-        &receiver,
-        Protocol::Grpc,
-        &["--pid", &sp.to_string(), "--pid", &cp.to_string()],
-    );
-    client_proc
-        .write_stdin("go\n")
-        .expect("resuming the client");
-    let finished = client_proc
-        .finish(apps::CLIENT_TIMEOUT)
-        .and_then(|f| f.ok())
-        .expect("client");
+    let (agent, finished) = release_held_client(&env, &receiver, sp, client_proc, "PAUSED");
     let statuses = statuses(&finished.stdout);
     assert_eq!(statuses.len(), 5, "{}", finished.stdout);
     let client_port = local_port(&finished.stdout);

@@ -278,8 +278,68 @@ pub fn go_binary(go: &Path, program: &str) -> anyhow::Result<PathBuf> {
 
 /// Like [`go_binary`], into `target/test-programs/<name>`.
 pub fn go_binary_named(go: &Path, program: &str, name: &str) -> anyhow::Result<PathBuf> {
+    build_go(go, program, name, false)
+}
+
+/// Where Debian's packaged Go libraries are (`golang-google-grpc-dev`,
+/// `golang-golang-x-net-dev`): a GOPATH, since the Go module proxy is not
+/// reachable from the project's machines.
+pub const DEBIAN_GOPATH: &str = "/usr/share/gocode";
+
+/// Import path prefixes of the Debian packaged libraries the Go test
+/// programs use, and the package that provides each.
+const DEBIAN_GO_LIBS: &[(&str, &str)] = &[
+    ("google.golang.org/grpc", "golang-google-grpc-dev"),
+    ("golang.org/x/net", "golang-golang-x-net-dev"),
+];
+
+/// [`DEBIAN_GOPATH`] when it holds every library of [`DEBIAN_GO_LIBS`], or
+/// why not (a reason to skip the tests of the programs that import them).
+pub fn go_debian_libs() -> Result<PathBuf, String> {
+    let gopath = PathBuf::from(DEBIAN_GOPATH);
+    let missing: Vec<&str> = DEBIAN_GO_LIBS
+        .iter()
+        .filter(|(import, _)| !gopath.join("src").join(import).is_dir())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        Ok(gopath)
+    } else {
+        Err(format!(
+            "Go libraries missing under {DEBIAN_GOPATH}: install {} (`cargo xtask setup`)",
+            missing.join(" ")
+        ))
+    }
+}
+
+/// Builds `tests/apps/go/<program>/main.go` with the Go at `go`, whose
+/// version (`1.25.5`, as [`go_versions`] gives it) names the binary:
+/// `target/test-programs/tracer-test-go-<program>-go<version>`, with
+/// `-stripped` appended when built with `-ldflags=-s -w` (no symbol table,
+/// no DWARF: the tracer must then find functions and struct offsets without
+/// them). Reused while newer than the sources and the compiler. Programs that
+/// import Debian's grpc-go or x/net are built against [`DEBIAN_GOPATH`].
+pub fn go_program(
+    go: &Path,
+    version: &str,
+    program: &str,
+    stripped: bool,
+) -> anyhow::Result<PathBuf> {
+    let suffix = if stripped { "-stripped" } else { "" };
+    build_go(
+        go,
+        program,
+        &format!("tracer-test-go-{program}-go{version}{suffix}"),
+        stripped,
+    )
+}
+
+/// `go build` of a program, in GOPATH mode (no go.mod, nothing to download).
+fn build_go(go: &Path, program: &str, name: &str, stripped: bool) -> anyhow::Result<PathBuf> {
     let source_dir = apps_dir().join("go").join(program);
     let source = source_dir.join("main.go");
+    let code = std::fs::read_to_string(&source)
+        .with_context(|| format!("reading {}", source.display()))?;
     let out_dir = target_dir().join("test-programs");
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let binary = out_dir.join(name);
@@ -291,17 +351,31 @@ pub fn go_binary_named(go: &Path, program: &str, name: &str) -> anyhow::Result<P
     if fresh {
         return Ok(binary);
     }
+    // Only the programs that import Debian's libraries get its GOPATH, so
+    // that the standard-library ones build on machines without them.
+    let gopath = if DEBIAN_GO_LIBS
+        .iter()
+        .any(|(import, _)| code.contains(&format!("\"{import}")))
+    {
+        go_debian_libs().map_err(anyhow::Error::msg)?
+    } else {
+        out_dir.join("go-path")
+    };
     let tmp = out_dir.join(format!("{name}.tmp{}", std::process::id()));
     let mut cmd = Command::new(go);
-    cmd.current_dir(&source_dir)
-        .args(["build", "-o"])
+    cmd.current_dir(&source_dir).arg("build");
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    cmd.arg("-o")
         .arg(&tmp)
         .arg("main.go")
         .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
+        // A GOFLAGS of the caller's (e.g. -mod=vendor) has no meaning here.
+        .env("GOFLAGS", "")
         .env("GO111MODULE", "off")
         .env("GOCACHE", out_dir.join("go-cache"))
-        .env("GOPATH", out_dir.join("go-path"))
+        .env("GOPATH", gopath)
         .env("CGO_ENABLED", "0");
     if std::env::var_os("HOME").is_none() {
         cmd.env("HOME", &out_dir);
@@ -310,7 +384,7 @@ pub fn go_binary_named(go: &Path, program: &str, name: &str) -> anyhow::Result<P
     Proc::spawn("go build", cmd, true)?
         .finish(GO_BUILD_TIMEOUT)?
         .ok()
-        .with_context(|| format!("building {}", source.display()))?;
+        .with_context(|| format!("building {} with {}", source.display(), go.display()))?;
     std::fs::rename(&tmp, &binary)
         .with_context(|| format!("moving {} to {}", tmp.display(), binary.display()))?;
     Ok(binary)
@@ -331,6 +405,122 @@ pub fn go_client(binary: &Path, url_prefix: &str, n: usize) -> Command {
     cmd.arg(url_prefix)
         .arg(n.to_string())
         .env_remove("OTEL_SERVICE_NAME");
+    cmd
+}
+
+/// A `go/fanout` server: `/fanout?n=N` and `/nested?n=N` call
+/// `downstream` + `/leaf?i=<i>` from N goroutines (nested: from goroutines
+/// started by goroutines) over one shared keep-alive client; `/leaf` answers
+/// "leaf <i>". Without `downstream` it can only be a leaf.
+pub fn go_fanout_server(binary: &Path, downstream: Option<&str>) -> anyhow::Result<Server> {
+    start_server("go-fanout", false, |port| {
+        let mut cmd = Command::new(binary);
+        if let Some(url) = downstream {
+            cmd.arg("-downstream").arg(url);
+        }
+        cmd.arg(port.to_string()).env_remove("OTEL_SERVICE_NAME");
+        cmd
+    })
+}
+
+/// Two `go/fanout` servers, the front calling the leaf.
+/// Fields drop in order: the front stops before the leaf it calls.
+pub struct Fanout {
+    pub front: Server,
+    pub leaf: Server,
+}
+
+impl Fanout {
+    /// Starts the leaf, then the front pointed at it; the two binaries may
+    /// be the same one or builds of different Go versions.
+    pub fn start(front_binary: &Path, leaf_binary: &Path) -> anyhow::Result<Fanout> {
+        let leaf = go_fanout_server(leaf_binary, None).context("starting the fan-out leaf")?;
+        let front = go_fanout_server(front_binary, Some(&leaf.base_url()))
+            .context("starting the fan-out front")?;
+        Ok(Fanout { front, leaf })
+    }
+
+    /// `/fanout?n=<n>` on the front.
+    pub fn fanout_url(&self, n: usize) -> String {
+        self.front.url(&format!("/fanout?n={n}"))
+    }
+
+    /// `/nested?n=<n>` on the front.
+    pub fn nested_url(&self, n: usize) -> String {
+        self.front.url(&format!("/nested?n={n}"))
+    }
+}
+
+/// The `go/grpc_server` health service: Check("ok") → SERVING,
+/// Check("missing") → NotFound, Watch("ok") → 3 messages then OK.
+pub fn go_grpc_server(binary: &Path) -> anyhow::Result<Server> {
+    start_server("go-grpc-server", false, |port| {
+        let mut cmd = Command::new(binary);
+        cmd.arg(port.to_string()).env_remove("OTEL_SERVICE_NAME");
+        cmd
+    })
+}
+
+/// The calls `go/grpc_client` makes to `grpc.health.v1.Health`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpcCall {
+    /// Unary Check("ok"): SERVING; prints "CHECK ok SERVING".
+    CheckOk,
+    /// Unary Check("missing"): status NotFound; prints "CHECK missing NotFound".
+    CheckMissing,
+    /// Server-streaming Watch("ok"): three "WATCH ok SERVING", then
+    /// "WATCH ok END OK".
+    Watch,
+}
+
+impl GrpcCall {
+    /// The client's `-call` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            GrpcCall::CheckOk => "check-ok",
+            GrpcCall::CheckMissing => "check-missing",
+            GrpcCall::Watch => "watch",
+        }
+    }
+}
+
+/// A `go/grpc_client` command (not started): `call` made `n` times over one
+/// connection to `target`; exits non-zero on any unexpected result. Append
+/// `-wait` to have it print "WAITING" and wait for a line on stdin first.
+pub fn go_grpc_client(binary: &Path, target: SocketAddr, call: GrpcCall, n: usize) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.arg("-target")
+        .arg(target.to_string())
+        .args(["-call", call.flag(), "-n"])
+        .arg(n.to_string())
+        .env_remove("OTEL_SERVICE_NAME");
+    cmd
+}
+
+/// The `go/h2c_server`: HTTP/2 without TLS (prior knowledge or Upgrade),
+/// `/hello` → 200, `/status/<code>`; logs "METHOD PATH PROTO" per request on
+/// stderr.
+pub fn go_h2c_server(binary: &Path) -> anyhow::Result<Server> {
+    start_server("go-h2c-server", false, |port| {
+        let mut cmd = Command::new(binary);
+        cmd.arg(port.to_string()).env_remove("OTEL_SERVICE_NAME");
+        cmd
+    })
+}
+
+/// A `go/h2c_client` command (not started): `rounds` GETs of every URL over
+/// one HTTP/2 prior-knowledge connection, one after another or, with
+/// `concurrent`, all at once as concurrent streams. Prints
+/// "STATUS <code> HTTP/2.0" per response and "CONNECTIONS 1"; exits non-zero
+/// on anything but HTTP/2 over one connection. Flags may be appended
+/// (`-wait`).
+pub fn go_h2c_client(binary: &Path, urls: &[&str], rounds: usize, concurrent: bool) -> Command {
+    let mut cmd = Command::new(binary);
+    cmd.arg("-n").arg(rounds.to_string());
+    if concurrent {
+        cmd.arg("-concurrent");
+    }
+    cmd.args(urls).env_remove("OTEL_SERVICE_NAME");
     cmd
 }
 

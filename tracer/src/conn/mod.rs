@@ -1,5 +1,9 @@
 //! Per-connection state and the stage that turns connection events into
 //! spans.
 pub mod pipeline;
+pub mod protocol;
 pub mod recent;
 pub mod table;
+
+#[cfg(test)]
+mod http2_golden_tests;

@@ -1,8 +1,9 @@
 //! The stage after the ring buffer: events → connections → HTTP/1 exchanges
-//! → spans, handed to the exporter without ever blocking.
+//! and HTTP/2 streams → spans, handed to the exporter without ever blocking.
 use std::{sync::Arc, time::Instant};
 
 use super::{
+    protocol::Outputs,
     recent::RecentIds,
     table::{Conn, ConnKey, ConnTable, Slot},
 };
@@ -10,11 +11,15 @@ use crate::{
     context::parent::{self, SpanIdentity},
     events::{DataHeader, Event, reader::EventHandler},
     process::{ProcessTable, selection::Selection},
-    protocols::http1::{Chunk, Direction, Output, ParseError},
+    protocols::{
+        http1::{self, Chunk, Direction, ParseError},
+        http2::{self, Http2Error},
+    },
     sampling::{ParentInfo, SamplingState, ratio_threshold},
     spans::{
         clock::Clock,
         http::{self, HttpSpanOptions},
+        http2 as http2_spans,
         ids::IdGenerator,
         record::SpanRecord,
     },
@@ -32,6 +37,10 @@ pub trait KernelControl {
     fn select(&mut self, pid: u32);
     /// Root traces the kernel starts are sampled below this threshold.
     fn set_sample_threshold(&mut self, threshold: u64);
+    /// A process exec'd: instrument it if it is Go.
+    fn process_started(&mut self, pid: u32);
+    /// A process exited.
+    fn process_exited(&mut self, pid: u32);
 }
 
 /// The pipeline's settings.
@@ -53,7 +62,7 @@ pub struct Pipeline<S, P> {
     kernel: P,
     /// The threshold last given to the kernel.
     threshold: u64,
-    out: Output,
+    out: Outputs,
     spans: SpanMaker<S>,
     /// Newest kernel timestamp seen: the agent's notion of "now".
     now: u64,
@@ -90,7 +99,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             selection: config.selection,
             kernel,
             threshold,
-            out: Output::default(),
+            out: Outputs::default(),
             spans: SpanMaker {
                 sampling: config.sampling,
                 sink,
@@ -103,6 +112,12 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             now: 0,
             last_sweep: 0,
         }
+    }
+
+    /// Replaces the clock (tests read kernel times back from spans).
+    #[cfg(test)]
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.spans.clock = clock;
     }
 
     pub fn sink_mut(&mut self) -> &mut S {
@@ -130,31 +145,28 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 return;
             }
         };
-        if conn.parser.is_http() == Some(false) {
-            // Not HTTP/1: nothing more to do with this connection's bytes.
+        let dir = if h.ingress {
+            Direction::Ingress
         } else {
-            let dir = if h.ingress {
-                Direction::Ingress
-            } else {
-                Direction::Egress
-            };
-            if h.ctx.valid != 0 {
-                let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
-                conn.remember_context(starts_at, h.ctx);
-                if h.ctx.injected != 0 {
-                    self.spans.injected.insert(h.ctx.span_id);
-                }
+            Direction::Egress
+        };
+        // The kernel chooses contexts for HTTP/1 requests only.
+        if h.ctx.valid != 0 && conn.protocol.is_http1() {
+            let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
+            conn.remember_context(starts_at, h.ctx);
+            if h.ctx.injected != 0 {
+                self.spans.injected.insert(h.ctx.span_id);
             }
-            let chunk = Chunk {
-                data: payload,
-                total_len: h.total_len,
-                tail,
-                ts_start: h.ts_enter,
-                ts_end: h.ts_exit,
-            };
-            conn.parser.feed(dir, &chunk, &mut self.out);
-            self.spans.emit(&mut self.out, conn);
         }
+        let chunk = Chunk {
+            data: payload,
+            total_len: h.total_len,
+            tail,
+            ts_start: h.ts_enter,
+            ts_end: h.ts_exit,
+        };
+        conn.protocol.feed(dir, &chunk, &mut self.out);
+        self.spans.emit(&mut self.out, conn);
         if let Some(old) = replaced {
             self.finish(old, h.ts_enter);
         }
@@ -162,7 +174,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
 
     /// The connection is gone: let the parser finish what it can.
     fn finish(&mut self, mut conn: Conn, ts: u64) {
-        conn.parser.close(ts, &mut self.out);
+        conn.protocol.close(ts, &mut self.out);
         self.spans.emit(&mut self.out, &mut conn);
     }
 
@@ -176,6 +188,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         {
             self.kernel.select(pid);
         }
+        self.kernel.process_started(pid);
     }
 
     fn on_exit(&mut self, pid: u32) {
@@ -183,6 +196,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             self.finish(conn, self.now);
         }
         self.processes.remove(pid);
+        self.kernel.process_exited(pid);
     }
 
     /// Finish every connection (at shutdown).
@@ -194,8 +208,13 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
 }
 
 impl<S: SpanSink> SpanMaker<S> {
-    /// Turn what the parser produced into spans and counters.
-    fn emit(&mut self, out: &mut Output, conn: &mut Conn) {
+    /// Turn what the parsers produced into spans and counters.
+    fn emit(&mut self, out: &mut Outputs, conn: &mut Conn) {
+        self.emit_http1(&mut out.http1, conn);
+        self.emit_http2(&mut out.http2, conn);
+    }
+
+    fn emit_http1(&mut self, out: &mut http1::Output, conn: &mut Conn) {
         let stats = &self.stats;
         for err in out.errors.drain(..) {
             let counter = match err {
@@ -225,6 +244,53 @@ impl<S: SpanSink> SpanMaker<S> {
                 continue;
             }
             let span = http::build(
+                &ex,
+                &conn.ends,
+                &conn.process,
+                self.clock,
+                identity,
+                self.opts,
+            );
+            Stats::inc(&stats.spans_created);
+            if !self.sink.send(span) {
+                Stats::inc(&stats.drop_export_queue_full);
+            }
+        }
+    }
+}
+
+impl<S: SpanSink> SpanMaker<S> {
+    /// HTTP/2 streams have no kernel-chosen context: the parent is the
+    /// request's own header, else the span is a root.
+    fn emit_http2(&mut self, out: &mut http2::Output, conn: &Conn) {
+        let stats = &self.stats;
+        for err in out.errors.drain(..) {
+            let counter = match err {
+                Http2Error::Desync => &stats.drop_http2_desync,
+                Http2Error::HeaderBlock => &stats.drop_http2_header_block,
+                Http2Error::Malformed => &stats.drop_http2_malformed,
+                Http2Error::MidConnection => &stats.drop_http2_mid_connection,
+                Http2Error::TooManyStreams => &stats.drop_http2_stream_overflow,
+                Http2Error::StreamAbandoned => &stats.drop_http2_stream_abandoned,
+            };
+            Stats::inc(counter);
+        }
+        for ex in out.exchanges.drain(..) {
+            Stats::inc(&stats.http2_streams);
+            let injected = &self.injected;
+            let (mut identity, notes) =
+                parent::choose(None, &ex.request.headers, &mut self.ids, |id| {
+                    injected.contains(id)
+                });
+            if notes.invalid_header.is_some() {
+                Stats::inc(&stats.context_invalid_header);
+            }
+            identity.sampled = sample(&mut self.sampling, &identity, false);
+            if !identity.sampled {
+                Stats::inc(&stats.spans_unsampled);
+                continue;
+            }
+            let span = http2_spans::build(
                 &ex,
                 &conn.ends,
                 &conn.process,

@@ -1,6 +1,5 @@
 //! Per-connection state: which socket a (pid, fd) is, its two endpoints, and
-//! the HTTP/1 parser of its byte streams. Bounded in size; idle entries age
-//! out.
+//! the parser of its byte streams. Bounded in size; idle entries age out.
 use std::{
     collections::{HashMap, VecDeque},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -9,11 +8,8 @@ use std::{
 
 use tracer_common::{ConnTuple, TraceCtx};
 
-use crate::{
-    process::ProcessInfo,
-    protocols::http1::{Http1Connection, Limits},
-    spans::http::Endpoints,
-};
+use super::protocol::Protocol;
+use crate::{process::ProcessInfo, protocols::http1::Limits, spans::http::Endpoints};
 
 const AF_INET: u16 = 2;
 
@@ -27,7 +23,7 @@ pub struct Conn {
     pub sock_id: u64,
     pub ends: Endpoints,
     pub process: Arc<ProcessInfo>,
-    pub parser: Http1Connection,
+    pub protocol: Protocol,
     /// Monotonic ns of the last event.
     pub last_seen: u64,
     /// Trace contexts the kernel chose for requests on this connection, by
@@ -110,7 +106,7 @@ impl ConnTable {
             sock_id,
             ends: endpoints(tuple),
             process: process(),
-            parser: Http1Connection::new(limits),
+            protocol: Protocol::new(limits),
             last_seen: now,
             contexts: VecDeque::new(),
         });

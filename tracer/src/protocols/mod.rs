@@ -1,1 +1,5 @@
+#[cfg(test)]
+pub mod fixture;
+pub mod grpc;
 pub mod http1;
+pub mod http2;

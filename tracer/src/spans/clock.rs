@@ -29,6 +29,12 @@ impl Clock {
         }
     }
 
+    /// Monotonic ns shown as ns since the epoch, so tests can read them back.
+    #[cfg(test)]
+    pub const fn identity() -> Self {
+        Self { offset_ns: 0 }
+    }
+
     pub fn to_system_time(self, monotonic_ns: u64) -> SystemTime {
         let wall = (i128::from(monotonic_ns) + self.offset_ns).max(0);
         UNIX_EPOCH + Duration::from_nanos(wall as u64)

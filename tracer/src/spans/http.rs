@@ -1,5 +1,5 @@
-//! An HTTP/1 exchange seen by one process → one SERVER or CLIENT span with the
-//! stable HTTP semantic-convention attributes.
+//! An HTTP exchange seen by one process (HTTP/1 or one HTTP/2 stream) → one
+//! SERVER or CLIENT span with the stable HTTP semantic-convention attributes.
 use std::net::IpAddr;
 
 use opentelemetry::{
@@ -32,6 +32,31 @@ const KNOWN_METHODS: &[&str] = &[
     "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
 ];
 
+/// What an HTTP span is made of, whatever the protocol version.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpCall<'a> {
+    /// The process served the request (else it sent it).
+    pub server: bool,
+    pub method: &'a str,
+    /// The request-target (HTTP/1) or `:path` (HTTP/2), query included.
+    pub target: &'a str,
+    pub scheme: &'a str,
+    /// `network.protocol.version`: `1.1`, `2`.
+    pub version: &'static str,
+    /// The Host header or `:authority`.
+    pub host: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    /// The final response's status, when one was read.
+    pub status: Option<u16>,
+    /// Why there is no status (`error.type` then), e.g. `connection_closed`.
+    pub lost: &'static str,
+    /// ns, kernel clock.
+    pub start: u64,
+    pub end: u64,
+    pub request_body_bytes: u64,
+    pub response_body_bytes: u64,
+}
+
 pub fn build(
     ex: &Exchange,
     ends: &Endpoints,
@@ -40,11 +65,43 @@ pub fn build(
     identity: SpanIdentity,
     opts: HttpSpanOptions,
 ) -> SpanRecord {
-    let server = ex.request_direction == Direction::Ingress;
     let req = &ex.request;
-    let (path, query) = split_target(&req.target);
-    let known = KNOWN_METHODS.contains(&req.method.as_str());
-    let method = if known { req.method.as_str() } else { "_OTHER" };
+    let call = HttpCall {
+        server: ex.request_direction == Direction::Ingress,
+        method: &req.method,
+        target: &req.target,
+        scheme: "http",
+        version: match req.version {
+            Version::Http10 => "1.0",
+            Version::Http11 => "1.1",
+        },
+        host: req.header("host"),
+        user_agent: req.header("user-agent"),
+        status: ex.response.as_ref().map(|r| r.status),
+        lost: match ex.outcome {
+            Outcome::ConnectionClosed => "connection_closed",
+            Outcome::Complete | Outcome::ResponseLost => "response_lost",
+        },
+        start: ex.request_start,
+        end: ex.response_end.max(ex.request_end),
+        request_body_bytes: ex.request_body_bytes,
+        response_body_bytes: ex.response_body_bytes,
+    };
+    build_call(&call, ends, process, clock, identity, opts)
+}
+
+pub fn build_call(
+    call: &HttpCall<'_>,
+    ends: &Endpoints,
+    process: &ProcessInfo,
+    clock: Clock,
+    identity: SpanIdentity,
+    opts: HttpSpanOptions,
+) -> SpanRecord {
+    let server = call.server;
+    let (path, query) = split_target(call.target);
+    let known = KNOWN_METHODS.contains(&call.method);
+    let method = if known { call.method } else { "_OTHER" };
     let route = route::template(path);
 
     let mut attrs = Vec::with_capacity(16);
@@ -52,37 +109,25 @@ pub fn build(
     if !known {
         attrs.push(KeyValue::new(
             "http.request.method_original",
-            req.method.clone(),
+            call.method.to_owned(),
         ));
     }
     attrs.push(KeyValue::new("url.path", path.to_owned()));
-    attrs.push(KeyValue::new("url.scheme", "http"));
+    attrs.push(KeyValue::new("url.scheme", call.scheme.to_owned()));
     let query = query
         .filter(|q| opts.capture_query && !q.is_empty())
         .map(redact::query);
     if let Some(q) = &query {
         attrs.push(KeyValue::new("url.query", q.clone()));
     }
-    attrs.push(KeyValue::new(
-        "network.protocol.version",
-        match req.version {
-            Version::Http10 => "1.0",
-            Version::Http11 => "1.1",
-        },
-    ));
+    attrs.push(KeyValue::new("network.protocol.version", call.version));
     attrs.push(KeyValue::new(
         "network.peer.address",
         ends.remote.0.to_string(),
     ));
     attrs.push(KeyValue::new("network.peer.port", i64::from(ends.remote.1)));
 
-    // server.* names the server: the Host header when present, else the
-    // address the connection reached.
-    let server_end = if server { ends.local } else { ends.remote };
-    let (server_address, server_port) = match req.header("host").and_then(parse_host) {
-        Some((host, port)) => (host, port.unwrap_or(server_end.1)),
-        None => (server_end.0.to_string(), server_end.1),
-    };
+    let (server_address, server_port) = server_endpoint(server, call.host, ends);
     attrs.push(KeyValue::new("server.address", server_address.clone()));
     attrs.push(KeyValue::new("server.port", i64::from(server_port)));
     if server {
@@ -95,26 +140,24 @@ pub fn build(
         } else {
             server_address.clone()
         };
-        let mut full = format!("http://{host}:{server_port}{path}");
+        let mut full = format!("{}://{host}:{server_port}{path}", call.scheme);
         if let Some(q) = &query {
             full.push('?');
             full.push_str(q);
         }
         attrs.push(KeyValue::new("url.full", full));
     }
-    if let Some(ua) = req.header("user-agent") {
+    if let Some(ua) = call.user_agent {
         attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
     }
 
-    let status_code = ex.response.as_ref().map(|r| r.status);
-    if let Some(code) = status_code {
+    if let Some(code) = call.status {
         attrs.push(KeyValue::new("http.response.status_code", i64::from(code)));
     }
-    let error_type = match (status_code, ex.outcome) {
-        (Some(code), _) if code >= 500 || (!server && code >= 400) => Some(code.to_string()),
-        (None, Outcome::ConnectionClosed) => Some("connection_closed".to_owned()),
-        (None, _) => Some("response_lost".to_owned()),
-        _ => None,
+    let error_type = match call.status {
+        Some(code) if code >= 500 || (!server && code >= 400) => Some(code.to_string()),
+        Some(_) => None,
+        None => Some(call.lost.to_owned()),
     };
     let status = match &error_type {
         Some(e) => {
@@ -123,23 +166,17 @@ pub fn build(
         }
         None => Status::Unset,
     };
-    attrs.push(KeyValue::new(
-        "tracer.parent.source",
-        identity.source.as_str(),
-    ));
-    if identity.injected {
-        attrs.push(KeyValue::new("tracer.context.injected", true));
-    }
-    if ex.request_body_bytes > 0 {
+    push_identity(&mut attrs, &identity);
+    if call.request_body_bytes > 0 {
         attrs.push(KeyValue::new(
             "http.request.body.size",
-            ex.request_body_bytes as i64,
+            call.request_body_bytes as i64,
         ));
     }
-    if ex.response_body_bytes > 0 {
+    if call.response_body_bytes > 0 {
         attrs.push(KeyValue::new(
             "http.response.body.size",
-            ex.response_body_bytes as i64,
+            call.response_body_bytes as i64,
         ));
     }
 
@@ -148,26 +185,42 @@ pub fn build(
     } else {
         format!("HTTP {route}")
     };
-    let end = ex.response_end.max(ex.request_end).max(ex.request_start);
-    SpanRecord {
-        trace_id: identity.trace_id,
-        span_id: identity.span_id,
-        parent_span_id: identity.parent_span_id,
-        parent_is_remote: identity.parent_is_remote,
-        sampled: identity.sampled,
-        trace_state: identity.trace_state,
+    let kind = if server {
+        SpanKind::Server
+    } else {
+        SpanKind::Client
+    };
+    let end = call.end.max(call.start);
+    SpanRecord::new(
+        identity,
         name,
-        kind: if server {
-            SpanKind::Server
-        } else {
-            SpanKind::Client
-        },
-        start: clock.to_system_time(ex.request_start),
-        end: clock.to_system_time(end),
-        attributes: attrs,
+        kind,
+        (clock, call.start, end),
+        attrs,
         status,
-        process: process.key,
-        resource: process.resource.clone(),
+        process,
+    )
+}
+
+/// `server.address` and `server.port`: the Host header (or `:authority`)
+/// when present, else the address the connection reached.
+pub fn server_endpoint(server: bool, host: Option<&str>, ends: &Endpoints) -> (String, u16) {
+    let server_end = if server { ends.local } else { ends.remote };
+    match host.and_then(parse_host) {
+        Some((host, port)) => (host, port.unwrap_or(server_end.1)),
+        None => (server_end.0.to_string(), server_end.1),
+    }
+}
+
+/// How the parent was found, and whether the kernel injected this span's
+/// context.
+pub fn push_identity(attrs: &mut Vec<KeyValue>, identity: &SpanIdentity) {
+    attrs.push(KeyValue::new(
+        "tracer.parent.source",
+        identity.source.as_str(),
+    ));
+    if identity.injected {
+        attrs.push(KeyValue::new("tracer.context.injected", true));
     }
 }
 

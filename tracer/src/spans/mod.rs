@@ -2,7 +2,9 @@
 //! attributes and the process's resource.
 pub mod clock;
 pub mod http;
+pub mod http2;
 pub mod ids;
 pub mod record;
 pub mod redact;
 pub mod route;
+pub mod rpc;

@@ -7,6 +7,9 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::Resource;
 
+use super::clock::Clock;
+use crate::{context::parent::SpanIdentity, process::ProcessInfo};
+
 /// One finished span with the resource of the process it describes.
 #[derive(Clone, Debug)]
 pub struct SpanRecord {
@@ -27,6 +30,38 @@ pub struct SpanRecord {
     pub status: Status,
     pub process: ProcessKey,
     pub resource: Resource,
+}
+
+impl SpanRecord {
+    /// A span of `process` with the ids `identity` chose; `times` is the
+    /// clock and the start and end in kernel ns.
+    pub fn new(
+        identity: SpanIdentity,
+        name: String,
+        kind: SpanKind,
+        times: (Clock, u64, u64),
+        attributes: Vec<KeyValue>,
+        status: Status,
+        process: &ProcessInfo,
+    ) -> Self {
+        let (clock, start, end) = times;
+        Self {
+            trace_id: identity.trace_id,
+            span_id: identity.span_id,
+            parent_span_id: identity.parent_span_id,
+            parent_is_remote: identity.parent_is_remote,
+            sampled: identity.sampled,
+            trace_state: identity.trace_state,
+            name,
+            kind,
+            start: clock.to_system_time(start),
+            end: clock.to_system_time(end),
+            attributes,
+            status,
+            process: process.key,
+            resource: process.resource.clone(),
+        }
+    }
 }
 
 /// Identifies the process (and so the resource) a span belongs to: a pid

@@ -5,101 +5,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::protocols::fixture::{self, Event};
 
 const BLESS_VAR: &str = "HTTP1_GOLDEN_BLESS";
 
-#[derive(Debug)]
-enum Event {
-    Chunk {
-        dir: Direction,
-        data: Vec<u8>,
-        uncaptured: u64,
-        tail: Vec<u8>,
-    },
-    Close,
-}
-
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/http1")
-}
-
-fn unescape(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match bytes.next() {
-            Some(b'r') => out.push(b'\r'),
-            Some(b'n') => out.push(b'\n'),
-            Some(b't') => out.push(b'\t'),
-            Some(b'\\') => out.push(b'\\'),
-            Some(b'x') => {
-                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
-                let hex = std::str::from_utf8(&hex).map_err(|e| e.to_string())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|e| format!("\\x{hex}: {e}"))?);
-            }
-            other => return Err(format!("unknown escape {other:?}")),
-        }
-    }
-    Ok(out)
-}
-
-/// The text after a one-character marker and the space following it.
-fn after_marker(line: &str) -> &str {
-    let rest = &line[1..];
-    rest.strip_prefix(' ').unwrap_or(rest)
-}
-
-fn parse_fixture(text: &str) -> Result<Vec<Event>, String> {
-    let mut events = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let fail = |e: String| format!("line {}: {e}", number + 1);
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if line == "close" {
-            events.push(Event::Close);
-            continue;
-        }
-        let last_chunk = events.last_mut().and_then(|e| match e {
-            Event::Chunk {
-                data,
-                uncaptured,
-                tail,
-                ..
-            } => Some((data, uncaptured, tail)),
-            Event::Close => None,
-        });
-        match line.as_bytes()[0] {
-            marker @ (b'>' | b'<') => events.push(Event::Chunk {
-                dir: if marker == b'>' {
-                    Direction::Egress
-                } else {
-                    Direction::Ingress
-                },
-                data: unescape(after_marker(line)).map_err(fail)?,
-                uncaptured: 0,
-                tail: Vec::new(),
-            }),
-            b'.' => {
-                let (data, ..) = last_chunk.ok_or_else(|| fail("`.` without a chunk".into()))?;
-                data.extend(unescape(after_marker(line)).map_err(fail)?);
-            }
-            b'+' => {
-                let (_, uncaptured, tail) =
-                    last_chunk.ok_or_else(|| fail("`+` without a chunk".into()))?;
-                let rest = after_marker(line);
-                let (count, tail_text) = rest.split_once(' ').unwrap_or((rest, ""));
-                *uncaptured = count.parse().map_err(|e| fail(format!("{count:?}: {e}")))?;
-                *tail = unescape(tail_text).map_err(fail)?;
-            }
-            _ => return Err(fail(format!("unknown directive {line:?}"))),
-        }
-    }
-    Ok(events)
 }
 
 /// Runs the events; with `bytewise`, every chunk is fed a byte at a time
@@ -207,7 +118,7 @@ fn golden_fixtures() {
             .to_string_lossy()
             .into_owned();
         let text = std::fs::read_to_string(path).expect("fixture readable");
-        let events = parse_fixture(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let events = fixture::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let actual = run(&events, false);
         let expected_path = path.with_extension("expected");
         if bless {
@@ -233,27 +144,4 @@ fn golden_fixtures() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-#[test]
-fn fixture_format() {
-    let events = parse_fixture("# c\n> GET\\r\\n\n. \\x41\\\\\n+ 10 \\n\n\n< x\nclose\n").unwrap();
-    assert_eq!(events.len(), 3);
-    match &events[0] {
-        Event::Chunk {
-            dir,
-            data,
-            uncaptured,
-            tail,
-        } => {
-            assert_eq!(*dir, Direction::Egress);
-            assert_eq!(data, b"GET\r\nA\\");
-            assert_eq!((*uncaptured, tail.as_slice()), (10, &b"\n"[..]));
-        }
-        Event::Close => panic!("chunk expected"),
-    }
-    assert!(matches!(events[2], Event::Close));
-    assert!(parse_fixture(". x").is_err());
-    assert!(parse_fixture("> \\q").is_err());
-    assert!(parse_fixture("? x").is_err());
 }

@@ -1,0 +1,170 @@
+//! Header blocks → the few header fields the tracer keeps, through one HPACK
+//! decoder per direction (each direction has its own compression state).
+use loona_hpack::Decoder;
+
+use super::error::Http2Error;
+
+/// Request fields kept: what names the call and carries trace context.
+/// Never credentials (authorization, cookie) or other values.
+pub const KEPT_REQUEST: &[&str] = &[
+    ":method",
+    ":scheme",
+    ":authority",
+    ":path",
+    "content-type",
+    "user-agent",
+    "traceparent",
+    "tracestate",
+    "b3",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+];
+
+/// Response fields (headers and trailers) kept.
+pub const KEPT_RESPONSE: &[&str] = &[":status", "content-type", "grpc-status", "grpc-message"];
+
+/// Longer values are cut here (at a character boundary), so a peer cannot
+/// make the agent hold large strings.
+pub const MAX_VALUE_LEN: usize = 2048;
+
+/// The HPACK dynamic table size before any SETTINGS (RFC 9113 §6.5.2).
+pub const DEFAULT_TABLE_SIZE: usize = 4096;
+
+/// Header fields in order, names lowercase, each kept name at most once.
+pub type Fields = Vec<(String, String)>;
+
+/// The decoder for the header blocks one direction carries.
+pub struct HeaderDecoder {
+    hpack: Decoder<'static>,
+    /// The largest table a peer may select, whatever it announces.
+    cap: usize,
+}
+
+impl std::fmt::Debug for HeaderDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderDecoder")
+            .field("cap", &self.cap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HeaderDecoder {
+    pub fn new(cap: usize) -> Self {
+        let mut hpack = Decoder::new();
+        hpack.set_max_allowed_table_size(DEFAULT_TABLE_SIZE.min(cap));
+        Self { hpack, cap }
+    }
+
+    /// The receiver of this direction announced SETTINGS_HEADER_TABLE_SIZE
+    /// (`None`: a SETTINGS frame was not captured, so it may have): the
+    /// sender's table size updates may go up to it. Beyond `cap` they fail
+    /// to decode, which bounds the table's memory.
+    pub fn allow_table_size(&mut self, size: Option<u32>) {
+        let size = size.map_or(self.cap, |s| (s as usize).min(self.cap));
+        self.hpack.set_max_allowed_table_size(size);
+    }
+
+    /// Decodes a whole header block (the dynamic table changes even when
+    /// nothing is kept) and returns the fields named in `kept`.
+    pub fn decode(&mut self, block: &[u8], kept: &[&str]) -> Result<Fields, Http2Error> {
+        let mut fields = Fields::new();
+        self.hpack
+            .decode_with_cb(block, |name, value| keep(&mut fields, kept, &name, &value))
+            .map_err(|_| Http2Error::HeaderBlock)?;
+        Ok(fields)
+    }
+}
+
+fn keep(fields: &mut Fields, kept: &[&str], name: &[u8], value: &[u8]) {
+    let Some(&name) = kept
+        .iter()
+        .find(|k| name.eq_ignore_ascii_case(k.as_bytes()))
+    else {
+        return;
+    };
+    if fields.iter().any(|(n, _)| n == name) {
+        return;
+    }
+    let value = &value[..value.len().min(MAX_VALUE_LEN)];
+    let value = String::from_utf8_lossy(value);
+    fields.push((name.to_owned(), value.trim().to_owned()));
+}
+
+/// The first value of `name` (lowercase) in `fields`.
+pub fn get<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use loona_hpack::Encoder;
+
+    use super::*;
+
+    #[test]
+    fn keeps_only_whitelisted_fields_once() {
+        let mut enc = Encoder::new();
+        let block = enc.encode([
+            (&b":method"[..], &b"GET"[..]),
+            (b":path", b"/a"),
+            (b"authorization", b"Bearer secret"),
+            (b"cookie", b"s=1"),
+            (b"user-agent", b" ua/1 "),
+            (b"user-agent", b"second"),
+        ]);
+        let mut dec = HeaderDecoder::new(65_536);
+        let fields = dec.decode(&block, KEPT_REQUEST).unwrap();
+        assert_eq!(
+            fields,
+            vec![
+                (":method".to_owned(), "GET".to_owned()),
+                (":path".to_owned(), "/a".to_owned()),
+                ("user-agent".to_owned(), "ua/1".to_owned()),
+            ]
+        );
+        assert_eq!(get(&fields, ":path"), Some("/a"));
+    }
+
+    #[test]
+    fn dynamic_table_carries_across_blocks() {
+        let mut enc = Encoder::new();
+        let mut dec = HeaderDecoder::new(65_536);
+        let headers = [(&b"traceparent"[..], &b"00-abc"[..]), (b":path", b"/x")];
+        let first = enc.encode(headers);
+        let second = enc.encode(headers);
+        assert!(second.len() < first.len(), "indexed the second time");
+        assert_eq!(dec.decode(&first, KEPT_REQUEST).unwrap().len(), 2);
+        assert_eq!(
+            dec.decode(&second, KEPT_REQUEST).unwrap(),
+            dec_fields(&[("traceparent", "00-abc"), (":path", "/x")])
+        );
+        // A fresh decoder cannot read the second block.
+        let mut fresh = HeaderDecoder::new(65_536);
+        assert!(fresh.decode(&second, KEPT_REQUEST).is_err());
+    }
+
+    #[test]
+    fn table_size_updates_are_bounded() {
+        // A size update to 8192 (001xxxxx, 5-bit prefix integer) then :method GET.
+        let block = [0x3f, 0xe1, 0x3f, 0x82];
+        let mut dec = HeaderDecoder::new(65_536);
+        assert!(dec.decode(&block, KEPT_REQUEST).is_err(), "over 4096");
+        let mut dec = HeaderDecoder::new(65_536);
+        dec.allow_table_size(Some(8192));
+        assert_eq!(dec.decode(&block, KEPT_REQUEST).unwrap().len(), 1);
+        let mut dec = HeaderDecoder::new(4096);
+        dec.allow_table_size(Some(1 << 20));
+        assert!(dec.decode(&block, KEPT_REQUEST).is_err(), "over the cap");
+    }
+
+    fn dec_fields(f: &[(&str, &str)]) -> Fields {
+        f.iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+}

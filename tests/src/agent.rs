@@ -114,6 +114,11 @@ impl Agent {
         Ok(Agent { proc })
     }
 
+    /// Waits until the agent logged a line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.proc.stderr.wait_line(timeout, |l| l.contains(needle))
+    }
+
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }

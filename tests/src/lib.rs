@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod apps;
 pub mod chain;
+pub mod fanout;
 pub mod flow;
 pub mod injection;
 pub mod otlp_receiver;

@@ -28,6 +28,17 @@ pub mod maps {
     pub const INJECT_SOCKETS: &str = "INJECT_SOCKETS";
     pub const SOCKHASH: &str = "SOCKHASH";
     pub const TAIL_CALLS: &str = "TAIL_CALLS";
+    pub const GO_PROCS: &str = "GO_PROCS";
+    pub const GO_HANDOFF: &str = "GO_HANDOFF";
+}
+
+/// Uprobe programs on Go functions, by the function they are attached to.
+pub mod go_probes {
+    /// `net/http.(*persistConn).roundTrip`: runs in the goroutine making an
+    /// HTTP/1 client call, which hands the request to the connection's
+    /// writer goroutine; the only uprobe hit of a Go client call.
+    pub const HTTP_ROUND_TRIP: (&str, &str) =
+        ("go_http_round_trip", "net/http.(*persistConn).roundTrip");
 }
 
 /// Slots of the TAIL_CALLS program array: the trace-context work runs in
@@ -75,7 +86,12 @@ pub mod counter {
     /// Outgoing requests not injected: the request line did not end in the
     /// first send, or the kernel refused to grow the message.
     pub const INJECT_FAILED: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// A Go process whose current goroutine could not be read (no `g` at
+    /// fsbase-8): its syscalls fall back to per-thread context.
+    pub const GO_NO_GOROUTINE: u32 = 8;
+    /// Go client calls whose connection could not be read at the uprobe.
+    pub const GO_HANDOFF_FAILED: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.
@@ -145,6 +161,9 @@ pub mod ctx_source {
     pub const THREAD: u8 = 2;
     /// The client span at the other end of a connection on this host.
     pub const CONNECTION: u8 = 3;
+    /// The request of the goroutine (or an ancestor goroutine) that made
+    /// the call, in a Go process.
+    pub const GOROUTINE: u8 = 4;
 }
 
 /// The trace context the kernel chose for one request, as seen by one
@@ -304,7 +323,43 @@ pub struct KernelOffsets {
     pub skc_v6_rcv_saddr: u32,
     pub sk_type: u32,
     pub sk_protocol: u32,
+    /// task_struct.thread.fsbase: a Go thread's TLS, where `g` sits at -8.
+    pub task_fsbase: u32,
+}
+
+/// Where a Go process keeps what the programs read (from the binary's
+/// DWARF, or the offsets table of its Go release): one GO_PROCS entry per
+/// Go process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoOffsets {
+    /// runtime.g.goid
+    pub g_goid: u32,
+    /// runtime.g.parentGoid (Go 1.21+)
+    pub g_parent_goid: u32,
+    /// net/http.persistConn.conn (a net.Conn interface: type word, data word)
+    pub persist_conn_conn: u32,
+    /// net.conn.fd (*netFD; net.conn is embedded first in *net.TCPConn)
+    pub conn_fd: u32,
+    /// net.netFD.pfd (internal/poll.FD)
+    pub netfd_pfd: u32,
+    /// internal/poll.FD.Sysfd
+    pub fd_sysfd: u32,
+    /// net.netFD.net (a string: "tcp", "tcp4", ...), checked before the fd
+    /// is trusted
+    pub netfd_net: u32,
     pub _pad: u32,
+    /// Address of runtime.allgs (a []*g), to find the ancestors of a
+    /// goroutine whose parent made no syscall; 0 when unknown.
+    pub allgs: u64,
+}
+
+/// THREAD_CTX keys of goroutines: this bit, the tgid, and the goroutine id
+/// (pid_tgid keys of threads never have bit 63 set).
+pub const GO_ACTOR_BIT: u64 = 1 << 63;
+
+pub const fn go_actor(tgid: u32, goid: u64) -> u64 {
+    GO_ACTOR_BIT | ((tgid as u64 & 0x7f_ffff) << 40) | (goid & ((1 << 40) - 1))
 }
 
 /// Global settings, element 0 of the CONFIG array.
@@ -342,4 +397,5 @@ mod pod {
     unsafe impl aya::Pod for super::TraceCtx {}
     unsafe impl aya::Pod for super::ThreadCtx {}
     unsafe impl aya::Pod for super::ConnSeqKey {}
+    unsafe impl aya::Pod for super::GoOffsets {}
 }

@@ -27,7 +27,8 @@ const SCAN_LIMIT: u32 = 1024;
 /// `traceparent: ` value length for version 00.
 const TRACEPARENT_LEN: usize = 55;
 
-/// pid_tgid → the server request that thread is serving.
+/// pid_tgid, or `go_actor(tgid, goid)` in Go processes → the server request
+/// that thread or goroutine is serving.
 #[map]
 pub static THREAD_CTX: LruHashMap<u64, ThreadCtx> = LruHashMap::with_max_entries(16384, 0);
 
@@ -117,15 +118,15 @@ fn next_seq(tgid: u32, fd: u32) -> u32 {
 /// Context for the client request `args` is about to send, into `args.ctx`;
 /// its head is in the per-CPU scratch payload.
 #[inline(always)]
-pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut SyscallArgs) {
-    let now = args.ts_enter;
+pub fn client_request(
+    cfg: &Config,
+    pid_tgid: u64,
+    thread: Option<ThreadCtx>,
+    info: &SockInfo,
+    args: &mut SyscallArgs,
+) {
     let fd = args.fd;
     let len = scratch_len();
-    // SAFETY: copied out at once.
-    let thread = match unsafe { THREAD_CTX.get(pid_tgid) }.copied() {
-        Some(t) if now.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS => Some(t),
-        _ => None,
-    };
     let ctx = &mut args.ctx;
     *ctx = TraceCtx {
         valid: 1,
@@ -143,11 +144,9 @@ pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut S
     } else {
         None
     };
-    // The thread's request is the parent only when it is the one request
-    // the thread has in hand.
     let thread = match forwarded {
         Some(server) => Some(server),
-        None => thread.filter(|t| t.pending <= 1),
+        None => thread,
     };
     let forwarded = forwarded.is_some();
     if header_at != 0 && !forwarded {
@@ -173,7 +172,12 @@ pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut S
                 ctx.trace_id = t.ctx.trace_id;
                 ctx.parent_span_id = t.ctx.span_id;
                 ctx.flags = t.ctx.flags;
-                ctx.source = ctx_source::THREAD;
+                // `request_in_hand` marks a goroutine's request so.
+                ctx.source = if t.ctx.source == ctx_source::GOROUTINE {
+                    ctx_source::GOROUTINE
+                } else {
+                    ctx_source::THREAD
+                };
             }
             None => new_root(cfg, ctx),
         }
@@ -188,10 +192,23 @@ pub fn client_request(cfg: &Config, pid_tgid: u64, info: &SockInfo, args: &mut S
     let _ = CLIENT_CTX.insert(key, &*ctx, 0);
 }
 
-/// Context for the server request that `ev` (in the per-CPU scratch, payload
-/// included) just read, into `ev.ctx`.
+/// The server request that `key` (a thread, or a goroutine: see
+/// `goroutines::actor`) is serving, if it is recent and the only one it has
+/// in hand (a thread serving several at once names none of them).
 #[inline(always)]
-pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
+pub fn fresh_request(key: u64, now: u64) -> Option<ThreadCtx> {
+    // SAFETY: copied out at once.
+    match unsafe { THREAD_CTX.get(key) }.copied() {
+        Some(t) if now.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS && t.pending <= 1 => Some(t),
+        _ => None,
+    }
+}
+
+/// Context for the server request that `ev` (in the per-CPU scratch, payload
+/// included) just read, into `ev.ctx`; recorded for `actor`, the thread or
+/// goroutine that read it.
+#[inline(always)]
+pub fn server_request(cfg: &Config, actor: u64, pid_tgid: u64, ev: &mut DataEvent) {
     let ctx = &mut ev.ctx;
     *ctx = TraceCtx {
         valid: 1,
@@ -225,7 +242,7 @@ pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
     }
     ctx.span_id = new_span_id();
     // SAFETY: copied out at once.
-    let pending = match unsafe { THREAD_CTX.get(pid_tgid) }.copied() {
+    let pending = match unsafe { THREAD_CTX.get(actor) }.copied() {
         Some(t) if ev.ts_exit.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS => t.pending + 1,
         _ => 1,
     };
@@ -236,7 +253,7 @@ pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
         pending,
         tgid: (pid_tgid >> 32) as u32,
     };
-    let _ = THREAD_CTX.insert(pid_tgid, thread, 0);
+    let _ = THREAD_CTX.insert(actor, thread, 0);
     // Remember the request by its caller's span id, for a proxy that
     // forwards the caller's header. With a connection parent too: the
     // header sk_msg wrote may arrive in a later read than the request line
@@ -248,14 +265,14 @@ pub fn server_request(cfg: &Config, pid_tgid: u64, ev: &mut DataEvent) {
     }
 }
 
-/// The thread answered one of its server requests.
+/// The thread or goroutine `actor` answered one of its server requests.
 #[inline(always)]
-pub fn server_responded(pid_tgid: u64) {
-    if let Some(t) = THREAD_CTX.get_ptr_mut(pid_tgid) {
-        // SAFETY: this thread's entry; only this thread writes it.
+pub fn server_responded(actor: u64) {
+    if let Some(t) = THREAD_CTX.get_ptr_mut(actor) {
+        // SAFETY: this actor's entry; only this actor writes it.
         unsafe {
             if (*t).pending <= 1 {
-                let _ = THREAD_CTX.remove(pid_tgid);
+                let _ = THREAD_CTX.remove(actor);
             } else {
                 (*t).pending -= 1;
             }

@@ -6,6 +6,8 @@
 #[cfg(target_arch = "bpf")]
 mod context;
 #[cfg(target_arch = "bpf")]
+mod goroutines;
+#[cfg(target_arch = "bpf")]
 mod inject;
 #[cfg(target_arch = "bpf")]
 mod maps;

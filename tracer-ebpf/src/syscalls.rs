@@ -16,6 +16,7 @@ use crate::{
         client_request, is_request_start, is_response_start, parse_request_head, scratch_len,
         server_request, server_responded,
     },
+    goroutines::{actor, request_in_hand},
     maps::{
         ARGS, ARGS_BUF, EVENTS, SCRATCH, SOCKS, TAIL_CALLS, config, connection_wanted, count,
         process_wanted, wake_flags,
@@ -412,7 +413,9 @@ pub fn classify(ctx: TracePointContext) -> u32 {
         // program.
         unsafe { TAIL_CALLS.tail_call(&ctx, tail::SERVER_CONTEXT) };
     } else if op == op::WRITE && is_response_start(&first) {
-        server_responded(bpf_get_current_pid_tgid());
+        if let Some(cfg) = config() {
+            server_responded(actor(cfg, bpf_get_current_pid_tgid()));
+        }
     }
     output_event(ev);
     0
@@ -459,7 +462,8 @@ pub fn client_decide(_ctx: TracePointContext) -> u32 {
     // SAFETY: per-CPU slot filled by the caller on this CPU.
     let args = unsafe { &mut *args };
     if let Some(info) = lookup(cfg, (pid_tgid >> 32) as u32, args.fd) {
-        client_request(cfg, pid_tgid, info, args);
+        let thread = request_in_hand(cfg, pid_tgid, args.fd, args.ts_enter);
+        client_request(cfg, pid_tgid, thread, info, args);
     }
     if ARGS.insert(pid_tgid, &*args, 0).is_err() {
         count(counter::ARGS_FULL, 1);
@@ -491,7 +495,8 @@ pub fn server_decide(_ctx: TracePointContext) -> u32 {
     };
     // SAFETY: per-CPU scratch filled by the caller on this CPU.
     let ev = unsafe { &mut (*scratch).event };
-    server_request(cfg, bpf_get_current_pid_tgid(), ev);
+    let pid_tgid = bpf_get_current_pid_tgid();
+    server_request(cfg, actor(cfg, pid_tgid), pid_tgid, ev);
     output_event(ev);
     0
 }

@@ -14,7 +14,10 @@ use crate::{
     },
     events::reader,
     export::{self, ExportConfig, ExportHandle, OtlpConfig, Protocol},
-    probes::{ProbeOptions, Probes},
+    probes::{
+        ProbeOptions, Probes,
+        go::{self, GoCommand, GoTracing},
+    },
     process::{ProcessTable, info::host_name, selection::Selection},
     protocols::http1::Limits,
     sampling::{self, SamplingState},
@@ -31,10 +34,12 @@ impl SpanSink for ExportHandle {
     }
 }
 
-/// Writes selected pids and the sampling threshold into the kernel's maps.
+/// Writes selected pids and the sampling threshold into the kernel's maps,
+/// and tells the Go thread about processes.
 struct Kernel {
     traced_pids: BpfHashMap<MapData, u32, u8>,
     config: Array<MapData, Config>,
+    go: GoTracing,
 }
 
 impl KernelControl for Kernel {
@@ -52,6 +57,14 @@ impl KernelControl for Kernel {
         if let Err(e) = result {
             warn!("cannot update the sampling threshold: {e}");
         }
+    }
+
+    fn process_started(&mut self, pid: u32) {
+        self.go.send(GoCommand::Process(pid));
+    }
+
+    fn process_exited(&mut self, pid: u32) {
+        self.go.send(GoCommand::Exited(pid));
     }
 }
 
@@ -100,14 +113,31 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .take()
             .context("TRACED_PIDS already taken")?,
         config: probes.config.take().context("CONFIG already taken")?,
+        go: go::spawn(
+            probes.ebpf.take().context("programs already taken")?,
+            args.proc_root.clone(),
+            stats.clone(),
+        )?,
     };
     if args.selective() {
         let chosen = selection.scan(&args.proc_root);
         info!("selected {} running processes", chosen.len());
-        for pid in chosen {
+        for &pid in &chosen {
             kernel.select(pid);
         }
     }
+    // With --port any process may own a selected connection: every one is
+    // looked at (only Go executables are kept, once per executable).
+    let running = if args.selective() && args.ports.is_empty() {
+        selection.scan(&args.proc_root)
+    } else {
+        all_processes(&args.proc_root)
+    };
+    // Go processes already running are instrumented like new ones.
+    for pid in running {
+        kernel.process_started(pid);
+    }
+    kernel.go.sync();
     let ring = probes.events.take().context("ring buffer already taken")?;
     // Loading parsed the kernel's BTF (tens of MiB, freed by now): give that
     // memory back instead of keeping it in the allocator for the agent's
@@ -155,6 +185,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every process id under `proc_root`.
+fn all_processes(proc_root: &std::path::Path) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| pid != std::process::id())
+        .collect()
+}
+
 fn describe_selection(args: &Args) -> String {
     if !args.selective() {
         return "every process but this agent".to_owned();
@@ -178,6 +218,8 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
     for (index, into) in [
         (counter::RINGBUF_FULL, &stats.drop_ringbuf_full),
         (counter::ARGS_FULL, &stats.drop_args_full),
+        (counter::GO_NO_GOROUTINE, &stats.go_no_goroutine),
+        (counter::GO_HANDOFF_FAILED, &stats.go_handoff_failed),
         (counter::READ_FAILED, &stats.kernel_read_failed),
         (counter::INJECTED, &stats.context_injected),
         (counter::INJECT_FAILED, &stats.context_inject_failed),

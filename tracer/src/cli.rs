@@ -1,7 +1,7 @@
 //! Command line of the agent. Other tooling relies on these exact flags.
 use std::{path::PathBuf, time::Duration};
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OtlpProtocol {
@@ -92,6 +92,23 @@ pub struct Args {
     /// Root of the /proc file system to read process details from.
     #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
+
+    /// A tool of the project's own build instead of the agent.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools the project's build runs through the release binary (xtask cannot
+/// link the tracer crate: its build script needs what xtask installs).
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Print the Go struct offsets table (JSON) read from the DWARF of
+    /// these Go binaries, one per Go release (`cargo xtask go-offsets`).
+    #[command(hide = true)]
+    GoOffsets {
+        #[arg(required = true, value_name = "BINARY")]
+        binaries: Vec<PathBuf>,
+    },
 }
 
 impl Args {
@@ -142,6 +159,23 @@ mod tests {
         assert_eq!(a.exes, vec!["nginx"]);
         assert_eq!(a.ports, vec![8080]);
         assert!(a.stdout && a.no_otlp && a.selective());
+    }
+
+    #[test]
+    fn go_offsets_is_a_hidden_subcommand() {
+        let a = Args::try_parse_from(["tracer", "go-offsets", "a", "b"]).unwrap();
+        assert_eq!(
+            a.command,
+            Some(Command::GoOffsets {
+                binaries: vec!["a".into(), "b".into()]
+            })
+        );
+        assert_eq!(Args::try_parse_from(["tracer"]).unwrap().command, None);
+        assert!(Args::try_parse_from(["tracer", "go-offsets"]).is_err());
+        let help = <Args as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("go-offsets"), "{help}");
     }
 
     #[test]

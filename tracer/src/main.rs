@@ -5,6 +5,9 @@ fn main() -> std::process::ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     let args = tracer::cli::Args::parse();
+    if let Some(tracer::cli::Command::GoOffsets { binaries }) = &args.command {
+        return go_offsets(binaries);
+    }
     // One thread: the stages hand each other work all the time, and waking
     // a task on another thread cost a context switch per hand-off (a third
     // of the agent's CPU when measured).
@@ -22,6 +25,21 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tracer: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tracer go-offsets BINARY...`: the offsets table on stdout.
+fn go_offsets(binaries: &[std::path::PathBuf]) -> std::process::ExitCode {
+    let binaries: Vec<&std::path::Path> = binaries.iter().map(|b| b.as_path()).collect();
+    match tracer::golang::offsets_table(&binaries) {
+        Ok(table) => {
+            print!("{table}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tracer: error: {e}");
             std::process::ExitCode::FAILURE
         }
     }

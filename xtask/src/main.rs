@@ -6,6 +6,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod go_offsets;
 mod lint;
 mod run;
 mod setup;
@@ -37,6 +38,10 @@ enum Command {
     Test(test::TestArgs),
     /// Check formatting (`cargo fmt`) and lints (`cargo clippy -D warnings`).
     Lint,
+    /// Regenerate tracer/src/golang/offsets_table.json: build
+    /// tests/apps/go/offsets_probe with every Go release (installing the
+    /// missing ones) and read the struct offsets from its DWARF.
+    GoOffsets,
     /// Overhead benchmark: Go and nginx hello servers under wrk, untraced and
     /// traced, as root; prints a markdown table (also target/bench/latest.md).
     Bench(bench::BenchArgs),
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&paths, &args),
         Command::Lint => lint::run(&paths),
         Command::Bench(args) => bench::run(&paths, &args),
+        Command::GoOffsets => go_offsets::run(&paths),
     };
     report(result)
 }

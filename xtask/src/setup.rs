@@ -346,6 +346,13 @@ fn go_toolchains(paths: &Paths, requested: &[String]) -> Result<Vec<Go>> {
         .collect()
 }
 
+/// Every release of [`GO_RELEASES`], installed (`cargo xtask go-offsets`
+/// builds its probe program with each).
+pub fn every_go_release(paths: &Paths) -> Result<Vec<Go>> {
+    let all: Vec<String> = GO_RELEASES.iter().map(|r| (*r).to_owned()).collect();
+    go_toolchains(paths, &all)
+}
+
 /// `go version`, checked against the expected version.
 fn go_version(bin: &Path, version: &str) -> Result<String> {
     if !bin.is_file() {

@@ -6,6 +6,7 @@ Usage: http_server.py PORT [--bind ADDR]   (ADDR: 127.0.0.1 by default, ::1 for 
 Routes:
   GET  /hello            200 "hello"
   HEAD /hello            200, headers only
+  GET  /leaf             200 "leaf" (the Go fan-out server's downstream)
   GET  /users/<n>        200 JSON {"id": n}
   GET  /status/<code>    that status, small body
   GET  /chunked?n=K      200, chunked, K chunks
@@ -50,6 +51,9 @@ class Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if path == "/hello":
             self.reply(200, b"hello")
+        elif path == "/leaf":
+            # What the Go fan-out server calls downstream.
+            self.reply(200, b"leaf")
         elif len(parts) == 2 and parts[0] == "users":
             body = json.dumps({"id": parts[1], "name": "user " + parts[1]}).encode()
             self.reply(200, body, "application/json")

@@ -20,6 +20,9 @@ pub enum ParentSource {
     Thread,
     /// The client span at the other end of the connection, on this host.
     Connection,
+    /// The server request of the goroutine that made the call, or of the
+    /// goroutine that started it (Go).
+    Goroutine,
 }
 
 impl ParentSource {
@@ -30,6 +33,7 @@ impl ParentSource {
             Self::Injected => "injected",
             Self::Thread => "thread",
             Self::Connection => "connection",
+            Self::Goroutine => "goroutine",
         }
     }
 }
@@ -91,10 +95,14 @@ pub fn choose(
         let parent = (k.parent_span_id != [0; 8]).then_some(k.parent_span_id);
         let source = match (parent, k.source) {
             (None, _) => ParentSource::None,
-            (Some(p), _) if k.source != ctx_source::THREAD && was_injected(&p) => {
+            (Some(p), _)
+                if !matches!(k.source, ctx_source::THREAD | ctx_source::GOROUTINE)
+                    && was_injected(&p) =>
+            {
                 ParentSource::Injected
             }
             (Some(_), ctx_source::THREAD) => ParentSource::Thread,
+            (Some(_), ctx_source::GOROUTINE) => ParentSource::Goroutine,
             (Some(_), ctx_source::CONNECTION) => ParentSource::Connection,
             (Some(_), _) => ParentSource::Header,
         };
@@ -103,7 +111,10 @@ pub fn choose(
                 trace_id: k.trace_id,
                 span_id: k.span_id,
                 parent_span_id: parent,
-                parent_is_remote: !matches!(source, ParentSource::Thread | ParentSource::None),
+                parent_is_remote: !matches!(
+                    source,
+                    ParentSource::Thread | ParentSource::Goroutine | ParentSource::None
+                ),
                 sampled: k.flags & 1 == 1,
                 trace_state: caller.and_then(|c| c.trace_state),
                 source,

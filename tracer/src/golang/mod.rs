@@ -1,4 +1,241 @@
 //! Facts about Go executables that the kernel side cannot see: which Go
 //! toolchain built a binary (for the `process.runtime.*` resource
-//! attributes).
+//! attributes), where the functions the uprobes go on are and where they
+//! return, and the struct member offsets the kernel programs read.
+//!
+//! [`inspect`] runs once per new Go executable. It reads headers and the
+//! few sections it needs, never the whole file: .symtab (else Go's
+//! pclntab), the probed functions' code, and .debug_info (else the
+//! committed per-release offsets table).
 pub mod buildinfo;
+mod dwarf;
+mod elf;
+mod error;
+pub mod offsets;
+mod pclntab;
+mod returns;
+mod runtime_vars;
+pub mod symbols;
+#[cfg(test)]
+mod test_programs;
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, path::Path};
+
+pub use error::GoError;
+pub use offsets::{FIELDS, Field, GoOffsets};
+pub use symbols::SymbolSource;
+
+use self::elf::Elf;
+
+/// The functions probed unless the caller asks for others.
+pub const DEFAULT_FUNCTIONS: &[&str] = &["net/http.(*persistConn).roundTrip"];
+
+/// A function to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoFunction {
+    pub name: String,
+    /// Virtual address as linked.
+    pub address: u64,
+    /// Bytes of code.
+    pub size: u64,
+    /// File offset of the first instruction: where the entry uprobe goes.
+    pub entry_offset: u64,
+    /// File offsets of its RET instructions: where return probes go (never
+    /// a uretprobe on Go code; see `returns`).
+    pub return_offsets: Vec<u64>,
+}
+
+/// Where a binary's struct offsets came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetsSource {
+    /// The binary's DWARF.
+    Dwarf,
+    /// The binary's DWARF, with `fields` members taken from the table of
+    /// `release`: their types are not linked in (a program without an HTTP
+    /// client has no `net/http.persistConn`), so nothing reads them anyway.
+    DwarfAndTable { release: String, fields: usize },
+    /// No DWARF: the table of `release`, the binary's own release or
+    /// (`exact` false) another of the same minor release.
+    Table { release: String, exact: bool },
+    /// No DWARF and no table entry.
+    Unknown { reason: String },
+}
+
+impl fmt::Display for OffsetsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Dwarf => f.write_str("DWARF"),
+            Self::DwarfAndTable { release, fields } => {
+                write!(f, "DWARF, {fields} from the Go {release} table")
+            }
+            Self::Table {
+                release,
+                exact: true,
+            } => write!(f, "the Go {release} table"),
+            Self::Table {
+                release,
+                exact: false,
+            } => write!(f, "the Go {release} table (same minor release)"),
+            Self::Unknown { reason } => f.write_str(reason),
+        }
+    }
+}
+
+/// What [`inspect`] learnt about a Go executable.
+#[derive(Debug, Clone)]
+pub struct GoTarget {
+    /// The toolchain, as build info has it: `go1.25.5`.
+    pub version: String,
+    /// No `.symtab` (`-ldflags=-s`, `strip`): functions come from pclntab.
+    pub stripped: bool,
+    pub symbols: SymbolSource,
+    /// Check `offsets.found` (or [`GoTarget::kernel_offsets`]) before use.
+    pub offsets: GoOffsets,
+    pub source: OffsetsSource,
+    /// The wanted functions present, in the order asked for.
+    pub functions: Vec<GoFunction>,
+    /// The wanted functions absent (not linked in, or always inlined).
+    pub missing_functions: Vec<String>,
+    /// Address of `runtime.allgs`, the goroutine table (`None`: unknown,
+    /// or a PIE binary, whose addresses change per process).
+    pub allgs: Option<u64>,
+}
+
+impl GoTarget {
+    pub fn function(&self, name: &str) -> Option<&GoFunction> {
+        self.functions.iter().find(|f| f.name == name)
+    }
+
+    pub fn offsets_source(&self) -> &OffsetsSource {
+        &self.source
+    }
+
+    /// The offsets as the kernel programs take them; `None` unless every
+    /// one is known.
+    pub fn kernel_offsets(&self) -> Option<tracer_common::GoOffsets> {
+        let o = &self.offsets;
+        o.is_complete().then(|| tracer_common::GoOffsets {
+            g_goid: o.g_goid,
+            g_parent_goid: o.g_parent_goid,
+            persist_conn_conn: o.persist_conn_conn,
+            conn_fd: o.conn_fd,
+            netfd_pfd: o.netfd_pfd,
+            fd_sysfd: o.fd_sysfd,
+            netfd_net: o.netfd_net,
+            allgs: self.allgs.unwrap_or(0),
+            ..Default::default()
+        })
+    }
+}
+
+/// Everything the probes need about the executable at `path` and the
+/// named `functions` in it; `None` when it is not a Go ELF binary.
+pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoError> {
+    let Some(info) = buildinfo::read(path)? else {
+        return Ok(None);
+    };
+    let Some(elf) = Elf::open(path)? else {
+        return Ok(None);
+    };
+    // The kernel side reads `g` through the x86-64 TLS layout too, so
+    // nothing about another machine's binary would be usable.
+    if elf.architecture != object::Architecture::X86_64 {
+        return Err(elf.unsupported(format!(
+            "Go probes need x86-64, this is {:?}",
+            elf.architecture
+        )));
+    }
+    let (symbols, found) = symbols::find(&elf, functions)?;
+    let mut probed = Vec::new();
+    let mut missing_functions = Vec::new();
+    for (name, function) in functions.iter().zip(found) {
+        let Some(function) = function else {
+            missing_functions.push((*name).to_owned());
+            continue;
+        };
+        let return_offsets = returns::ret_offsets(&elf, &function)?;
+        probed.push(GoFunction {
+            name: function.name,
+            address: function.address,
+            size: function.size,
+            entry_offset: function.entry_offset,
+            return_offsets,
+        });
+    }
+    let (offsets, source) = struct_offsets(&elf, &info.go_version)?;
+    // Without it only the parent of a goroutine is known: not worth
+    // failing the rest for.
+    let allgs = runtime_vars::allgs_address(&elf).unwrap_or_else(|e| {
+        log::debug!("{}: runtime.allgs not found: {e}", path.display());
+        None
+    });
+    Ok(Some(GoTarget {
+        version: info.go_version,
+        stripped: elf.section(".symtab").is_none(),
+        symbols,
+        offsets,
+        source,
+        functions: probed,
+        missing_functions,
+        allgs,
+    }))
+}
+
+/// From DWARF when the binary has it, else from the table.
+fn struct_offsets(elf: &Elf, go_version: &str) -> Result<(GoOffsets, OffsetsSource), GoError> {
+    match dwarf::read_offsets(elf)? {
+        Some(offsets) if offsets.is_complete() => Ok((offsets, OffsetsSource::Dwarf)),
+        Some(mut offsets) => match offsets::lookup(go_version) {
+            Ok(entry) => {
+                let fields = offsets.complete_from(&entry.offsets);
+                let release = entry.release;
+                Ok((offsets, OffsetsSource::DwarfAndTable { release, fields }))
+            }
+            // What DWARF has is still right; the caller sees what is not.
+            Err(_) => Ok((offsets, OffsetsSource::Dwarf)),
+        },
+        None => match offsets::lookup(go_version) {
+            Ok(entry) => Ok((
+                entry.offsets,
+                OffsetsSource::Table {
+                    release: entry.release,
+                    exact: entry.exact,
+                },
+            )),
+            Err(e) => Ok((
+                GoOffsets::default(),
+                OffsetsSource::Unknown {
+                    reason: e.to_string(),
+                },
+            )),
+        },
+    }
+}
+
+/// The offsets table (JSON) read from the DWARF of `binaries`, one per Go
+/// release: what `tracer go-offsets` prints for `cargo xtask go-offsets`.
+/// Every field must be found in every binary.
+pub fn offsets_table(binaries: &[&Path]) -> Result<String, GoError> {
+    let mut releases = Vec::new();
+    for &path in binaries {
+        let malformed = |reason: &str| GoError::Malformed {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let info = buildinfo::read(path)?.ok_or_else(|| malformed("not a Go binary"))?;
+        let release = offsets::release_of(&info.go_version)
+            .ok_or_else(|| malformed("not built by a Go release"))?;
+        let elf = Elf::open(path)?.ok_or_else(|| malformed("not ELF"))?;
+        let offsets = dwarf::read_offsets(&elf)?.ok_or_else(|| malformed("no DWARF"))?;
+        if !offsets.is_complete() {
+            return Err(GoError::MissingFields {
+                path: path.to_owned(),
+                missing: offsets.missing().join(", "),
+            });
+        }
+        releases.push((release, offsets));
+    }
+    Ok(offsets::render_table(&releases))
+}

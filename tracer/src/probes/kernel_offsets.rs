@@ -37,7 +37,7 @@ pub fn read() -> Result<KernelOffsets, OffsetError> {
         skc_v6_rcv_saddr: o("sock", &["__sk_common", "skc_v6_rcv_saddr"])?,
         sk_type: o("sock", &["sk_type"])?,
         sk_protocol: o("sock", &["sk_protocol"])?,
-        _pad: 0,
+        task_fsbase: o("task_struct", &["thread", "fsbase"])?,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Load the kernel programs, fill their configuration, attach them.
 pub mod environment;
+pub mod go;
 pub mod kernel_offsets;
 
 use anyhow::{Context as _, anyhow};
@@ -61,8 +62,9 @@ pub struct ProbeOptions {
 
 /// The loaded programs; dropping it detaches everything.
 pub struct Probes {
-    // Keeps the programs and their links alive.
-    _ebpf: Ebpf,
+    /// The programs and their links; taken by the Go thread, which attaches
+    /// uprobes as Go processes come (and keeps them alive).
+    pub ebpf: Option<Ebpf>,
     /// Taken by whoever decides the selection at run time.
     pub traced_pids: Option<HashMap<MapData, u32, u8>>,
     pub counters: PerCpuArray<MapData, u64>,
@@ -133,7 +135,7 @@ impl Probes {
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)?;
         let events = RingBuf::try_from(take(&mut ebpf, maps::EVENTS)?)?;
         Ok(Self {
-            _ebpf: ebpf,
+            ebpf: Some(ebpf),
             traced_pids: Some(traced_pids),
             counters,
             events: Some(events),

@@ -1,0 +1,314 @@
+//! Go: trace context follows goroutines, not threads. Inside a syscall
+//! tracepoint the running goroutine is read from the thread's TLS (`g` at
+//! fsbase-8) with no uprobe, so a Go server's request context is kept per
+//! goroutine, and a client call finds it in its own goroutine or in the one
+//! that started it (`g.parentGoid`). One uprobe, where net/http hands a
+//! client request to the connection's writer goroutine, carries the
+//! caller's context over to the goroutine that writes the bytes.
+use aya_ebpf::{
+    helpers::generated::bpf_loop,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_user},
+    macros::{map, uprobe},
+    maps::{HashMap, LruHashMap},
+    programs::ProbeContext,
+};
+use tracer_common::{Config, GoOffsets, ThreadCtx, counter, ctx_source, go_actor};
+
+use crate::{
+    context::fresh_request,
+    maps::{config, count, process_wanted},
+    sockets::sock_key,
+};
+
+/// tgid → offsets, for every Go process the agent has inspected.
+#[map]
+pub static GO_PROCS: HashMap<u32, GoOffsets> = HashMap::with_max_entries(16384, 0);
+
+/// (tgid, fd) → the request context of the goroutine that handed its HTTP/1
+/// request to that connection's writer goroutine (`ctx.valid == 0`: it had
+/// none). Taken by the write that sends the request.
+#[map]
+pub static GO_HANDOFF: LruHashMap<u64, ThreadCtx> = LruHashMap::with_max_entries(16384, 0);
+
+/// A hand-off older than this was not followed by its write.
+const HANDOFF_MAX_AGE_NS: u64 = 10 * 1_000_000_000;
+
+/// The running goroutine of a Go process and the goroutine that started it.
+#[derive(Clone, Copy)]
+pub struct Goroutine {
+    pub goid: u64,
+    pub parent: u64,
+}
+
+#[inline(always)]
+fn user<T>(addr: u64) -> Option<T> {
+    // SAFETY: the helper checks the address; a bad one is an error.
+    unsafe { bpf_probe_read_user(addr as *const T) }.ok()
+}
+
+/// The goroutine of the `g` at `g`.
+#[inline(always)]
+fn goroutine_of(off: &GoOffsets, g: u64) -> Option<Goroutine> {
+    if g == 0 {
+        return None;
+    }
+    let goid: u64 = user(g + off.g_goid as u64)?;
+    let parent: u64 = user(g + off.g_parent_goid as u64)?;
+    (goid != 0).then_some(Goroutine { goid, parent })
+}
+
+/// The goroutine running the current syscall, when the process is Go.
+/// `None` for other processes; `Some(None)` for a Go process whose `g`
+/// cannot be read (counted).
+#[inline(always)]
+pub fn current(cfg: &Config, tgid: u32) -> Option<Option<Goroutine>> {
+    // SAFETY: copied out at once.
+    let off = unsafe { GO_PROCS.get(tgid) }.copied()?;
+    // SAFETY: the current task, only read through the probe helper.
+    let task = unsafe { bpf_get_current_task() };
+    // SAFETY: checked by the helper.
+    let fsbase: u64 = match unsafe {
+        bpf_probe_read_kernel((task + cfg.offsets.task_fsbase as u64) as *const u64)
+    } {
+        Ok(v) => v,
+        Err(_) => 0,
+    };
+    let g = if fsbase > 8 {
+        user::<u64>(fsbase - 8)
+    } else {
+        None
+    };
+    let found = g.and_then(|g| goroutine_of(&off, g));
+    if found.is_none() {
+        count(counter::GO_NO_GOROUTINE, 1);
+    }
+    Some(found)
+}
+
+/// The THREAD_CTX key of whoever runs the current syscall: its goroutine
+/// in a Go process, else its thread.
+#[inline(always)]
+pub fn actor(cfg: &Config, pid_tgid: u64) -> u64 {
+    let tgid = (pid_tgid >> 32) as u32;
+    match current(cfg, tgid) {
+        Some(Some(g)) => go_actor(tgid, g.goid),
+        _ => pid_tgid,
+    }
+}
+
+/// Ancestors looked for beyond the parent, and goroutines looked at per
+/// ancestor in the runtime's table: bounds the cost of the one scan a
+/// goroutine may cost (its ancestry is cached, it never changes).
+const MAX_ANCESTORS: usize = 3;
+const MAX_SCAN: u32 = 4096;
+
+/// go_actor(tgid, goid) → the goroutine's grandparent and older ancestors
+/// (0: none), read once from the runtime's goroutine table.
+#[map]
+pub static GO_ANCESTORS: LruHashMap<u64, [u64; MAX_ANCESTORS]> =
+    LruHashMap::with_max_entries(16384, 0);
+
+/// The server request a goroutine works for: its own, or the one of the
+/// goroutine that started it (a handler fanning out with `go func()`),
+/// marked as found by goroutine.
+#[inline(always)]
+fn request_of(tgid: u32, g: Goroutine, now: u64) -> Option<ThreadCtx> {
+    let mut t = fresh_request(go_actor(tgid, g.goid), now);
+    if t.is_none() && g.parent != 0 {
+        t = fresh_request(go_actor(tgid, g.parent), now);
+    }
+    t.map(by_goroutine)
+}
+
+#[inline(always)]
+fn by_goroutine(mut t: ThreadCtx) -> ThreadCtx {
+    t.ctx.source = ctx_source::GOROUTINE;
+    t
+}
+
+/// Like `request_of`, and through older ancestors too: those that made no
+/// syscall are found in runtime.allgs (uprobe path only: it may scan).
+#[inline(always)]
+fn request_of_ancestry(off: &GoOffsets, tgid: u32, g: Goroutine, now: u64) -> Option<ThreadCtx> {
+    if let Some(t) = request_of(tgid, g, now) {
+        return Some(t);
+    }
+    if g.parent == 0 || off.allgs == 0 {
+        return None;
+    }
+    let key = go_actor(tgid, g.goid);
+    // SAFETY: copied out at once.
+    let ancestors = match unsafe { GO_ANCESTORS.get(key) }.copied() {
+        Some(a) => a,
+        None => {
+            let a = ancestors_of(off, g.parent);
+            let _ = GO_ANCESTORS.insert(key, a, 0);
+            a
+        }
+    };
+    for goid in ancestors {
+        if goid == 0 {
+            break;
+        }
+        if let Some(t) = fresh_request(go_actor(tgid, goid), now) {
+            return Some(by_goroutine(t));
+        }
+    }
+    None
+}
+
+/// The parent of `parent`, its parent, ...: each found by its goid in
+/// runtime.allgs.
+#[inline(always)]
+fn ancestors_of(off: &GoOffsets, parent: u64) -> [u64; MAX_ANCESTORS] {
+    let mut out = [0u64; MAX_ANCESTORS];
+    let Some(slice) = user::<[u64; 2]>(off.allgs) else {
+        return out;
+    };
+    let mut find = FindG {
+        allgs: slice[0],
+        goid_off: off.g_goid as u64,
+        parent_off: off.g_parent_goid as u64,
+        want: parent,
+        found: 0,
+    };
+    let len = if slice[1] < MAX_SCAN as u64 {
+        slice[1] as u32
+    } else {
+        MAX_SCAN
+    };
+    for slot in out.iter_mut() {
+        find.found = 0;
+        // SAFETY: the callback only touches `find` and probe-reads memory.
+        unsafe {
+            bpf_loop(len, find_g as *mut _, &mut find as *mut FindG as *mut _, 0);
+        }
+        if find.found == 0 {
+            break;
+        }
+        *slot = find.found;
+        find.want = find.found;
+    }
+    out
+}
+
+/// State of one search of runtime.allgs, shared with its callback.
+#[repr(C)]
+struct FindG {
+    allgs: u64,
+    goid_off: u64,
+    parent_off: u64,
+    /// The goroutine looked for.
+    want: u64,
+    /// Its parent's goid once found, else 0.
+    found: u64,
+}
+
+/// bpf_loop callback: is allgs[i] the goroutine looked for?
+extern "C" fn find_g(i: u32, find: *mut FindG) -> i64 {
+    // SAFETY: bpf_loop hands back the pointer it was given.
+    let find = unsafe { &mut *find };
+    let Some(g) = user::<u64>(find.allgs + i as u64 * 8) else {
+        return 1;
+    };
+    if g == 0 {
+        return 0;
+    }
+    if user::<u64>(g + find.goid_off) != Some(find.want) {
+        return 0;
+    }
+    find.found = user::<u64>(g + find.parent_off).unwrap_or(0);
+    1
+}
+
+/// The server request in hand of whoever is writing a client request on
+/// `fd`: for Go, what the calling goroutine handed over (net/http), else
+/// the writing goroutine's own; for other processes, the thread's.
+#[inline(always)]
+pub fn request_in_hand(cfg: &Config, pid_tgid: u64, fd: u32, now: u64) -> Option<ThreadCtx> {
+    let tgid = (pid_tgid >> 32) as u32;
+    match current(cfg, tgid) {
+        None => fresh_request(pid_tgid, now),
+        Some(g) => {
+            let key = sock_key(tgid, fd);
+            // SAFETY: copied out at once.
+            if let Some(h) = unsafe { GO_HANDOFF.get(key) }.copied() {
+                let _ = GO_HANDOFF.remove(key);
+                if now.saturating_sub(h.ts) < HANDOFF_MAX_AGE_NS {
+                    // The caller's context, or none: never the writer
+                    // goroutine's ancestry, which is whoever dialled.
+                    return (h.ctx.valid != 0).then_some(h);
+                }
+            }
+            request_of(tgid, g?, now)
+        }
+    }
+}
+
+/// `net/http.(*persistConn).roundTrip(pc, req)`, in the calling goroutine:
+/// record its request context under the connection's fd, for the writer
+/// goroutine's write. Go's register ABI: receiver in RAX, `g` in R14.
+#[uprobe]
+pub fn go_http_round_trip(ctx: ProbeContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !process_wanted(cfg, tgid) {
+        return 0;
+    }
+    // SAFETY: copied out at once.
+    let Some(off) = (unsafe { GO_PROCS.get(tgid) }).copied() else {
+        return 0;
+    };
+    // SAFETY: the probe's registers.
+    let (pc, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
+    let Some(fd) = conn_fd(&off, pc) else {
+        count(counter::GO_HANDOFF_FAILED, 1);
+        return 0;
+    };
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let handed = goroutine_of(&off, g)
+        .and_then(|g| request_of_ancestry(&off, tgid, g, now))
+        .map(|mut t| {
+            t.ts = now;
+            t
+        })
+        .unwrap_or(ThreadCtx {
+            ts: now,
+            tgid,
+            ..ThreadCtx::default()
+        });
+    let _ = GO_HANDOFF.insert(sock_key(tgid, fd), handed, 0);
+    0
+}
+
+/// The socket fd behind `persistConn.conn` when it is a plain TCP
+/// connection (`*net.TCPConn`): conn.fd.pfd.Sysfd, trusted only if
+/// netFD.net reads "tcp…" (a TLS connection's data word points elsewhere).
+#[inline(always)]
+fn conn_fd(off: &GoOffsets, pc: u64) -> Option<u32> {
+    if pc == 0 {
+        return None;
+    }
+    // The interface's data word follows its type word.
+    let data: u64 = user(pc + off.persist_conn_conn as u64 + 8)?;
+    if data == 0 {
+        return None;
+    }
+    let netfd: u64 = user(data + off.conn_fd as u64)?;
+    if netfd == 0 {
+        return None;
+    }
+    let net: [u64; 2] = user(netfd + off.netfd_net as u64)?;
+    if net[1] < 3 || net[1] > 4 {
+        return None;
+    }
+    let name: [u8; 3] = user(net[0])?;
+    if name != *b"tcp" {
+        return None;
+    }
+    let fd: i64 = user(netfd + off.netfd_pfd as u64 + off.fd_sysfd as u64)?;
+    (0..1 << 24).contains(&fd).then_some(fd as u32)
+}

@@ -1,0 +1,254 @@
+//! Go processes: each is inspected once per executable (Go release, struct
+//! offsets, where the probed functions are), registered in GO_PROCS so the
+//! syscall programs key its requests by goroutine, and its executable gets
+//! the one uprobe of the client path. This runs on a thread of its own:
+//! inspecting a binary takes tens of milliseconds, which the event pipeline
+//! must not wait for.
+use std::{
+    collections::{HashMap, HashSet},
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        mpsc::{Receiver, Sender, channel},
+    },
+};
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf,
+    maps::{HashMap as BpfHashMap, MapData},
+    programs::{UProbe, uprobe::UProbeScope},
+};
+use log::{debug, info, warn};
+use tracer_common::{GoOffsets, go_probes, maps};
+
+use crate::{
+    golang::{self, GoTarget},
+    stats::Stats,
+};
+
+/// What the pipeline tells the Go thread.
+#[derive(Debug)]
+pub enum GoCommand {
+    /// A process started, exec'd or was found at start: instrument it if
+    /// it is Go.
+    Process(u32),
+    /// The process is gone.
+    Exited(u32),
+    /// Answer once everything sent before is done.
+    Sync(Sender<()>),
+}
+
+/// The pipeline's handle: sending never blocks.
+#[derive(Clone)]
+pub struct GoTracing {
+    tx: Sender<GoCommand>,
+}
+
+impl GoTracing {
+    pub fn send(&self, command: GoCommand) {
+        // The thread only stops when the agent does.
+        let _ = self.tx.send(command);
+    }
+
+    /// Wait until the Go thread has handled everything sent so far (at
+    /// start: the agent is ready once running Go processes are
+    /// instrumented).
+    pub fn sync(&self) {
+        let (tx, rx) = channel();
+        self.send(GoCommand::Sync(tx));
+        let _ = rx.recv();
+    }
+}
+
+/// An executable, by device and inode: every process running it shares
+/// its uprobes.
+type BinaryId = (u64, u64);
+
+/// One inspected executable.
+enum Binary {
+    NotGo,
+    /// Go, but it cannot be instrumented (logged once).
+    Unsupported,
+    Go {
+        offsets: GoOffsets,
+        /// Entry file offset of each probed function present.
+        probes: Vec<(&'static str, &'static str, u64)>,
+        /// Attached (processes running it > 0).
+        attached: bool,
+    },
+}
+
+struct State {
+    ebpf: Ebpf,
+    go_procs: BpfHashMap<MapData, u32, GoOffsets>,
+    proc_root: PathBuf,
+    binaries: HashMap<BinaryId, Binary>,
+    pids: HashMap<u32, BinaryId>,
+    stats: Arc<Stats>,
+    loaded: HashSet<&'static str>,
+}
+
+/// Start the Go thread; it owns the loaded programs from now on (and
+/// detaches them when the agent drops the handle and the thread ends).
+pub fn spawn(mut ebpf: Ebpf, proc_root: PathBuf, stats: Arc<Stats>) -> anyhow::Result<GoTracing> {
+    let go_procs = BpfHashMap::try_from(
+        ebpf.take_map(maps::GO_PROCS)
+            .ok_or_else(|| anyhow!("map {} missing from the kernel object", maps::GO_PROCS))?,
+    )?;
+    let (tx, rx) = channel();
+    let state = State {
+        ebpf,
+        go_procs,
+        proc_root,
+        binaries: HashMap::new(),
+        pids: HashMap::new(),
+        stats,
+        loaded: HashSet::new(),
+    };
+    std::thread::Builder::new()
+        .name("tracer-go".into())
+        .spawn(move || run(state, rx))
+        .context("starting the Go thread")?;
+    Ok(GoTracing { tx })
+}
+
+fn run(mut state: State, rx: Receiver<GoCommand>) {
+    while let Ok(command) = rx.recv() {
+        match command {
+            GoCommand::Process(pid) => state.add(pid),
+            GoCommand::Exited(pid) => state.remove(pid),
+            GoCommand::Sync(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl State {
+    fn add(&mut self, pid: u32) {
+        let exe = self.proc_root.join(pid.to_string()).join("exe");
+        let Ok(meta) = std::fs::metadata(&exe) else {
+            return; // gone already, or a kernel thread
+        };
+        let id = (meta.dev(), meta.ino());
+        if let Some(old) = self.pids.get(&pid).copied() {
+            if old == id {
+                return;
+            }
+            self.remove(pid); // exec'd another program
+        }
+        let Binary::Go {
+            offsets,
+            probes,
+            attached,
+        } = self
+            .binaries
+            .entry(id)
+            .or_insert_with(|| inspect(&exe, pid))
+        else {
+            return;
+        };
+        if let Err(e) = self.go_procs.insert(pid, *offsets, 0) {
+            warn!("go: cannot register pid {pid}: {e}");
+            return;
+        }
+        self.pids.insert(pid, id);
+        Stats::inc(&self.stats.go_processes);
+        info!("go: pid {pid}: requests followed by goroutine");
+        if !*attached {
+            *attached = true;
+            for (program, function, offset) in probes.iter() {
+                match attach(&mut self.ebpf, &mut self.loaded, program, &exe, *offset) {
+                    Ok(()) => info!("go: pid {pid}: uprobe on {function} (+{offset:#x})"),
+                    Err(e) => warn!("go: pid {pid}: no uprobe on {function}: {e:#}"),
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, pid: u32) {
+        if self.pids.remove(&pid).is_some() {
+            let _ = self.go_procs.remove(&pid);
+        }
+        // The uprobes stay with the executable (a later process of it uses
+        // them); they go when the agent stops.
+    }
+}
+
+/// What an executable is, for the Go thread.
+fn inspect(exe: &Path, pid: u32) -> Binary {
+    let wanted: Vec<&str> = [go_probes::HTTP_ROUND_TRIP]
+        .iter()
+        .map(|(_, f)| *f)
+        .collect();
+    match golang::inspect(exe, &wanted) {
+        Ok(None) => Binary::NotGo,
+        Ok(Some(target)) => describe(&target, pid),
+        Err(e) => {
+            debug!("go: pid {pid}: not inspected: {e}");
+            Binary::NotGo
+        }
+    }
+}
+
+fn describe(target: &GoTarget, pid: u32) -> Binary {
+    let Some(offsets) = target.kernel_offsets() else {
+        warn!(
+            "go: pid {pid} ({}): struct offsets unknown ({}): traced by thread, not goroutine",
+            target.version,
+            target.offsets_source()
+        );
+        return Binary::Unsupported;
+    };
+    let probes = [go_probes::HTTP_ROUND_TRIP]
+        .iter()
+        .filter_map(|(program, function)| {
+            let f = target.function(function)?;
+            Some((*program, *function, f.entry_offset))
+        })
+        .collect::<Vec<_>>();
+    info!(
+        "go: pid {pid}: {}{}, offsets from {}, functions from {}, {} of 1 probed functions found, \
+         goroutine table {}",
+        target.version,
+        if target.stripped { " (stripped)" } else { "" },
+        target.offsets_source(),
+        target.symbols,
+        probes.len(),
+        match target.allgs {
+            Some(a) => format!("at {a:#x}"),
+            None => "not found (ancestry beyond the parent goroutine is not followed)".to_owned(),
+        }
+    );
+    Binary::Go {
+        offsets,
+        probes,
+        attached: false,
+    }
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    loaded: &mut HashSet<&'static str>,
+    program: &'static str,
+    exe: &Path,
+    offset: u64,
+) -> anyhow::Result<()> {
+    let probe: &mut UProbe = ebpf
+        .program_mut(program)
+        .ok_or_else(|| anyhow!("program {program} missing from the kernel object"))?
+        .try_into()?;
+    if loaded.insert(program) {
+        probe
+            .load()
+            .with_context(|| format!("the kernel refused program {program}"))?;
+    }
+    // Attached to the executable's inode through the process's exe link,
+    // which works even when the file was replaced or deleted.
+    probe
+        .attach(offset, exe, UProbeScope::AllProcesses)
+        .context("attaching")?;
+    Ok(())
+}

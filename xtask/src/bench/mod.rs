@@ -74,6 +74,9 @@ pub struct BenchArgs {
 pub enum WorkloadChoice {
     Go,
     Nginx,
+    // Two Go servers: each request to the front makes one net/http client
+    // call to the leaf.
+    GoFanout,
     All,
 }
 
@@ -82,7 +85,8 @@ impl WorkloadChoice {
         match self {
             Self::Go => vec![Workload::Go],
             Self::Nginx => vec![Workload::Nginx],
-            Self::All => vec![Workload::Go, Workload::Nginx],
+            Self::GoFanout => vec![Workload::GoFanout],
+            Self::All => vec![Workload::Go, Workload::Nginx, Workload::GoFanout],
         }
     }
 }
@@ -215,7 +219,7 @@ fn bench_workload(
             );
             traced.push((mode, t));
         }
-        server.proc.ensure_running()?;
+        server.ensure_running()?;
         rounds.push(Round { untraced, traced });
     }
     let overload = match modes.first() {
@@ -228,7 +232,7 @@ fn bench_workload(
             if let Err(e) = &traced {
                 eprintln!("bench: {name}: overload: the agent failed: {e}");
             }
-            server.proc.ensure_running()?;
+            server.ensure_running()?;
             println!("bench: {name}: overload phases done");
             Some(Overload {
                 mode,
@@ -306,6 +310,7 @@ fn command_line(args: &BenchArgs) -> String {
         let name = match args.workload {
             WorkloadChoice::Go => "go",
             WorkloadChoice::Nginx => "nginx",
+            WorkloadChoice::GoFanout => "go-fanout",
             WorkloadChoice::All => "all",
         };
         line.push_str(&format!(" --workload {name}"));

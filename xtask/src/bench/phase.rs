@@ -14,6 +14,7 @@ use super::{
     kernel::{self, Program},
     procs::{self, Cpu, Memory},
     sink::Sink,
+    workload::Workload,
     wrk::{self, Load, Report},
 };
 
@@ -27,11 +28,13 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// `--pid <server pid>` (the Go process; nginx's master, whose worker the
-    /// agent selects as its descendant): only the server is traced, not wrk;
-    /// spans exported over OTLP/HTTP to a local sink that discards them.
+    /// agent selects as its descendant; both fan-out processes): only the
+    /// servers are traced, not wrk; spans exported over OTLP/HTTP to a local
+    /// sink that discards them.
     Server,
-    /// `--port <server port>` (the server and wrk's connections), spans
-    /// exported over OTLP/HTTP to a local sink that discards them.
+    /// `--port <server port>` (the servers and wrk's connections; fan-out:
+    /// both servers' ports), spans exported over OTLP/HTTP to a local sink
+    /// that discards them.
     Export,
     /// `--port <server port>`, `--no-otlp`: tracing without export.
     NoExport,
@@ -64,29 +67,40 @@ impl Mode {
         matches!(self, Self::Server | Self::Export)
     }
 
-    /// The spans each request makes: the server's SERVER span, and wrk's
-    /// CLIENT span unless only the server is selected.
-    pub fn spans_per_request(self) -> u64 {
+    /// The spans each request makes: the servers' side (see
+    /// `Workload::spans_per_request`), and wrk's CLIENT span unless only
+    /// the servers are selected.
+    pub fn spans_per_request(self, workload: Workload) -> u64 {
         match self {
-            Self::Server => 1,
-            Self::Export | Self::NoExport | Self::All => 2,
+            Self::Server => workload.spans_per_request(),
+            Self::Export | Self::NoExport | Self::All => workload.spans_per_request() + 1,
         }
     }
 
     /// Which spans `spans_per_request` counts, for the report.
     pub fn span_kinds(self) -> &'static str {
         match self {
-            Self::Server => "server",
-            Self::Export | Self::NoExport | Self::All => "server + client",
+            Self::Server => "servers' side",
+            Self::Export | Self::NoExport | Self::All => "servers' side + wrk's client",
         }
     }
 
     fn agent_args(self, server: Target, sink: Option<&Sink>) -> Vec<String> {
         let mut args = vec!["--stats-interval".to_owned(), "0".to_owned()];
+        let (ports, pids) = match server.downstream {
+            Some((port, pid)) => (vec![server.port, port], vec![server.pid, pid]),
+            None => (vec![server.port], vec![server.pid]),
+        };
         match self {
-            Self::Server => args.extend(["--pid".to_owned(), server.pid.to_string()]),
+            Self::Server => {
+                for pid in pids {
+                    args.extend(["--pid".to_owned(), pid.to_string()]);
+                }
+            }
             Self::Export | Self::NoExport => {
-                args.extend(["--port".to_owned(), server.port.to_string()]);
+                for port in ports {
+                    args.extend(["--port".to_owned(), port.to_string()]);
+                }
             }
             Self::All => {}
         }
@@ -112,11 +126,15 @@ pub struct Target {
     pub port: u16,
     /// The server process (nginx: the master).
     pub pid: u32,
+    /// What wrk asks for (`/`, or `/fanout?n=1`).
+    pub path: &'static str,
+    /// The server it calls, if any (port, pid): selected like it.
+    pub downstream: Option<(u16, u32)>,
 }
 
 impl Target {
     pub fn url(self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        format!("http://127.0.0.1:{}{}", self.port, self.path)
     }
 }
 
@@ -242,11 +260,13 @@ pub fn traced(
 
 #[cfg(test)]
 mod tests {
-    use super::{Mode, Target};
+    use super::{Mode, Target, Workload};
 
     const TARGET: Target = Target {
         port: 8080,
         pid: 4242,
+        path: "/",
+        downstream: None,
     };
 
     #[test]
@@ -254,8 +274,26 @@ mod tests {
         let args = Mode::Server.agent_args(TARGET, None);
         assert!(args.windows(2).any(|w| w == ["--pid", "4242"]));
         assert!(!args.iter().any(|a| a == "--port"));
-        assert_eq!(Mode::Server.spans_per_request(), 1);
+        assert_eq!(Mode::Server.spans_per_request(Workload::Go), 1);
         assert!(Mode::Server.exports());
+    }
+
+    #[test]
+    fn fanout_selects_front_and_leaf() {
+        let fanout = Target {
+            path: "/fanout?n=1",
+            downstream: Some((8081, 4343)),
+            ..TARGET
+        };
+        assert_eq!(fanout.url(), "http://127.0.0.1:8080/fanout?n=1");
+        let args = Mode::Server.agent_args(fanout, None);
+        assert!(args.windows(2).any(|w| w == ["--pid", "4242"]));
+        assert!(args.windows(2).any(|w| w == ["--pid", "4343"]));
+        let args = Mode::Export.agent_args(fanout, None);
+        assert!(args.windows(2).any(|w| w == ["--port", "8080"]));
+        assert!(args.windows(2).any(|w| w == ["--port", "8081"]));
+        assert_eq!(Mode::Server.spans_per_request(Workload::GoFanout), 3);
+        assert_eq!(Mode::All.spans_per_request(Workload::GoFanout), 4);
     }
 
     #[test]
@@ -267,7 +305,7 @@ mod tests {
         assert!(!all.iter().any(|a| a == "--pid" || a == "--port"));
         assert!(all.iter().any(|a| a == "--no-otlp"));
         for mode in [Mode::Export, Mode::NoExport, Mode::All] {
-            assert_eq!(mode.spans_per_request(), 2, "{mode:?}");
+            assert_eq!(mode.spans_per_request(Workload::Nginx), 2, "{mode:?}");
         }
         assert!(!Mode::NoExport.exports() && !Mode::All.exports());
     }

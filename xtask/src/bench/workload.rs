@@ -1,5 +1,6 @@
 //! The servers under load: a Go net/http hello server and nginx, each
-//! answering `hello` on 127.0.0.1.
+//! answering `hello` on 127.0.0.1; and two Go fan-out servers, a front whose
+//! every request makes one net/http client call to a leaf.
 
 use std::{
     fs,
@@ -21,11 +22,14 @@ use crate::{
 
 /// The hello server's source, relative to the workspace root.
 const GO_HELLO: &str = "tests/apps/go/hello";
+/// The fan-out server's source, relative to the workspace root.
+const GO_FANOUT: &str = "tests/apps/go/fanout";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     Go,
     Nginx,
+    GoFanout,
 }
 
 impl Workload {
@@ -33,6 +37,26 @@ impl Workload {
         match self {
             Self::Go => "Go net/http (GOMAXPROCS=1)",
             Self::Nginx => "nginx (1 worker)",
+            Self::GoFanout => "Go fan-out, 1 client call/req (2 × GOMAXPROCS=1)",
+        }
+    }
+
+    /// Go client calls (net/http, keep-alive pool) each request makes: the
+    /// ones the client path's uprobe is expected to hit once each.
+    pub fn client_calls(self) -> u64 {
+        match self {
+            Self::Go | Self::Nginx => 0,
+            Self::GoFanout => 1,
+        }
+    }
+
+    /// The spans each request makes on the servers' side: a SERVER span per
+    /// server it crosses, a CLIENT span per client call (wrk's not counted).
+    pub fn spans_per_request(self) -> u64 {
+        match self {
+            Self::Go | Self::Nginx => 1,
+            // Front server, front client, leaf server.
+            Self::GoFanout => 3,
         }
     }
 
@@ -40,25 +64,12 @@ impl Workload {
     /// `cargo xtask setup` when a tool is missing.
     pub fn prepare(self, paths: &Paths, dir: &Path) -> Result<Prepared> {
         match self {
-            Self::Go => {
-                let go = go_command(paths)?;
-                let bin = dir.join("hello");
-                cmd::run(
-                    cmd::new(&go)
-                        .arg("build")
-                        .arg("-o")
-                        .arg(&bin)
-                        .arg(format!("./{GO_HELLO}"))
-                        .current_dir(&paths.root)
-                        .env("GOTOOLCHAIN", "local")
-                        .env("GO111MODULE", "off")
-                        .env("GOFLAGS", "")
-                        .env("GOCACHE", dir.join("go-cache"))
-                        .env("GOPATH", dir.join("go-path")),
-                )
-                .context("cannot build the Go hello server")?;
-                Ok(Prepared::Go { bin })
-            }
+            Self::Go => Ok(Prepared::Go {
+                bin: go_build(paths, dir, GO_HELLO, "hello")?,
+            }),
+            Self::GoFanout => Ok(Prepared::GoFanout {
+                bin: go_build(paths, dir, GO_FANOUT, "fanout")?,
+            }),
             Self::Nginx => Ok(Prepared::Nginx {
                 bin: nginx_command()?,
                 dir: dir.join("nginx"),
@@ -67,20 +78,48 @@ impl Workload {
     }
 }
 
+/// `go build -o DIR/NAME ./SRC` with the default Go of `cargo xtask setup`,
+/// in GOPATH mode: the test programs need nothing but the standard library.
+fn go_build(paths: &Paths, dir: &Path, src: &str, name: &str) -> Result<PathBuf> {
+    let go = go_command(paths)?;
+    let bin = dir.join(name);
+    cmd::run(
+        cmd::new(&go)
+            .arg("build")
+            .arg("-o")
+            .arg(&bin)
+            .arg(format!("./{src}"))
+            .current_dir(&paths.root)
+            .env("GOTOOLCHAIN", "local")
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", dir.join("go-cache"))
+            .env("GOPATH", dir.join("go-path")),
+    )
+    .with_context(|| format!("cannot build the Go program {src}"))?;
+    Ok(bin)
+}
+
 pub enum Prepared {
     Go { bin: PathBuf },
     Nginx { bin: PathBuf, dir: PathBuf },
+    GoFanout { bin: PathBuf },
 }
 
 /// A server that answers on `port` until dropped.
 pub struct Server {
     pub port: u16,
     pub proc: Proc,
+    /// What wrk asks for.
+    path: &'static str,
+    /// go-fanout: the leaf the front (`proc`) calls, and its port.
+    leaf: Option<(u16, Proc)>,
 }
 
 impl Server {
     /// The server process: the Go hello server itself; nginx's master
-    /// (`daemon off`, so the process started), whose worker is its child.
+    /// (`daemon off`, so the process started), whose worker is its child;
+    /// the fan-out front.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
@@ -89,17 +128,47 @@ impl Server {
         Target {
             port: self.port,
             pid: self.pid(),
+            path: self.path,
+            downstream: self.leaf.as_ref().map(|(port, leaf)| (*port, leaf.pid())),
         }
+    }
+
+    /// An error if the server, or its leaf, has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        if let Some((_, leaf)) = &mut self.leaf {
+            leaf.ensure_running()?;
+        }
+        self.proc.ensure_running()
     }
 }
 
 impl Prepared {
     pub fn start(&self) -> Result<Server> {
         let port = procs::free_port()?;
+        let (mut path, mut leaf) = ("/", None);
         let mut cmd = match self {
             Self::Go { bin } => {
                 let mut cmd = Command::new(bin);
                 cmd.arg(port.to_string()).env("GOMAXPROCS", "1");
+                cmd
+            }
+            Self::GoFanout { bin } => {
+                // The leaf first: the front must have somewhere to call.
+                let leaf_port = procs::free_port()?;
+                let mut cmd = Command::new(bin);
+                cmd.arg(leaf_port.to_string())
+                    .env("GOMAXPROCS", "1")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null());
+                let mut proc = Proc::spawn("the fan-out leaf", &mut cmd)?;
+                procs::wait_listening(&mut proc, leaf_port, Duration::from_secs(10))?;
+                leaf = Some((leaf_port, proc));
+                path = "/fanout?n=1";
+                let mut cmd = Command::new(bin);
+                cmd.arg("-downstream")
+                    .arg(format!("http://127.0.0.1:{leaf_port}"))
+                    .arg(port.to_string())
+                    .env("GOMAXPROCS", "1");
                 cmd
             }
             Self::Nginx { bin, dir } => {
@@ -119,7 +188,12 @@ impl Prepared {
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
         let mut proc = Proc::spawn("the server", &mut cmd)?;
         procs::wait_listening(&mut proc, port, Duration::from_secs(10))?;
-        Ok(Server { port, proc })
+        Ok(Server {
+            port,
+            proc,
+            path,
+            leaf,
+        })
     }
 }
 

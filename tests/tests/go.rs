@@ -162,6 +162,15 @@ fn fan_out_to_goroutines_every_go_version_stripped_or_not() {
                 {
                     assert_eq!(call.attr_str(SOURCE), Some("goroutine"), "{what}: {call}");
                 }
+                // The writer goroutine's request carried the traceparent
+                // sk_msg wrote for the calling goroutine's context.
+                for downstream in trace.iter().filter(|s| s.pid() == Some(leaf)) {
+                    assert_eq!(
+                        downstream.attr_str(SOURCE),
+                        Some("injected"),
+                        "{what}: {downstream}"
+                    );
+                }
             }
             assert_eq!(out.spans.len(), 2 * (1 + 2 * FAN), "{what}: no other span");
             out.only_from(&[front, leaf]);

@@ -58,6 +58,15 @@ counters! {
     drop_http2_stream_overflow,
     /// HTTP/2 streams lost because their connection was given up.
     drop_http2_stream_abandoned,
+    /// HTTP/2 server streams whose parent is the client stream at the other
+    /// end of the connection, traced on this host.
+    http2_stitched,
+    /// Of those, found only when the server stream ended: the client's
+    /// write reached the ring buffer after the server's read.
+    http2_stitched_late,
+    /// HTTP/2 client streams forgotten before their time (too many
+    /// remembered at once): a server end on this host may miss its parent.
+    http2_stitch_evicted,
     /// Connections dropped because the agent tracked too many.
     drop_conn_table_full,
     /// Spans built.

@@ -35,7 +35,7 @@ const CAPTURE: usize = 1024;
 const TAIL: usize = 8;
 
 #[derive(Default)]
-struct Collect(Vec<SpanRecord>);
+pub(super) struct Collect(pub(super) Vec<SpanRecord>);
 
 impl SpanSink for Collect {
     fn send(&mut self, span: SpanRecord) -> bool {
@@ -44,7 +44,7 @@ impl SpanSink for Collect {
     }
 }
 
-struct NoKernel;
+pub(super) struct NoKernel;
 
 impl KernelControl for NoKernel {
     fn select(&mut self, _: u32) {}
@@ -208,7 +208,7 @@ fn render(text: &mut String, span: &SpanRecord) {
     }
 }
 
-fn fixture_dir() -> PathBuf {
+pub(super) fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/http2")
 }
 

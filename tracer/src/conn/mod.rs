@@ -3,7 +3,10 @@
 pub mod pipeline;
 pub mod protocol;
 pub mod recent;
+pub mod stitch;
 pub mod table;
 
 #[cfg(test)]
 mod http2_golden_tests;
+#[cfg(test)]
+mod http2_stitch_tests;

@@ -5,15 +5,16 @@ use std::{sync::Arc, time::Instant};
 use super::{
     protocol::Outputs,
     recent::RecentIds,
-    table::{Conn, ConnKey, ConnTable, Slot},
+    stitch::{self, ClientStream, Stitch, StreamKey},
+    table::{Conn, ConnKey, ConnTable, OpenStream, Slot},
 };
 use crate::{
-    context::parent::{self, SpanIdentity},
+    context::parent::{self, ParentSource, SpanIdentity},
     events::{DataHeader, Event, reader::EventHandler},
     process::{ProcessTable, selection::Selection},
     protocols::{
         http1::{self, Chunk, Direction, ParseError},
-        http2::{self, Http2Error},
+        http2::{self, Exchange as Http2Exchange, Http2Error, Started},
     },
     sampling::{ParentInfo, SamplingState, ratio_threshold},
     spans::{
@@ -80,6 +81,10 @@ struct SpanMaker<S> {
     opts: HttpSpanOptions,
     /// Span ids the kernel recently wrote into outgoing requests.
     injected: RecentIds,
+    /// HTTP/2 client streams, for the server end on this host.
+    stitch: Stitch,
+    /// The pipeline's "now" (newest kernel timestamp seen).
+    now: u64,
 }
 
 impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
@@ -108,6 +113,8 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 clock: Clock::new(),
                 opts: config.span_options,
                 injected: RecentIds::new(8192),
+                stitch: Stitch::new(stitch::CAPACITY),
+                now: 0,
             },
             now: 0,
             last_sweep: 0,
@@ -127,6 +134,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     fn on_data(&mut self, h: &DataHeader, payload: &[u8], tail: &[u8]) {
         Stats::inc(&self.spans.stats.data_events);
         self.now = self.now.max(h.ts_exit);
+        self.spans.now = self.now;
         let key = ConnKey {
             pid: h.pid,
             fd: h.fd,
@@ -260,9 +268,12 @@ impl<S: SpanSink> SpanMaker<S> {
 }
 
 impl<S: SpanSink> SpanMaker<S> {
-    /// HTTP/2 streams have no kernel-chosen context: the parent is the
-    /// request's own header, else the span is a root.
-    fn emit_http2(&mut self, out: &mut http2::Output, conn: &Conn) {
+    /// HTTP/2 streams have no kernel-chosen context (nothing is injected
+    /// into HPACK): a span's identity is chosen when its request headers
+    /// are read. The parent is the request's own header; else, for a server
+    /// stream, the client stream at the other end of the connection when
+    /// that end is traced on this host (see `stitch`); else none.
+    fn emit_http2(&mut self, out: &mut http2::Output, conn: &mut Conn) {
         let stats = &self.stats;
         for err in out.errors.drain(..) {
             let counter = match err {
@@ -275,33 +286,138 @@ impl<S: SpanSink> SpanMaker<S> {
             };
             Stats::inc(counter);
         }
+        for started in out.started.drain(..) {
+            self.http2_started(started, conn);
+        }
         for ex in out.exchanges.drain(..) {
-            Stats::inc(&stats.http2_streams);
-            let injected = &self.injected;
-            let (mut identity, notes) =
-                parent::choose(None, &ex.request.headers, &mut self.ids, |id| {
-                    injected.contains(id)
-                });
-            if notes.invalid_header.is_some() {
-                Stats::inc(&stats.context_invalid_header);
+            self.http2_ended(ex, conn);
+        }
+        if !conn.protocol.is_http2() && !conn.http2_streams.is_empty() {
+            // The parser gave up: the open streams will never end (they
+            // were counted as abandoned).
+            for (id, open) in std::mem::take(&mut conn.http2_streams) {
+                if open.client
+                    && let Some(key) = StreamKey::new(&conn.ends, true, id)
+                {
+                    self.stitch.end(&key, self.now, self.now);
+                }
             }
+        }
+    }
+
+    /// A stream's request headers were read: choose its span's identity.
+    fn http2_started(&mut self, started: Started, conn: &mut Conn) {
+        let client = started.request_direction == Direction::Egress;
+        let injected = &self.injected;
+        let (mut identity, notes) =
+            parent::choose(None, &started.request.headers, &mut self.ids, |id| {
+                injected.contains(id)
+            });
+        if notes.invalid_header.is_some() {
+            Stats::inc(&self.stats.context_invalid_header);
+        }
+        let key = StreamKey::new(&conn.ends, client, started.stream_id);
+        let mut decided = true;
+        if identity.source != ParentSource::None {
+            // The request's own context (the server will read the same).
             identity.sampled = sample(&mut self.sampling, &identity, false);
-            if !identity.sampled {
-                Stats::inc(&stats.spans_unsampled);
-                continue;
+        } else if client {
+            identity.sampled = sample(&mut self.sampling, &identity, false);
+            if let Some(key) = key {
+                let remembered = ClientStream {
+                    trace_id: identity.trace_id,
+                    span_id: identity.span_id,
+                    sampled: identity.sampled,
+                    fingerprint: stitch::fingerprint(&started.request),
+                    request_start: started.request_start,
+                };
+                if self.stitch.insert(key, remembered, self.now) {
+                    Stats::inc(&self.stats.http2_stitch_evicted);
+                }
             }
-            let span = http2_spans::build(
-                &ex,
-                &conn.ends,
-                &conn.process,
-                self.clock,
+        } else if let Some(key) = key {
+            let fingerprint = stitch::fingerprint(&started.request);
+            match self
+                .stitch
+                .take(&key, fingerprint, started.request_start, self.now)
+            {
+                Some(c) => identity = stitch::child_of(&c, identity.span_id),
+                None => decided = false,
+            }
+        } else {
+            identity.sampled = sample(&mut self.sampling, &identity, false);
+        }
+        conn.http2_streams.insert(
+            started.stream_id,
+            OpenStream {
                 identity,
-                self.opts,
-            );
-            Stats::inc(&stats.spans_created);
-            if !self.sink.send(span) {
-                Stats::inc(&stats.drop_export_queue_full);
+                client,
+                decided,
+            },
+        );
+    }
+
+    /// A stream ended: its span, with the identity chosen at its start.
+    fn http2_ended(&mut self, ex: Http2Exchange, conn: &mut Conn) {
+        let stats = &self.stats;
+        Stats::inc(&stats.http2_streams);
+        let client = ex.request_direction == Direction::Egress;
+        let key = StreamKey::new(&conn.ends, client, ex.stream_id);
+        let end = ex.response_end.max(ex.request_end);
+        let identity = match conn.http2_streams.remove(&ex.stream_id) {
+            Some(open) if open.decided => open.identity,
+            Some(open) => {
+                // Looked for the client end at the start, in vain: it may
+                // have lost the race to the ring buffer.
+                let fingerprint = stitch::fingerprint(&ex.request);
+                let found = key.and_then(|key| {
+                    self.stitch
+                        .take(&key, fingerprint, ex.request_start, self.now)
+                });
+                match found {
+                    Some(c) => {
+                        Stats::inc(&stats.http2_stitched_late);
+                        stitch::child_of(&c, open.identity.span_id)
+                    }
+                    None => {
+                        let mut identity = open.identity;
+                        identity.sampled = sample(&mut self.sampling, &identity, false);
+                        identity
+                    }
+                }
             }
+            None => {
+                // Every stream is reported started before it ends; should
+                // one not be, it is a span of its own header or a root.
+                let injected = &self.injected;
+                let (mut identity, _) =
+                    parent::choose(None, &ex.request.headers, &mut self.ids, |id| {
+                        injected.contains(id)
+                    });
+                identity.sampled = sample(&mut self.sampling, &identity, false);
+                identity
+            }
+        };
+        if client && let Some(key) = key {
+            self.stitch.end(&key, end, self.now);
+        } else if identity.source == ParentSource::Connection {
+            Stats::inc(&stats.http2_stitched);
+        }
+        if !identity.sampled {
+            Stats::inc(&stats.spans_unsampled);
+            return;
+        }
+        let span = http2_spans::build(
+            &ex,
+            &conn.ends,
+            &conn.process,
+            self.clock,
+            identity,
+            self.opts,
+        );
+        Stats::inc(&stats.spans_created);
+        if !self.sink.send(span) {
+            Stats::inc(&stats.drop_export_queue_full);
         }
     }
 }
@@ -343,6 +459,7 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
                 ts,
             } => {
                 self.now = self.now.max(ts);
+                self.spans.now = self.now;
                 // A close for another socket under this fd leaves ours be.
                 if let Some(conn) = self.conns.remove_socket(ConnKey { pid, fd }, sock_id) {
                     self.finish(conn, ts);

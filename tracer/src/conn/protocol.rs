@@ -41,6 +41,11 @@ impl Protocol {
         matches!(self, Self::Http1(_))
     }
 
+    /// Whether an HTTP/2 parser follows the connection.
+    pub const fn is_http2(&self) -> bool {
+        matches!(self, Self::Http2(_))
+    }
+
     pub fn feed(&mut self, dir: Direction, chunk: &Chunk<'_>, out: &mut Outputs) {
         match self {
             Self::Http1(p) if p.is_http().is_none() => {

@@ -51,18 +51,24 @@ pub struct StreamKey {
 
 impl StreamKey {
     /// The stream `stream_id` of a connection with `ends`, seen by its
-    /// client (`client`) or its server.
-    pub fn new(ends: &Endpoints, client: bool, stream_id: u32) -> Self {
+    /// client (`client`) or its server; `None` when the kernel did not
+    /// know the connection's endpoints (all such connections would look
+    /// alike).
+    pub fn new(ends: &Endpoints, client: bool, stream_id: u32) -> Option<Self> {
+        let known = |(addr, port): (IpAddr, u16)| port != 0 && !addr.is_unspecified();
+        if !known(ends.local) || !known(ends.remote) {
+            return None;
+        }
         let (c, s) = if client {
             (ends.local, ends.remote)
         } else {
             (ends.remote, ends.local)
         };
-        Self {
+        Some(Self {
             client: c,
             server: s,
             stream_id,
-        }
+        })
     }
 }
 
@@ -153,8 +159,8 @@ impl Stitch {
             let victim = self
                 .by_deadline
                 .first_key_value()
-                .or_else(|| self.by_age.first_key_value())
-                .map(|(_, k)| *k);
+                .map(|(_, k)| *k)
+                .or_else(|| self.by_age.first_key_value().map(|(_, k)| *k));
             if let Some(victim) = victim {
                 self.remove(&victim);
                 evicted = true;
@@ -243,7 +249,7 @@ mod tests {
             local: (Ipv4Addr::LOCALHOST.into(), port),
             remote: (Ipv4Addr::LOCALHOST.into(), 50_051),
         };
-        StreamKey::new(&ends, true, stream_id)
+        StreamKey::new(&ends, true, stream_id).expect("known ends")
     }
 
     fn client(n: u8, start: u64) -> ClientStream {
@@ -270,10 +276,16 @@ mod tests {
             StreamKey::new(&client_ends, true, 3),
             StreamKey::new(&server_ends, false, 3)
         );
+        assert!(StreamKey::new(&client_ends, true, 3).is_some());
         assert_ne!(
             StreamKey::new(&client_ends, true, 3),
             StreamKey::new(&server_ends, false, 5)
         );
+        let unknown = Endpoints {
+            local: (Ipv4Addr::UNSPECIFIED.into(), 0),
+            remote: (Ipv4Addr::UNSPECIFIED.into(), 0),
+        };
+        assert_eq!(StreamKey::new(&unknown, true, 3), None, "never stitched");
     }
 
     #[test]
@@ -304,7 +316,10 @@ mod tests {
         assert_eq!(s.len(), 2);
         s.insert(key(1, 7), client(7, 800), 500 + GRACE_NS);
         assert_eq!(s.len(), 2, "stream 3 expired");
-        assert_eq!(s.take(&key(1, 5), 5, 800, 500 + GRACE_NS), Some(client(5, 700)));
+        assert_eq!(
+            s.take(&key(1, 5), 5, 800, 500 + GRACE_NS),
+            Some(client(5, 700))
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@ use std::{
 use tracer_common::{ConnTuple, TraceCtx};
 
 use super::protocol::Protocol;
-use crate::{process::ProcessInfo, protocols::http1::Limits, spans::http::Endpoints};
+use crate::{
+    context::parent::SpanIdentity, process::ProcessInfo, protocols::http1::Limits,
+    spans::http::Endpoints,
+};
 
 const AF_INET: u16 = 2;
 
@@ -29,6 +32,23 @@ pub struct Conn {
     /// Trace contexts the kernel chose for requests on this connection, by
     /// the timestamp their exchange will start at; oldest first.
     pub contexts: VecDeque<(u64, TraceCtx)>,
+    /// HTTP/2 streams open on this connection, by stream id: the identity
+    /// chosen for their span when their request headers were read (as many
+    /// as the parser follows).
+    pub http2_streams: HashMap<u32, OpenStream>,
+}
+
+/// The span of an HTTP/2 stream whose request was read and that has not
+/// ended.
+#[derive(Clone, Debug)]
+pub struct OpenStream {
+    pub identity: SpanIdentity,
+    /// The process sent the request.
+    pub client: bool,
+    /// The identity is final. A server stream without a context header
+    /// whose client end was not found (yet) looks again when it ends, and
+    /// is otherwise this root.
+    pub decided: bool,
 }
 
 /// Contexts kept per connection for exchanges not finished yet (pipelining
@@ -109,6 +129,7 @@ impl ConnTable {
             protocol: Protocol::new(limits),
             last_seen: now,
             contexts: VecDeque::new(),
+            http2_streams: HashMap::new(),
         });
         conn.last_seen = now;
         (Slot::Live(conn), replaced)

@@ -2,7 +2,8 @@
 // service of grpc_server with Debian's grpc-go 1.33 (GOPATH mode), Go 1.21+.
 // All calls go over one insecure (h2c) connection.
 //
-// Usage: grpc_client -target HOST:PORT [-call check-ok|check-missing|watch] [-n N] [-wait]
+// Usage: grpc_client -target HOST:PORT [-call check-ok|check-missing|watch] [-n N]
+//                    [-traceparent VALUE] [-wait]
 //
 //	check-ok       Check("ok"), expects SERVING; prints "CHECK ok SERVING"
 //	check-missing  Check("missing"), expects status NotFound; prints
@@ -10,7 +11,8 @@
 //	watch          Watch("ok"), expects 3 × SERVING then OK; prints
 //	               "WATCH ok SERVING" per message, then "WATCH ok END OK"
 //
-// The call is made N times. -wait: print "WAITING" and wait for a line on
+// The call is made N times. -traceparent: send that value as `traceparent`
+// metadata with every call (what an instrumented caller does). -wait: print "WAITING" and wait for a line on
 // stdin before connecting (so that a tracer can be started on this process
 // first). Exits 1 on any unexpected result.
 package main
@@ -28,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -39,6 +42,7 @@ var (
 	callName = flag.String("call", "check-ok", "check-ok, check-missing or watch")
 	repeat   = flag.Int("n", 1, "how many times to make the call")
 	wait     = flag.Bool("wait", false, `print "WAITING" and wait for a line on stdin first`)
+	parent   = flag.String("traceparent", "", "traceparent metadata sent with every call")
 )
 
 func checkOK(ctx context.Context, client healthpb.HealthClient) error {
@@ -128,6 +132,9 @@ func main() {
 	}
 	defer conn.Close()
 	client := healthpb.NewHealthClient(conn)
+	if *parent != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", *parent)
+	}
 	for i := 0; i < *repeat; i++ {
 		if err := run(ctx, client); err != nil {
 			conn.Close()

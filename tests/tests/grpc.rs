@@ -1,0 +1,245 @@
+//! HTTP/2 and gRPC through the syscall path: Go gRPC (Debian's grpc-go,
+//! health service) unary and server-streaming calls with OK and error
+//! statuses, and plain HTTP/2 (h2c) from Go's x/net client to an h2c
+//! server; both ends traced on one host, each server span the child of its
+//! client span.
+//!
+//! Every test needs root, the agent binary (`TRACER_BIN`), a Go toolchain
+//! (`TRACER_GO_VERSIONS`) and Debian's golang-google-grpc-dev and
+//! golang-golang-x-net-dev (`cargo xtask setup` installs them); without them
+//! a test prints `SKIPPED <test>: <reason>` and returns.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use integration_tests::{
+    AttrValue, Protocol, ReceivedSpan, Receiver,
+    agent::Agent,
+    apps::{self, GrpcCall},
+    flow::{self, Outcome},
+    require_root,
+    skip::TestEnv,
+    skip_unless,
+};
+
+fn start_agent(env: &TestEnv, receiver: &Receiver, args: &[&str]) -> Agent {
+    match Agent::start(&env.tracer_bin, args, receiver, Protocol::Grpc) {
+        Ok(agent) => agent,
+        Err(e) => panic!("{}: starting the agent: {e:#}", env.test),
+    }
+}
+
+/// `program` built with the default Go version against Debian's libraries.
+fn program(name: &str) -> Result<PathBuf, String> {
+    apps::go_debian_libs()?;
+    let versions = apps::go_versions()?;
+    let (version, go) = versions.first().ok_or("no Go version to test")?;
+    apps::go_program(go, version, name, false).map_err(|e| format!("building {name}: {e:#}"))
+}
+
+fn finish_at(receiver: &Receiver, agent: Agent, want: usize) -> Outcome {
+    let mut last = (usize::MAX, std::time::Instant::now());
+    flow::finish_when(receiver, agent, move |spans| {
+        if spans.len() != last.0 {
+            last = (spans.len(), std::time::Instant::now());
+        }
+        spans.len() >= want || last.1.elapsed() >= Duration::from_secs(10)
+    })
+}
+
+fn int(span: &ReceivedSpan, key: &str) -> Option<i64> {
+    match span.attr(key) {
+        Some(AttrValue::Int(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// The server span of `client`'s call: its child on the other process.
+fn child_of<'a>(spans: &'a [ReceivedSpan], client: &ReceivedSpan) -> Option<&'a ReceivedSpan> {
+    spans
+        .iter()
+        .find(|s| s.parent_span_id.as_deref() == Some(client.span_id.as_str()))
+}
+
+/// Unary Check (OK ×3, NotFound ×1) and a server-streaming Watch: one
+/// client and one server span per call with the RPC attributes, status
+/// codes, and the error on the client side of NotFound only; every server
+/// span the child of its client span.
+#[test]
+fn grpc_unary_and_streaming_with_ok_and_error_status() {
+    let env = require_root!();
+    let server_bin = skip_unless!(env, program("grpc_server"));
+    let client_bin = skip_unless!(env, program("grpc_client"));
+    let receiver = Receiver::start().expect("receiver");
+    let server = apps::go_grpc_server(&server_bin).expect("starting the gRPC server");
+    let client_exe = client_bin
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("client name");
+    let pid = server.pid().to_string();
+    let agent = start_agent(&env, &receiver, &["--pid", &pid, "--exe", client_exe]);
+    let target: SocketAddr = ([127, 0, 0, 1], server.port()).into();
+    let mut client_pids = Vec::new();
+    for (call, n, want) in [
+        (GrpcCall::CheckOk, 3, "CHECK ok SERVING"),
+        (GrpcCall::CheckMissing, 1, "CHECK missing NotFound"),
+        (GrpcCall::Watch, 1, "WATCH ok END OK"),
+    ] {
+        let finished = apps::run(
+            "grpc-client",
+            apps::go_grpc_client(&client_bin, target, call, n),
+        )
+        .unwrap_or_else(|e| panic!("gRPC client {}: {e:#}", call.flag()));
+        assert_eq!(
+            finished.stdout.matches(want).count(),
+            n,
+            "{}",
+            finished.stdout
+        );
+        client_pids.push(finished.pid);
+    }
+    let out = finish_at(&receiver, agent, 2 * 5);
+    let clients: Vec<&ReceivedSpan> = out
+        .spans
+        .iter()
+        .filter(|s| s.kind == "CLIENT" && s.pid().is_some_and(|p| client_pids.contains(&p)))
+        .collect();
+    let servers: Vec<&ReceivedSpan> = out
+        .spans
+        .iter()
+        .filter(|s| s.kind == "SERVER" && s.pid() == Some(server.pid()))
+        .collect();
+    let dump = || integration_tests::otlp_receiver::dump(&out.spans);
+    assert_eq!(clients.len(), 5, "client spans:\n{}", dump());
+    assert_eq!(servers.len(), 5, "server spans:\n{}", dump());
+    let mut seen = Vec::new();
+    for client in &clients {
+        let server_span = child_of(&out.spans, client)
+            .unwrap_or_else(|| panic!("no server child of {client}\n{}", dump()));
+        assert_eq!(server_span.pid(), Some(server.pid()));
+        assert_eq!(server_span.kind, "SERVER");
+        assert_eq!(server_span.trace_id, client.trace_id);
+        assert_eq!(
+            server_span.attr_str("tracer.parent.source"),
+            Some("connection")
+        );
+        for span in [*client, server_span] {
+            assert_eq!(span.attr_str("rpc.system"), Some("grpc"), "{span}");
+            assert_eq!(
+                span.attr_str("rpc.service"),
+                Some("grpc.health.v1.Health"),
+                "{span}"
+            );
+            assert!(
+                span.name.starts_with("grpc.health.v1.Health/"),
+                "span name of {span}"
+            );
+        }
+        let method = client
+            .attr_str("rpc.method")
+            .expect("rpc.method")
+            .to_owned();
+        assert_eq!(server_span.attr_str("rpc.method"), Some(method.as_str()));
+        let code = int(client, "rpc.grpc.status_code").expect("client status code");
+        assert_eq!(int(server_span, "rpc.grpc.status_code"), Some(code));
+        match code {
+            0 => {
+                assert_eq!(client.status_code, "UNSET", "{client}");
+                assert_eq!(server_span.status_code, "UNSET", "{server_span}");
+            }
+            5 => {
+                // NOT_FOUND: an error for the caller, not for the server
+                // (OpenTelemetry RPC conventions).
+                assert_eq!(client.status_code, "ERROR", "{client}");
+                assert_eq!(server_span.status_code, "UNSET", "{server_span}");
+            }
+            other => panic!("unexpected status code {other}: {client}"),
+        }
+        seen.push((method, code));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("Check".to_owned(), 0),
+            ("Check".to_owned(), 0),
+            ("Check".to_owned(), 0),
+            ("Check".to_owned(), 5),
+            ("Watch".to_owned(), 0),
+        ]
+    );
+    out.assert_clean();
+}
+
+/// Plain HTTP/2 without TLS (prior knowledge) from Go's x/net client, 200
+/// and 404 on one connection: HTTP spans with protocol version 2.
+#[test]
+fn h2c_requests_give_http_spans() {
+    const ROUNDS: usize = 3;
+    let env = require_root!();
+    let server_bin = skip_unless!(env, program("h2c_server"));
+    let client_bin = skip_unless!(env, program("h2c_client"));
+    let receiver = Receiver::start().expect("receiver");
+    let server = apps::go_h2c_server(&server_bin).expect("starting the h2c server");
+    let client_exe = client_bin
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("client name");
+    let pid = server.pid().to_string();
+    let agent = start_agent(&env, &receiver, &["--pid", &pid, "--exe", client_exe]);
+    let urls = [server.url("/hello"), server.url("/status/404")];
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let finished = apps::run(
+        "h2c-client",
+        apps::go_h2c_client(&client_bin, &urls, ROUNDS, false),
+    )
+    .expect("h2c client");
+    assert_eq!(finished.stdout.matches("HTTP/2.0").count(), 2 * ROUNDS);
+    let n = 2 * ROUNDS;
+    let out = finish_at(&receiver, agent, 2 * n);
+    let servers = out.exact(flow::server(server.pid(), n));
+    let clients = out.exact(flow::client(finished.pid, n));
+    for span in servers.iter().chain(&clients) {
+        assert_eq!(
+            span.attr_str("network.protocol.version"),
+            Some("2"),
+            "{span}"
+        );
+        let path = span.attr_str("url.path").expect("url.path");
+        let want = if path == "/hello" { 200 } else { 404 };
+        assert_eq!(int(span, "http.response.status_code"), Some(want), "{span}");
+    }
+    for client in &clients {
+        let child =
+            child_of(&out.spans, client).unwrap_or_else(|| panic!("no server child of {client}"));
+        assert_eq!(child.pid(), Some(server.pid()));
+        assert_eq!(child.attr_str("url.path"), client.attr_str("url.path"));
+    }
+    out.assert_clean();
+}
+
+/// A caller's `traceparent` in the gRPC metadata: the server span joins
+/// that trace as the child of the caller's span.
+#[test]
+fn grpc_incoming_context_from_metadata() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER: &str = "b7ad6b7169203331";
+    let env = require_root!();
+    let server_bin = skip_unless!(env, program("grpc_server"));
+    let client_bin = skip_unless!(env, program("grpc_client"));
+    let receiver = Receiver::start().expect("receiver");
+    let server = apps::go_grpc_server(&server_bin).expect("starting the gRPC server");
+    let pid = server.pid().to_string();
+    let agent = start_agent(&env, &receiver, &["--pid", &pid]);
+    let target: SocketAddr = ([127, 0, 0, 1], server.port()).into();
+    let mut cmd = apps::go_grpc_client(&client_bin, target, GrpcCall::CheckOk, 2);
+    cmd.args(["-traceparent", &format!("00-{TRACE}-{CALLER}-01")]);
+    let finished = apps::run("grpc-client", cmd).expect("gRPC client");
+    assert_eq!(finished.stdout.matches("CHECK ok SERVING").count(), 2);
+    let out = finish_at(&receiver, agent, 2);
+    for span in out.exact(flow::server(server.pid(), 2)) {
+        assert_eq!(span.trace_id, TRACE, "{span}");
+        assert_eq!(span.parent_span_id.as_deref(), Some(CALLER), "{span}");
+        assert_eq!(span.attr_str("tracer.parent.source"), Some("header"));
+        assert_eq!(span.attr_str("rpc.method"), Some("Check"));
+    }
+    out.assert_clean();
+}

@@ -1,7 +1,7 @@
 //! The end of every test: wait for the spans it expects, stop the agent
 //! (which flushes), and hand back everything that arrived plus how the agent
 //! exited, so exact counts are checked on the final set.
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{
     agent::{Agent, AgentExit},
@@ -111,4 +111,31 @@ pub fn finish_when(
         spans: receiver.spans(),
         exit,
     }
+}
+
+/// Waits until `predicate` holds, or until no span has arrived for `quiet`
+/// (then the caller's checks say what is missing), and stops the agent.
+pub fn finish_when_or_quiet(
+    receiver: &Receiver,
+    agent: Agent,
+    mut predicate: impl FnMut(&[ReceivedSpan]) -> bool,
+    quiet: Duration,
+) -> Outcome {
+    let mut last = (usize::MAX, Instant::now());
+    finish_when(receiver, agent, move |spans| {
+        if spans.len() != last.0 {
+            last = (spans.len(), Instant::now());
+        }
+        predicate(spans) || last.1.elapsed() >= quiet
+    })
+}
+
+/// Waits until `want` spans arrived (or none for 10 s) and stops the agent.
+pub fn finish_at(receiver: &Receiver, agent: Agent, want: usize) -> Outcome {
+    finish_when_or_quiet(
+        receiver,
+        agent,
+        |spans| spans.len() >= want,
+        Duration::from_secs(10),
+    )
 }

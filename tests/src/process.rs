@@ -117,6 +117,21 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Spawns a program that prints `WAITING` and waits for a line on stdin
+    /// before it starts (so the agent can select it by pid before it
+    /// connects); panics unless it gets there within 20 s.
+    pub fn spawn_waiting(name: &str, cmd: Command) -> Proc {
+        let proc = Proc::spawn(name, cmd, true).expect("spawning");
+        assert!(
+            proc.stdout
+                .wait_line(Duration::from_secs(20), |l| l.trim() == "WAITING"),
+            "{name} did not start: {}{}",
+            proc.stdout.text(),
+            proc.stderr.text()
+        );
+        proc
+    }
+
     /// Spawns `cmd` with piped stdio. `echo` prefixes each stderr line with
     /// `[name]` in the test output (which libtest shows on failure).
     pub fn spawn(name: &str, mut cmd: Command, echo: bool) -> anyhow::Result<Proc> {

@@ -99,23 +99,6 @@ fn finish_when_quiet(receiver: &Receiver, agent: Agent, quiet: Duration) -> Outc
     })
 }
 
-/// Waits until `predicate` holds, or until no span has arrived for `quiet`
-/// (then the caller's checks say what is missing), and stops the agent.
-fn finish_when_or_quiet(
-    receiver: &Receiver,
-    agent: Agent,
-    mut predicate: impl FnMut(&[ReceivedSpan]) -> bool,
-    quiet: Duration,
-) -> Outcome {
-    let mut last = (usize::MAX, Instant::now());
-    flow::finish_when(receiver, agent, move |spans| {
-        if spans.len() != last.0 {
-            last = (spans.len(), Instant::now());
-        }
-        predicate(spans) || last.1.elapsed() >= quiet
-    })
-}
-
 fn stats_line(test: &str, stats: &TreeStats) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "STATS {test}: {stats}");
@@ -571,20 +554,6 @@ fn nginx_proxy(backend_port: u16) -> apps::Nginx {
     apps::Nginx { server, dir }
 }
 
-/// A process waiting for a line on stdin before it starts (so it can be
-/// selected by pid before it connects).
-fn waiting(name: &str, cmd: std::process::Command) -> Proc {
-    let proc = Proc::spawn(name, cmd, true).expect("spawning");
-    assert!(
-        proc.stdout
-            .wait_line(Duration::from_secs(20), |l| l.trim() == "WAITING"),
-        "{name} did not start: {}{}",
-        proc.stdout.text(),
-        proc.stderr.text()
-    );
-    proc
-}
-
 fn go_and_finish(mut proc: Proc) -> integration_tests::process::Finished {
     proc.write_stdin("go\n").expect("starting the client");
     proc.finish(apps::CLIENT_TIMEOUT)
@@ -616,7 +585,7 @@ fn nginx_reverse_proxy_under_50_concurrent_connections() {
         keepalive: true,
         wait: true,
     };
-    let client = waiting("load", chain::load_client(&nginx.server.base_url(), &load));
+    let client = Proc::spawn_waiting("load", chain::load_client(&nginx.server.base_url(), &load));
     let cp = client.pid();
     let mut args = pid_args(&[bp, cp]);
     args.extend(["--exe".to_owned(), "nginx".to_owned()]);
@@ -724,7 +693,7 @@ fn injection_is_byte_exact() {
     let server = chain::capture_server(&dir.path).expect("capture server");
     let sp = server.pid();
     let modes: Vec<&str> = INJECT_MODES.iter().map(|(m, _)| *m).collect();
-    let client = waiting(
+    let client = Proc::spawn_waiting(
         "inject-client",
         chain::inject_client(&server, &dir.path, true, &modes),
     );
@@ -779,7 +748,7 @@ fn injection_is_byte_exact() {
                 && !for_path(spans, sp, "SERVER", path).is_empty()
         })
     };
-    let out = finish_when_or_quiet(&receiver, agent, wanted, Duration::from_secs(5));
+    let out = flow::finish_when_or_quiet(&receiver, agent, wanted, Duration::from_secs(5));
     let listing = dump(&out.spans);
     let mut missing = Vec::new();
     for path in written.keys() {
@@ -876,7 +845,7 @@ fn no_inject_leaves_requests_untouched() {
     let server = chain::capture_server(&dir.path).expect("capture server");
     let sp = server.pid();
     let modes = ["plain", "split", "bigbody", "pipeline"];
-    let client = waiting(
+    let client = Proc::spawn_waiting(
         "inject-client",
         chain::inject_client(&server, &dir.path, true, &modes),
     );
@@ -1091,7 +1060,7 @@ fn trace_id_ratio_sampling_over_2000_traces() {
         keepalive: true,
         wait: true,
     };
-    let client = waiting("load", chain::load_client(&server.base_url(), &load));
+    let client = Proc::spawn_waiting("load", chain::load_client(&server.base_url(), &load));
     let cp = client.pid();
     let mut args = pid_args(&[sp, cp]);
     args.extend(["--sampler", "traceidratio", "--sampler-arg", "0.25"].map(str::to_owned));
@@ -1182,7 +1151,7 @@ fn unsampled_requests_still_propagate_context() {
     let dir = TempDir::new("tracer-capture").expect("temp dir");
     let server = chain::capture_server(&dir.path).expect("capture server");
     let sp = server.pid();
-    let client = waiting(
+    let client = Proc::spawn_waiting(
         "inject-client",
         chain::inject_client(&server, &dir.path, true, &["plain", "pipeline"]),
     );

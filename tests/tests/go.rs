@@ -15,7 +15,7 @@ use integration_tests::{
     apps::{self, Fanout},
     chain::{self, Load},
     fanout::{self, FanoutStats},
-    flow::{self, Outcome},
+    flow,
     process::Proc,
     require_root,
     skip::TestEnv,
@@ -53,18 +53,6 @@ fn assert_goroutine_tracking(agent: &Agent, pid: u32) {
 fn stats_line(test: &str, what: &str, stats: &FanoutStats) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "STATS {test} {what}: {stats}");
-}
-
-/// Waits until `want` spans arrived (or none came for a while) and stops
-/// the agent.
-fn finish_at(receiver: &Receiver, agent: Agent, want: usize) -> Outcome {
-    let mut last = (usize::MAX, std::time::Instant::now());
-    flow::finish_when(receiver, agent, move |spans| {
-        if spans.len() != last.0 {
-            last = (spans.len(), std::time::Instant::now());
-        }
-        spans.len() >= want || last.1.elapsed() >= Duration::from_secs(10)
-    })
 }
 
 fn curl_ok(url: &str) {
@@ -128,7 +116,7 @@ fn fan_out_to_goroutines_every_go_version_stripped_or_not() {
             assert_goroutine_tracking(&agent, front);
             curl_ok(&apps.fanout_url(FAN));
             curl_ok(&apps.nested_url(FAN));
-            let out = finish_at(&receiver, agent, 2 * (1 + 2 * FAN));
+            let out = flow::finish_at(&receiver, agent, 2 * (1 + 2 * FAN));
             for path in ["/fanout", "/nested"] {
                 let f = fanout::Fanout {
                     front_pid: front,
@@ -207,7 +195,7 @@ fn hundred_concurrent_fan_outs_zero_cross_links() {
         "{}",
         finished.stdout
     );
-    let out = finish_at(&receiver, agent, REQUESTS * (1 + 2 * FAN));
+    let out = flow::finish_at(&receiver, agent, REQUESTS * (1 + 2 * FAN));
     let f = fanout::Fanout {
         front_pid: front,
         leaf_pid: leaf,
@@ -250,7 +238,7 @@ fn go_service_started_after_the_agent() {
         );
     }
     curl_ok(&apps.fanout_url(FAN));
-    let out = finish_at(&receiver, agent, 1 + 2 * FAN);
+    let out = flow::finish_at(&receiver, agent, 1 + 2 * FAN);
     let f = fanout::Fanout {
         front_pid: front,
         leaf_pid: leaf,
@@ -281,7 +269,7 @@ fn go_and_python_linked_both_ways() {
     let receiver = receiver();
     let py = apps::python_server(&apps::PyServerOpts::default()).expect("python server");
     let front = apps::go_fanout_server(&bin, Some(&py.base_url())).expect("starting the Go server");
-    let client = waiting(
+    let client = Proc::spawn_waiting(
         "py-client",
         apps::python_client(&[
             "urllib",
@@ -301,7 +289,7 @@ fn go_and_python_linked_both_ways() {
         .and_then(|f| f.ok())
         .expect("python client");
     assert_eq!(finished.stdout.matches("STATUS 200").count(), REQUESTS);
-    let out = finish_at(&receiver, agent, REQUESTS * (2 + 2 * FAN));
+    let out = flow::finish_at(&receiver, agent, REQUESTS * (2 + 2 * FAN));
     // Python client → Go server.
     let go_servers: Vec<&ReceivedSpan> = out
         .spans
@@ -336,18 +324,4 @@ fn go_and_python_linked_both_ways() {
     check_fanout(&env.test, "python→go→python", &inner, &f, REQUESTS);
     assert_eq!(out.spans.len(), REQUESTS * (2 + 2 * FAN));
     out.assert_clean();
-}
-
-/// A process waiting for a line on stdin before it starts (so it can be
-/// selected by pid before it connects).
-fn waiting(name: &str, cmd: std::process::Command) -> Proc {
-    let proc = Proc::spawn(name, cmd, true).expect("spawning");
-    assert!(
-        proc.stdout
-            .wait_line(Duration::from_secs(20), |l| l.trim() == "WAITING"),
-        "{name} did not start: {}{}",
-        proc.stdout.text(),
-        proc.stderr.text()
-    );
-    proc
 }

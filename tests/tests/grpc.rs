@@ -62,10 +62,24 @@ fn child_of<'a>(spans: &'a [ReceivedSpan], client: &ReceivedSpan) -> Option<&'a 
 /// Unary Check (OK ×3, NotFound ×1) and a server-streaming Watch: one
 /// client and one server span per call with the RPC attributes, status
 /// codes, and the error on the client side of NotFound only; every server
-/// span the child of its client span.
+/// span the child of its client span, through the `traceparent` the kernel
+/// added to each HEADERS frame (HPACK literal without indexing): the
+/// server accepts the grown frames and every call succeeds.
 #[test]
 fn grpc_unary_and_streaming_with_ok_and_error_status() {
     let env = require_root!();
+    grpc_calls(env, &[], "injected");
+}
+
+/// `--no-inject`: the HEADERS frames go out as the app wrote them, and the
+/// server spans are linked to their client spans by connection and stream.
+#[test]
+fn grpc_without_injection_links_by_connection() {
+    let env = require_root!();
+    grpc_calls(env, &["--no-inject"], "connection");
+}
+
+fn grpc_calls(env: TestEnv, extra_args: &[&str], source: &str) {
     let server_bin = skip_unless!(env, program("grpc_server"));
     let client_bin = skip_unless!(env, program("grpc_client"));
     let receiver = Receiver::start().expect("receiver");
@@ -75,7 +89,9 @@ fn grpc_unary_and_streaming_with_ok_and_error_status() {
         .and_then(|n| n.to_str())
         .expect("client name");
     let pid = server.pid().to_string();
-    let agent = start_agent(&env, &receiver, &["--pid", &pid, "--exe", client_exe]);
+    let mut args = vec!["--pid", &pid, "--exe", client_exe];
+    args.extend_from_slice(extra_args);
+    let agent = start_agent(&env, &receiver, &args);
     let target: SocketAddr = ([127, 0, 0, 1], server.port()).into();
     let mut client_pids = Vec::new();
     for (call, n, want) in [
@@ -119,8 +135,11 @@ fn grpc_unary_and_streaming_with_ok_and_error_status() {
         assert_eq!(server_span.trace_id, client.trace_id);
         assert_eq!(
             server_span.attr_str("tracer.parent.source"),
-            Some("connection")
+            Some(source),
+            "{server_span}"
         );
+        let injected = client.attr("tracer.context.injected") == Some(&AttrValue::Bool(true));
+        assert_eq!(injected, source == "injected", "{client}");
         for span in [*client, server_span] {
             assert_eq!(span.attr_str("rpc.system"), Some("grpc"), "{span}");
             assert_eq!(
@@ -212,6 +231,61 @@ fn h2c_requests_give_http_spans() {
             child_of(&out.spans, client).unwrap_or_else(|| panic!("no server child of {client}"));
         assert_eq!(child.pid(), Some(server.pid()));
         assert_eq!(child.attr_str("url.path"), client.attr_str("url.path"));
+        // The kernel wrote the client span's ids into the HEADERS frame.
+        assert_eq!(
+            child.attr_str("tracer.parent.source"),
+            Some("injected"),
+            "{child}"
+        );
+        assert_eq!(
+            client.attr("tracer.context.injected"),
+            Some(&AttrValue::Bool(true)),
+            "{client}"
+        );
+    }
+    out.assert_clean();
+}
+
+/// A traced gRPC client that sends its own `traceparent` metadata. The
+/// kernel cannot tell (HPACK: after the first request on a connection the
+/// name is an index into the client's dynamic table), so it still appends
+/// its field: the server receives two `traceparent` values, the app's
+/// first, and the calls still succeed. The first value is the one read
+/// (this agent keeps the first of a repeated field, as OpenTelemetry's gRPC
+/// metadata carriers do), so the server span is the child of the app's span.
+#[test]
+fn grpc_traced_client_with_its_own_traceparent() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER: &str = "b7ad6b7169203331";
+    let env = require_root!();
+    let server_bin = skip_unless!(env, program("grpc_server"));
+    let client_bin = skip_unless!(env, program("grpc_client"));
+    let receiver = Receiver::start().expect("receiver");
+    let server = apps::go_grpc_server(&server_bin).expect("starting the gRPC server");
+    let client_exe = client_bin
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("client name");
+    let pid = server.pid().to_string();
+    let agent = start_agent(&env, &receiver, &["--pid", &pid, "--exe", client_exe]);
+    let target: SocketAddr = ([127, 0, 0, 1], server.port()).into();
+    let mut cmd = apps::go_grpc_client(&client_bin, target, GrpcCall::CheckOk, 2);
+    cmd.args(["-traceparent", &format!("00-{TRACE}-{CALLER}-01")]);
+    let finished = apps::run("grpc-client", cmd).expect("gRPC client");
+    assert_eq!(finished.stdout.matches("CHECK ok SERVING").count(), 2);
+    let out = finish_at(&receiver, agent, 4);
+    let clients = out.exact(flow::client(finished.pid, 2));
+    for client in &clients {
+        // The client span adopts the app's context.
+        assert_eq!(client.trace_id, TRACE, "{client}");
+        assert_eq!(client.parent_span_id.as_deref(), Some(CALLER), "{client}");
+        assert_eq!(client.attr_str("tracer.parent.source"), Some("header"));
+    }
+    for span in out.exact(flow::server(server.pid(), 2)) {
+        assert_eq!(span.trace_id, TRACE, "{span}");
+        assert_eq!(span.parent_span_id.as_deref(), Some(CALLER), "{span}");
+        assert_eq!(span.attr_str("tracer.parent.source"), Some("header"));
+        assert_eq!(span.attr_str("rpc.method"), Some("Check"));
     }
     out.assert_clean();
 }

@@ -1,7 +1,7 @@
 //! Structs and names shared by the kernel programs (`tracer-ebpf`) and the
 //! agent (`tracer`). Everything here is `#[repr(C)]` plain data: the kernel
 //! writes it into maps and the ring buffer, the agent reads it back as bytes.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 /// Largest payload prefix one data event can carry. A power of two so the
 /// kernel side can bound lengths with a mask the verifier understands.
@@ -56,7 +56,10 @@ pub mod tail {
     pub const SERVER_DECIDE: u32 = 3;
     /// `classify`: does a sys_exit's data start a request or a response?
     pub const CLASSIFY: u32 = 4;
-    pub const COUNT: u32 = 5;
+    /// `client_h2`: choose the client span's ids for an HTTP/2 HEADERS
+    /// frame sk_msg will add `traceparent` to; store the arguments.
+    pub const CLIENT_H2: u32 = 5;
+    pub const COUNT: u32 = 6;
     /// Program names, by slot.
     pub const PROGRAMS: [&str; COUNT as usize] = [
         "client_context",
@@ -64,6 +67,7 @@ pub mod tail {
         "client_decide",
         "server_decide",
         "classify",
+        "client_h2",
     ];
 }
 
@@ -145,7 +149,9 @@ pub struct SockInfo {
     pub is_tcp: u8,
     /// 1 when one of the socket's ports is in TRACED_PORTS.
     pub port_selected: u8,
-    pub _pad: [u8; 1],
+    /// 1 when this process wrote the HTTP/2 connection preface on this
+    /// (client) socket: only such sockets get `traceparent` in HPACK.
+    pub http2: u8,
     /// Requests started on this socket since the agent saw it: pairs the
     /// client's and the server's view of a request on one host.
     pub request_seq: u32,
@@ -221,7 +227,13 @@ pub struct SyscallArgs {
     pub fd: u32,
     pub iovcnt: u32,
     pub op: u8,
-    pub _pad: [u8; 7],
+    /// 1 when `inject_at` is the end of the header block of the first HTTP/2
+    /// HEADERS frame of the write (`http2::first_headers`).
+    pub http2: u8,
+    pub _pad: [u8; 2],
+    /// With `http2`: the offset of that HEADERS frame (other frames, such
+    /// as a PING ack or WINDOW_UPDATE, may come first in the write).
+    pub http2_frame_at: u32,
     /// For a write that starts a client request: the context chosen for it
     /// (sk_msg reads it to write the header).
     pub ctx: TraceCtx,
@@ -236,6 +248,186 @@ pub struct SyscallArgs {
 /// Length of the line sk_msg inserts:
 /// `traceparent: 00-<32 hex>-<16 hex>-<2 hex>\r\n`.
 pub const TRACEPARENT_LINE_LEN: usize = 70;
+
+/// HTTP/2 (RFC 9113) and HPACK (RFC 7541) as far as the kernel programs
+/// write `traceparent` into a client's HEADERS frame.
+pub mod http2 {
+    /// What a client sends first on a connection.
+    pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub const FRAME_HEADER_LEN: u32 = 9;
+    /// SETTINGS_MAX_FRAME_SIZE until the peer says otherwise; a grown frame
+    /// never exceeds it.
+    pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16384;
+    pub const TYPE_HEADERS: u8 = 0x1;
+    pub const FLAG_END_HEADERS: u8 = 0x4;
+    pub const FLAG_PADDED: u8 = 0x8;
+    /// An HPACK "literal header field without indexing, new name"
+    /// (RFC 7541 §6.2.2): neither side's dynamic table changes. The name,
+    /// then the length of the 55-byte value (no Huffman coding).
+    pub const TRACEPARENT_FIELD_PREFIX: [u8; 14] = *b"\x00\x0btraceparent\x37";
+    /// The prefix and the `00-<32 hex>-<16 hex>-<2 hex>` value.
+    pub const TRACEPARENT_FIELD_LEN: u32 = 14 + 55;
+
+    /// The payload length and stream id of a frame header that sk_msg may
+    /// append `traceparent` to: a HEADERS frame on a client-initiated (odd)
+    /// stream holding the whole header block (END_HEADERS), unpadded (the
+    /// block then ends with the frame), and short enough to grow by
+    /// `TRACEPARENT_FIELD_LEN` within the default maximum frame size.
+    #[inline(always)]
+    pub fn injectable_headers(h: &[u8; 9]) -> Option<(u32, u32)> {
+        let len = frame_len(h);
+        let stream = ((h[5] as u32) << 24 | (h[6] as u32) << 16 | (h[7] as u32) << 8 | h[8] as u32)
+            & 0x7fff_ffff;
+        let ok = h[3] == TYPE_HEADERS
+            && h[4] & FLAG_END_HEADERS != 0
+            && h[4] & FLAG_PADDED == 0
+            && stream & 1 == 1
+            && len + TRACEPARENT_FIELD_LEN <= DEFAULT_MAX_FRAME_SIZE;
+        if ok { Some((len, stream)) } else { None }
+    }
+
+    /// Frames looked at, from the start of a write, for its first HEADERS.
+    pub const MAX_FRAMES: usize = 4;
+
+    /// The 24-bit payload length of a frame header.
+    #[inline(always)]
+    pub fn frame_len(h: &[u8; 9]) -> u32 {
+        (h[0] as u32) << 16 | (h[1] as u32) << 8 | h[2] as u32
+    }
+
+    /// The first HEADERS frame of a write of `len` bytes whose frame
+    /// headers `header_at(offset)` reads: `(offset, payload length, stream
+    /// id)` when it is within the first `MAX_FRAMES` frames, wholly within
+    /// the `len` bytes, and `injectable_headers`.
+    #[inline(always)]
+    pub fn first_headers(
+        len: u64,
+        mut header_at: impl FnMut(u32) -> Option<[u8; 9]>,
+    ) -> Option<(u32, u32, u32)> {
+        let mut at: u32 = 0;
+        for _ in 0..MAX_FRAMES {
+            if at as u64 + FRAME_HEADER_LEN as u64 > len {
+                return None;
+            }
+            let h = header_at(at)?;
+            if h[3] == TYPE_HEADERS {
+                let (n, stream) = injectable_headers(&h)?;
+                if (at + FRAME_HEADER_LEN + n) as u64 > len {
+                    return None;
+                }
+                return Some((at, n, stream));
+            }
+            let n = frame_len(&h);
+            if n > DEFAULT_MAX_FRAME_SIZE {
+                return None;
+            }
+            at += FRAME_HEADER_LEN + n;
+        }
+        None
+    }
+
+    /// The frame header `h` with its payload length grown by `by`.
+    #[inline(always)]
+    pub fn grown_length(len: u32, by: u32) -> [u8; 3] {
+        let n = len + by;
+        [(n >> 16) as u8, (n >> 8) as u8, n as u8]
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn header(len: u32, kind: u8, flags: u8, stream: u32) -> [u8; 9] {
+            let l = len.to_be_bytes();
+            let s = stream.to_be_bytes();
+            [l[1], l[2], l[3], kind, flags, s[0], s[1], s[2], s[3]]
+        }
+
+        #[test]
+        fn only_whole_unpadded_client_headers_frames_that_fit() {
+            let eh = FLAG_END_HEADERS;
+            assert_eq!(injectable_headers(&header(100, 1, eh, 1)), Some((100, 1)));
+            // END_STREAM and PRIORITY do not matter.
+            assert_eq!(
+                injectable_headers(&header(100, 1, eh | 0x1 | 0x20, 7)),
+                Some((100, 7))
+            );
+            // The reserved bit is not part of the stream id.
+            assert_eq!(
+                injectable_headers(&header(5, 1, eh, 0x8000_0003)),
+                Some((5, 3))
+            );
+            assert_eq!(injectable_headers(&header(100, 0, eh, 1)), None, "DATA");
+            assert_eq!(injectable_headers(&header(100, 9, eh, 1)), None);
+            assert_eq!(injectable_headers(&header(100, 1, 0, 1)), None, "continued");
+            assert_eq!(
+                injectable_headers(&header(100, 1, eh | FLAG_PADDED, 1)),
+                None,
+                "padded"
+            );
+            assert_eq!(injectable_headers(&header(100, 1, eh, 2)), None, "push");
+            assert_eq!(injectable_headers(&header(100, 1, eh, 0)), None);
+            let max = DEFAULT_MAX_FRAME_SIZE - TRACEPARENT_FIELD_LEN;
+            assert_eq!(injectable_headers(&header(max, 1, eh, 1)), Some((max, 1)));
+            assert_eq!(injectable_headers(&header(max + 1, 1, eh, 1)), None);
+            assert_eq!(injectable_headers(&header(0xff_ffff, 1, eh, 1)), None);
+        }
+
+        fn frames(list: &[[u8; 9]], payload: &[usize]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (h, n) in list.iter().zip(payload) {
+                out.extend_from_slice(h);
+                out.extend(std::iter::repeat_n(0xaa, *n));
+            }
+            out
+        }
+
+        fn find(bytes: &[u8]) -> Option<(u32, u32, u32)> {
+            first_headers(bytes.len() as u64, |at| {
+                bytes.get(at as usize..at as usize + 9)?.try_into().ok()
+            })
+        }
+
+        #[test]
+        fn first_headers_skips_a_few_other_frames() {
+            let eh = FLAG_END_HEADERS;
+            let hdrs = header(16, 1, eh, 3);
+            let data = header(9, 0, 1, 3);
+            let ping_ack = header(8, 6, 1, 0);
+            let window = header(4, 8, 0, 0);
+            assert_eq!(find(&frames(&[hdrs, data], &[16, 9])), Some((0, 16, 3)));
+            assert_eq!(
+                find(&frames(&[ping_ack, window, hdrs, data], &[8, 4, 16, 9])),
+                Some((30, 16, 3))
+            );
+            // Only the first HEADERS counts.
+            assert_eq!(find(&frames(&[header(16, 1, 0, 5), hdrs], &[16, 16])), None);
+            // Too far in, or cut short.
+            let many = [window, window, window, window, hdrs];
+            assert_eq!(find(&frames(&many, &[4, 4, 4, 4, 16])), None);
+            let bytes = frames(&[window, hdrs], &[4, 16]);
+            assert_eq!(find(&bytes[..bytes.len() - 1]), None);
+            assert_eq!(find(&bytes[..20]), None);
+            assert_eq!(find(&frames(&[data], &[9])), None);
+            assert_eq!(find(&[]), None);
+        }
+
+        #[test]
+        fn grown_length_is_24_bit_big_endian() {
+            assert_eq!(grown_length(100, TRACEPARENT_FIELD_LEN), [0, 0, 169]);
+            assert_eq!(grown_length(0x1234, 0x100), [0, 0x13, 0x34]);
+            assert_eq!(grown_length(0xffff, 1), [1, 0, 0]);
+        }
+
+        #[test]
+        fn the_field_is_a_literal_without_indexing() {
+            assert_eq!(TRACEPARENT_FIELD_PREFIX[0], 0x00);
+            assert_eq!(TRACEPARENT_FIELD_PREFIX[1] as usize, b"traceparent".len());
+            assert_eq!(&TRACEPARENT_FIELD_PREFIX[2..13], b"traceparent");
+            assert_eq!(TRACEPARENT_FIELD_PREFIX[13], 55);
+        }
+    }
+}
 
 /// Values of `SyscallArgs::op`.
 pub mod op {

@@ -192,6 +192,33 @@ pub fn client_request(
     let _ = CLIENT_CTX.insert(key, &*ctx, 0);
 }
 
+/// Context for the HTTP/2 client request `args` is about to send (sk_msg
+/// adds it to the HEADERS frame at `args.inject_at`), into `args.ctx`: the
+/// child of `thread`'s request, else a new trace. No CLIENT_CTX entry: the
+/// server end reads the header.
+#[inline(always)]
+pub fn client_request_http2(cfg: &Config, thread: Option<ThreadCtx>, args: &mut SyscallArgs) {
+    let ctx = &mut args.ctx;
+    *ctx = TraceCtx {
+        valid: 1,
+        ..TraceCtx::default()
+    };
+    match thread {
+        Some(t) => {
+            ctx.trace_id = t.ctx.trace_id;
+            ctx.parent_span_id = t.ctx.span_id;
+            ctx.flags = t.ctx.flags;
+            ctx.source = if t.ctx.source == ctx_source::GOROUTINE {
+                ctx_source::GOROUTINE
+            } else {
+                ctx_source::THREAD
+            };
+        }
+        None => new_root(cfg, ctx),
+    }
+    ctx.span_id = new_span_id();
+}
+
 /// The server request that `key` (a thread, or a goroutine: see
 /// `goroutines::actor`) is serving, if it is recent and the only one it has
 /// in hand (a thread serving several at once names none of them).

@@ -246,6 +246,20 @@ pub fn request_in_hand(cfg: &Config, pid_tgid: u64, fd: u32, now: u64) -> Option
     }
 }
 
+/// The server request in hand of whoever writes an HTTP/2 request: the
+/// writing goroutine's own or its direct parent's (Go), else the thread's.
+/// Never a hand-off nor older ancestors: an HTTP/2 client writes from a
+/// connection goroutine (grpc-go's loopy writer) whose ancestry leads to
+/// whoever dialled, not to whoever makes the call.
+#[inline(always)]
+pub fn request_of_writer(cfg: &Config, pid_tgid: u64, now: u64) -> Option<ThreadCtx> {
+    let tgid = (pid_tgid >> 32) as u32;
+    match current(cfg, tgid) {
+        None => fresh_request(pid_tgid, now),
+        Some(g) => request_of(tgid, g?, now),
+    }
+}
+
 /// `net/http.(*persistConn).roundTrip(pc, req)`, in the calling goroutine:
 /// record its request context under the connection's fd, for the writer
 /// goroutine's write. Go's register ABI: receiver in RAX, `g` in R14.

@@ -7,13 +7,13 @@ use aya_ebpf::{
     bindings::{BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_TCP_CONNECT_CB, sk_action},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_socket_cookie,
-        generated::{bpf_msg_pull_data, bpf_msg_push_data},
+        generated::{bpf_msg_pop_data, bpf_msg_pull_data, bpf_msg_push_data},
     },
     macros::{map, sk_msg, sock_ops},
     maps::{LruHashMap, SockHash},
     programs::{SkMsgContext, SockOpsContext},
 };
-use tracer_common::{TRACEPARENT_LINE_LEN, counter, op};
+use tracer_common::{TRACEPARENT_LINE_LEN, counter, http2, op};
 
 use crate::maps::{ARGS, TRACED_PORTS, config, count, process_wanted};
 
@@ -29,6 +29,10 @@ pub static SOCKHASH: SockHash<u64> = SockHash::with_max_entries(65536, 0);
 /// Longest request line the header can follow.
 const MAX_LINE: u32 = 1024;
 const HEX: &[u8; 16] = b"0123456789abcdef";
+/// Furthest a HEADERS frame may start in a write (`http2::first_headers`
+/// skips at most `MAX_FRAMES - 1` frames before it).
+const MAX_FRAME_AT: u32 =
+    (http2::MAX_FRAMES as u32 - 1) * (http2::FRAME_HEADER_LEN + http2::DEFAULT_MAX_FRAME_SIZE);
 /// `00-<32 hex>-<16 hex>-<2 hex>`
 const VALUE_LEN: u32 = 55;
 
@@ -105,7 +109,14 @@ fn try_inject(ctx: &SkMsgContext) {
     // Only the first message of the write can hold the request head.
     args.inject_at = 0;
     args.overwrite_at = 0;
-    let done = if overwrite != 0 {
+    let done = if args.http2 != 0 {
+        // The end of a HEADERS frame's header block (checked at sys_enter).
+        let frame_at = args.http2_frame_at;
+        frame_at <= MAX_FRAME_AT
+            && at > frame_at + http2::FRAME_HEADER_LEN
+            && ctx.size() >= at
+            && write_http2_field(ctx, frame_at, at, args)
+    } else if overwrite != 0 {
         overwrite <= MAX_LINE
             && ctx.size() >= overwrite + VALUE_LEN
             && overwrite_value(ctx, overwrite, args)
@@ -161,6 +172,96 @@ fn write_line(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) ->
         write_value(out.add(prefix.len()), args);
         *out.add(TRACEPARENT_LINE_LEN - 2) = b'\r';
         *out.add(TRACEPARENT_LINE_LEN - 1) = b'\n';
+    }
+    true
+}
+
+/// Append a `traceparent` field (an HPACK literal without indexing, so
+/// neither end's dynamic table changes) to the header block of the HTTP/2
+/// HEADERS frame at `frame_at` whose block ends at `at`, and grow the
+/// frame's length to match.
+#[inline(always)]
+fn write_http2_field(
+    ctx: &SkMsgContext,
+    frame_at: u32,
+    at: u32,
+    args: &tracer_common::SyscallArgs,
+) -> bool {
+    let field = http2::TRACEPARENT_FIELD_LEN;
+    let head = http2::FRAME_HEADER_LEN;
+    // SAFETY: the sk_msg context; helpers check their arguments.
+    unsafe {
+        // After pull_data the message starts at `frame_at`.
+        if bpf_msg_pull_data(ctx.msg, frame_at, frame_at + head, 0) != 0 {
+            return false;
+        }
+        // Still the frame sys_enter saw.
+        let (data, end) = (ctx.data(), ctx.data_end());
+        if data + head as usize > end {
+            return false;
+        }
+        let p = data as *const u8;
+        let mut frame = [0u8; 9];
+        for (i, b) in frame.iter_mut().enumerate() {
+            *b = *p.add(i);
+        }
+        let len = match http2::injectable_headers(&frame) {
+            Some((len, _)) if frame_at + head + len == at => len,
+            _ => return false,
+        };
+        if bpf_msg_push_data(ctx.msg, at, field, 0) != 0 {
+            return false;
+        }
+        // data/data_end are invalid after the push: pull again.
+        if !fill_http2_field(ctx, frame_at, at, len, args) {
+            // Never leave the gap in the stream.
+            bpf_msg_pop_data(ctx.msg, at, field, 0);
+            return false;
+        }
+    }
+    true
+}
+
+/// Write the field into the gap opened at `at` and the grown length into
+/// the frame header.
+#[inline(always)]
+fn fill_http2_field(
+    ctx: &SkMsgContext,
+    frame_at: u32,
+    at: u32,
+    len: u32,
+    args: &tracer_common::SyscallArgs,
+) -> bool {
+    let field = http2::TRACEPARENT_FIELD_LEN;
+    // SAFETY: the sk_msg context; helpers check their arguments, and every
+    // write is within a range checked against data_end.
+    unsafe {
+        if bpf_msg_pull_data(ctx.msg, at, at + field, 0) != 0 {
+            return false;
+        }
+        // After pull_data the message starts at `at`.
+        let (data, end) = (ctx.data(), ctx.data_end());
+        if data + field as usize > end {
+            return false;
+        }
+        let out = data as *mut u8;
+        let prefix = http2::TRACEPARENT_FIELD_PREFIX;
+        for (i, b) in prefix.iter().enumerate() {
+            *out.add(i) = *b;
+        }
+        write_value(out.add(prefix.len()), args);
+        if bpf_msg_pull_data(ctx.msg, frame_at, frame_at + http2::FRAME_HEADER_LEN, 0) != 0 {
+            return false;
+        }
+        let (data, end) = (ctx.data(), ctx.data_end());
+        if data + http2::FRAME_HEADER_LEN as usize > end {
+            return false;
+        }
+        let out = data as *mut u8;
+        let grown = http2::grown_length(len, field);
+        *out = grown[0];
+        *out.add(1) = grown[1];
+        *out.add(2) = grown[2];
     }
     true
 }

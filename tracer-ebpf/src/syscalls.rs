@@ -8,15 +8,15 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CloseEvent, Config, DATA_HEADER_LEN, MAX_CAPTURE, MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN,
-    counter, direction, kind, op, role, tail,
+    counter, direction, http2, kind, op, role, tail,
 };
 
 use crate::{
     context::{
-        client_request, is_request_start, is_response_start, parse_request_head, scratch_len,
-        server_request, server_responded,
+        client_request, client_request_http2, is_request_start, is_response_start,
+        parse_request_head, scratch_len, server_request, server_responded,
     },
-    goroutines::{actor, request_in_hand},
+    goroutines::{actor, request_in_hand, request_of_writer},
     maps::{
         ARGS, ARGS_BUF, EVENTS, SCRATCH, SOCKS, TAIL_CALLS, config, connection_wanted, count,
         process_wanted, wake_flags,
@@ -102,14 +102,23 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     // A client request starting: choose its context now, before the bytes
     // leave (sk_msg writes it; the server end may read it at once).
     if op == op::WRITE
-        && sock.is_some()
+        && let Some(info) = sock
         && let Some((src, len)) = first_buffer(ctx, args, buf_arg)
-        && stage_request_head(cfg, src, len)
     {
-        // Does not return when it works: `client_context` stores the args.
-        // SAFETY: a valid tracepoint context; the slot holds a tracepoint
-        // program.
-        unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_CONTEXT) };
+        if stage_request_head(cfg, src, len) {
+            // Does not return when it works: `client_context` stores the
+            // args.
+            // SAFETY: a valid tracepoint context; the slot holds a
+            // tracepoint program.
+            unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_CONTEXT) };
+        } else if cfg.inject != 0
+            && info.role == role::CONNECTED
+            && http2_request_head(info, tgid, fd, src, len, args)
+        {
+            // Does not return when it works: `client_h2` stores the args.
+            // SAFETY: as above.
+            unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_H2) };
+        }
     }
     if ARGS.insert(pid_tgid, &*args, 0).is_err() {
         count(counter::ARGS_FULL, 1);
@@ -169,6 +178,51 @@ fn stage_request_head(cfg: &Config, src: u64, len: u64) -> bool {
     }
     ev.cap_len = n as u32;
     true
+}
+
+/// On a client socket: mark it when the write starts with the HTTP/2
+/// preface; on a marked one, say whether the write starts with a HEADERS
+/// frame sk_msg can add `traceparent` to (then `args` says where).
+#[inline(always)]
+fn http2_request_head(
+    info: &SockInfo,
+    tgid: u32,
+    fd: u32,
+    src: u64,
+    len: u64,
+    args: &mut SyscallArgs,
+) -> bool {
+    if info.http2 == 0 {
+        if len < http2::PREFACE.len() as u64 {
+            return false;
+        }
+        // SAFETY: user pointer checked by the helper.
+        let Ok(first) = (unsafe { bpf_probe_read_user(src as *const [u64; 3]) }) else {
+            return false;
+        };
+        // SAFETY: plain bytes reinterpreted as words.
+        let preface: [u64; 3] = unsafe { core::mem::transmute(*http2::PREFACE) };
+        if first == preface
+            && let Some(entry) = SOCKS.get_ptr_mut(sock_key(tgid, fd))
+        {
+            // SAFETY: a live entry of this process's socket.
+            unsafe { (*entry).http2 = 1 };
+        }
+        return false;
+    }
+    // SAFETY: user pointers checked by the helper.
+    let found = http2::first_headers(len, |at| unsafe {
+        bpf_probe_read_user((src + at as u64) as *const [u8; 9]).ok()
+    });
+    match found {
+        Some((at, frame_len, _)) => {
+            args.inject_at = at + http2::FRAME_HEADER_LEN + frame_len;
+            args.http2_frame_at = at;
+            args.http2 = 1;
+            true
+        }
+        None => false,
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -465,6 +519,26 @@ pub fn client_decide(_ctx: TracePointContext) -> u32 {
         let thread = request_in_hand(cfg, pid_tgid, args.fd, args.ts_enter);
         client_request(cfg, pid_tgid, thread, info, args);
     }
+    if ARGS.insert(pid_tgid, &*args, 0).is_err() {
+        count(counter::ARGS_FULL, 1);
+    }
+    0
+}
+
+/// Tail-called from sys_enter of a write that starts with an HTTP/2
+/// HEADERS frame sk_msg will add `traceparent` to: choose the client span's
+/// ids and store the syscall's arguments.
+#[tracepoint]
+pub fn client_h2(_ctx: TracePointContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(args) = ARGS_BUF.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot filled by the caller on this CPU.
+    let args = unsafe { &mut *args };
+    let thread = request_of_writer(cfg, pid_tgid, args.ts_enter);
+    client_request_http2(cfg, thread, args);
     if ARGS.insert(pid_tgid, &*args, 0).is_err() {
         count(counter::ARGS_FULL, 1);
     }

@@ -158,10 +158,15 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         } else {
             Direction::Egress
         };
-        // The kernel chooses contexts for HTTP/1 requests only.
-        if h.ctx.valid != 0 && conn.protocol.is_http1() {
-            let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
-            conn.remember_context(starts_at, h.ctx);
+        // The kernel chooses contexts for HTTP/1 requests, and for HTTP/2
+        // client requests it adds `traceparent` to.
+        if h.ctx.valid != 0 {
+            if conn.protocol.is_http1() {
+                let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
+                conn.remember_context(starts_at, h.ctx);
+            } else if let Some(stream_id) = http2_context_stream(h, payload) {
+                conn.remember_http2_context(stream_id, h.ctx);
+            }
             if h.ctx.injected != 0 {
                 self.spans.injected.insert(h.ctx.span_id);
             }
@@ -268,11 +273,12 @@ impl<S: SpanSink> SpanMaker<S> {
 }
 
 impl<S: SpanSink> SpanMaker<S> {
-    /// HTTP/2 streams have no kernel-chosen context (nothing is injected
-    /// into HPACK): a span's identity is chosen when its request headers
-    /// are read. The parent is the request's own header; else, for a server
-    /// stream, the client stream at the other end of the connection when
-    /// that end is traced on this host (see `stitch`); else none.
+    /// A span's identity is chosen when its request headers are read. A
+    /// client stream whose HEADERS frame the kernel added `traceparent` to
+    /// has the ids the kernel chose (and wrote). Else the parent is the
+    /// request's own header; else, for a server stream, the client stream at
+    /// the other end of the connection when that end is traced on this host
+    /// (see `stitch`); else none.
     fn emit_http2(&mut self, out: &mut http2::Output, conn: &mut Conn) {
         let stats = &self.stats;
         for err in out.errors.drain(..) {
@@ -308,17 +314,41 @@ impl<S: SpanSink> SpanMaker<S> {
     /// A stream's request headers were read: choose its span's identity.
     fn http2_started(&mut self, started: Started, conn: &mut Conn) {
         let client = started.request_direction == Direction::Egress;
+        let kernel = if client {
+            conn.http2_contexts.remove(&started.stream_id)
+        } else {
+            None
+        };
         let injected = &self.injected;
-        let (mut identity, notes) =
-            parent::choose(None, &started.request.headers, &mut self.ids, |id| {
-                injected.contains(id)
-            });
+        let (mut identity, notes) = parent::choose(
+            kernel.as_ref(),
+            &started.request.headers,
+            &mut self.ids,
+            |id| injected.contains(id),
+        );
         if notes.invalid_header.is_some() {
             Stats::inc(&self.stats.context_invalid_header);
         }
         let key = StreamKey::new(&conn.ends, client, started.stream_id);
         let mut decided = true;
-        if identity.source != ParentSource::None {
+        if kernel.is_some() {
+            // The kernel's ids, already sent: its sampling decision stands
+            // for its roots. Remembered for stitching too, should the
+            // server end not see the header (injection failed).
+            identity.sampled = sample(&mut self.sampling, &identity, true);
+            if let Some(key) = key {
+                let remembered = ClientStream {
+                    trace_id: identity.trace_id,
+                    span_id: identity.span_id,
+                    sampled: identity.sampled,
+                    fingerprint: stitch::fingerprint(&started.request),
+                    request_start: started.request_start,
+                };
+                if self.stitch.insert(key, remembered, self.now) {
+                    Stats::inc(&self.stats.http2_stitch_evicted);
+                }
+            }
+        } else if identity.source != ParentSource::None {
             // The request's own context (the server will read the same).
             identity.sampled = sample(&mut self.sampling, &identity, false);
         } else if client {
@@ -364,7 +394,7 @@ impl<S: SpanSink> SpanMaker<S> {
         let client = ex.request_direction == Direction::Egress;
         let key = StreamKey::new(&conn.ends, client, ex.stream_id);
         let end = ex.response_end.max(ex.request_end);
-        let identity = match conn.http2_streams.remove(&ex.stream_id) {
+        let mut identity = match conn.http2_streams.remove(&ex.stream_id) {
             Some(open) if open.decided => open.identity,
             Some(open) => {
                 // Looked for the client end at the start, in vain: it may
@@ -398,6 +428,16 @@ impl<S: SpanSink> SpanMaker<S> {
                 identity
             }
         };
+        if !client
+            && identity.source == ParentSource::Header
+            && identity
+                .parent_span_id
+                .is_some_and(|p| self.injected.contains(&p))
+        {
+            // The header this agent's kernel wrote, read before the
+            // client's own event came through the ring buffer.
+            identity.source = ParentSource::Injected;
+        }
         if client && let Some(key) = key {
             self.stitch.end(&key, end, self.now);
         } else if identity.source == ParentSource::Connection {
@@ -420,6 +460,21 @@ impl<S: SpanSink> SpanMaker<S> {
             Stats::inc(&stats.drop_export_queue_full);
         }
     }
+}
+
+/// The client stream a data event's kernel context belongs to: the kernel
+/// chooses one for a write whose first HEADERS frame (`first_headers`) it
+/// may add `traceparent` to (the payload is the app's own bytes, unchanged).
+fn http2_context_stream(h: &DataHeader, payload: &[u8]) -> Option<u32> {
+    if h.ingress {
+        return None;
+    }
+    // The frame headers are in the captured prefix; the frames may go on
+    // past it, as the kernel saw them.
+    tracer_common::http2::first_headers(h.total_len, |at| {
+        payload.get(at as usize..at as usize + 9)?.try_into().ok()
+    })
+    .map(|(_, _, stream_id)| stream_id)
 }
 
 /// The sampling decision for a span whose identity is chosen. Roots the

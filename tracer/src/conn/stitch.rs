@@ -1,8 +1,9 @@
-//! Same-host stitching of HTTP/2 streams: the kernel cannot help (nothing is
-//! injected into HPACK), so the agent remembers each client stream's span
-//! ids by (connection, stream id) when it reads the client's request
-//! HEADERS, and the server end of the same connection on this host looks
-//! them up when it reads the same HEADERS.
+//! Same-host stitching of HTTP/2 streams whose HEADERS frame carries no
+//! `traceparent` (injection off, the socket connected before the agent, or
+//! a frame the kernel could not grow): the agent remembers each client
+//! stream's span ids by (connection, stream id) when it reads the client's
+//! request HEADERS, and the server end of the same connection on this host
+//! looks them up when it reads the same HEADERS.
 //!
 //! # Order
 //! Both ends' events come through one ring buffer, in the order they were

@@ -36,6 +36,9 @@ pub struct Conn {
     /// chosen for their span when their request headers were read (as many
     /// as the parser follows).
     pub http2_streams: HashMap<u32, OpenStream>,
+    /// Trace contexts the kernel chose (and wrote into the HEADERS frame)
+    /// for client streams whose request has not been read yet, by stream id.
+    pub http2_contexts: HashMap<u32, TraceCtx>,
 }
 
 /// The span of an HTTP/2 stream whose request was read and that has not
@@ -61,6 +64,16 @@ impl Conn {
             self.contexts.pop_front();
         }
         self.contexts.push_back((request_start, ctx));
+    }
+
+    /// The kernel's context for client stream `stream_id`, whose HEADERS
+    /// frame starts a write of this connection.
+    pub fn remember_http2_context(&mut self, stream_id: u32, ctx: TraceCtx) {
+        if self.http2_contexts.len() >= MAX_CONTEXTS {
+            // Streams whose request was never read: nothing will take them.
+            self.http2_contexts.clear();
+        }
+        self.http2_contexts.insert(stream_id, ctx);
     }
 
     /// The context of the exchange that started at `request_start`; older
@@ -130,6 +143,7 @@ impl ConnTable {
             last_seen: now,
             contexts: VecDeque::new(),
             http2_streams: HashMap::new(),
+            http2_contexts: HashMap::new(),
         });
         conn.last_seen = now;
         (Slot::Live(conn), replaced)

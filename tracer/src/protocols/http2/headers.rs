@@ -130,6 +130,46 @@ mod tests {
         assert_eq!(get(&fields, ":path"), Some("/a"));
     }
 
+    /// The field the kernel appends to a client's HEADERS frame
+    /// (`tracer_common::http2`) decodes as `traceparent` and leaves the
+    /// dynamic table alone: the server's decoder, which sees it, and the
+    /// client's encoder, which never knew, stay in step.
+    #[test]
+    fn the_kernel_field_decodes_without_indexing() {
+        use tracer_common::http2::{TRACEPARENT_FIELD_LEN, TRACEPARENT_FIELD_PREFIX};
+        const VALUE: &[u8] = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut enc = Encoder::new();
+        let headers = [(&b":path"[..], &b"/x"[..]), (b"user-agent", b"ua/1")];
+        let grown = |block: Vec<u8>| {
+            let mut block = block;
+            block.extend_from_slice(&TRACEPARENT_FIELD_PREFIX);
+            block.extend_from_slice(VALUE);
+            block
+        };
+        let first = enc.encode(headers);
+        let second = enc.encode(headers);
+        let (first, second) = (grown(first), grown(second));
+        assert_eq!(
+            VALUE.len() + TRACEPARENT_FIELD_PREFIX.len(),
+            TRACEPARENT_FIELD_LEN as usize
+        );
+        let mut dec = HeaderDecoder::new(65_536);
+        let want = dec_fields(&[
+            (":path", "/x"),
+            ("user-agent", "ua/1"),
+            ("traceparent", std::str::from_utf8(VALUE).unwrap()),
+        ]);
+        assert_eq!(dec.decode(&first, KEPT_REQUEST).unwrap(), want);
+        // The encoder's later references still mean the same fields.
+        assert_eq!(dec.decode(&second, KEPT_REQUEST).unwrap(), want);
+        // An app's own traceparent comes first and is the one kept.
+        let own = enc.encode([(&b"traceparent"[..], &b"00-app"[..])]);
+        assert_eq!(
+            dec.decode(&grown(own), KEPT_REQUEST).unwrap(),
+            dec_fields(&[("traceparent", "00-app")])
+        );
+    }
+
     #[test]
     fn dynamic_table_carries_across_blocks() {
         let mut enc = Encoder::new();

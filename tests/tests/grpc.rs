@@ -246,13 +246,13 @@ fn h2c_requests_give_http_spans() {
     out.assert_clean();
 }
 
-/// A traced gRPC client that sends its own `traceparent` metadata. The
-/// kernel cannot tell (HPACK: after the first request on a connection the
-/// name is an index into the client's dynamic table), so it still appends
-/// its field: the server receives two `traceparent` values, the app's
-/// first, and the calls still succeed. The first value is the one read
-/// (this agent keeps the first of a repeated field, as OpenTelemetry's gRPC
-/// metadata carriers do), so the server span is the child of the app's span.
+/// A traced gRPC client that sends its own `traceparent` metadata is left
+/// alone: the kernel sees the name in the first request's HEADERS (grpc-go
+/// Huffman-codes it), adds nothing, and never injects that connection again
+/// (later requests name the field by an index into the client's dynamic
+/// table, which the kernel does not follow). The server receives exactly
+/// one `traceparent` per call, the app's; both spans take the app's
+/// context from the header, and the client span is not marked injected.
 #[test]
 fn grpc_traced_client_with_its_own_traceparent() {
     const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -274,13 +274,39 @@ fn grpc_traced_client_with_its_own_traceparent() {
     let finished = apps::run("grpc-client", cmd).expect("gRPC client");
     assert_eq!(finished.stdout.matches("CHECK ok SERVING").count(), 2);
     let out = finish_at(&receiver, agent, 4);
+    // grpc_server prints what each call received.
+    let received = server.proc.stdout.text();
+    let want = format!("TRACEPARENT n=1 value=00-{TRACE}-{CALLER}-01");
+    let lines: Vec<&str> = received
+        .lines()
+        .filter(|l| l.starts_with("TRACEPARENT"))
+        .collect();
+    assert_eq!(lines, [want.as_str(), want.as_str()], "{received}");
     let clients = out.exact(flow::client(finished.pid, 2));
     for client in &clients {
         // The client span adopts the app's context.
         assert_eq!(client.trace_id, TRACE, "{client}");
         assert_eq!(client.parent_span_id.as_deref(), Some(CALLER), "{client}");
         assert_eq!(client.attr_str("tracer.parent.source"), Some("header"));
+        assert_ne!(
+            client.attr("tracer.context.injected"),
+            Some(&AttrValue::Bool(true)),
+            "{client}"
+        );
     }
+    // Seen once, on the connection's first request; nothing written.
+    assert_eq!(
+        out.exit.counter("context_own_header"),
+        1,
+        "{}",
+        out.exit.stderr
+    );
+    assert_eq!(
+        out.exit.counter("context_injected"),
+        0,
+        "{}",
+        out.exit.stderr
+    );
     for span in out.exact(flow::server(server.pid(), 2)) {
         assert_eq!(span.trace_id, TRACE, "{span}");
         assert_eq!(span.parent_span_id.as_deref(), Some(CALLER), "{span}");

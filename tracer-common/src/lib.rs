@@ -85,7 +85,9 @@ pub mod counter {
     pub const BYTES_COPIED: u32 = 4;
     /// `traceparent` headers written into outgoing requests.
     pub const INJECTED: u32 = 5;
-    /// Outgoing requests left alone because they carried a traceparent.
+    /// Outgoing requests left alone because they carried a traceparent
+    /// (HTTP/2: once per connection, at the request that showed it; the
+    /// connection is not injected again).
     pub const INJECT_SKIPPED_HAS_HEADER: u32 = 6;
     /// Outgoing requests not injected: the request line did not end in the
     /// first send, or the kernel refused to grow the message.
@@ -149,8 +151,8 @@ pub struct SockInfo {
     pub is_tcp: u8,
     /// 1 when one of the socket's ports is in TRACED_PORTS.
     pub port_selected: u8,
-    /// 1 when this process wrote the HTTP/2 connection preface on this
-    /// (client) socket: only such sockets get `traceparent` in HPACK.
+    /// `http2::SOCK_*`: whether this (client) socket speaks HTTP/2 and
+    /// may get `traceparent` in HPACK.
     pub http2: u8,
     /// Requests started on this socket since the agent saw it: pairs the
     /// client's and the server's view of a request on one host.
@@ -254,6 +256,15 @@ pub const TRACEPARENT_LINE_LEN: usize = 70;
 pub mod http2 {
     /// What a client sends first on a connection.
     pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    /// `SockInfo::http2`: not known to speak HTTP/2.
+    pub const SOCK_NONE: u8 = 0;
+    /// This process wrote the connection preface on the socket: its
+    /// HEADERS frames get `traceparent`.
+    pub const SOCK_INJECT: u8 = 1;
+    /// The app sent its own `traceparent` on the connection: never injected
+    /// again (its later requests name the field by an index into the
+    /// encoder's dynamic table, which the kernel does not follow).
+    pub const SOCK_APP_CONTEXT: u8 = 2;
     pub const FRAME_HEADER_LEN: u32 = 9;
     /// SETTINGS_MAX_FRAME_SIZE until the peer says otherwise; a grown frame
     /// never exceeds it.
@@ -324,6 +335,86 @@ pub mod http2 {
             at += FRAME_HEADER_LEN + n;
         }
         None
+    }
+
+    /// The HPACK Huffman code (RFC 7541 Appendix B) of `traceparent`: 59
+    /// bits, padded with ones to 8 bytes. An encoder that Huffman-codes the
+    /// name (Go's x/net/http2/hpack, so grpc-go, whenever it is shorter)
+    /// sends it as a string of length byte `0x88` (H bit + 8) and these.
+    pub const TRACEPARENT_HUFFMAN: [u8; 8] = [0x4d, 0x83, 0x21, 0x6b, 0x1d, 0x85, 0xa9, 0x3f];
+    /// Bytes of the header block the kernel looks through for an app's own
+    /// `traceparent` (see `names_traceparent`).
+    pub const NAME_SCAN_LIMIT: u32 = 1024;
+
+    /// Mask of the bytes of `word` (8 bytes of a header block, little-endian)
+    /// that may be the length of a `traceparent` name string: `0x0b` (11,
+    /// raw) or `0x88` (Huffman, 8): each such byte's high bit is set in the
+    /// result (a false positive only costs a look).
+    #[inline(always)]
+    pub fn name_length_candidates(word: u64) -> u64 {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        zero(word ^ 0x0b0b_0b0b_0b0b_0b0b) | zero(word ^ 0x8888_8888_8888_8888)
+    }
+
+    /// Whether the string at a header block byte `len` is the name
+    /// `traceparent` of a literal field with a new name, as an encoder sends
+    /// it the first time on a connection (RFC 7541 §6.2: representation
+    /// byte `0x40`, `0x00` or `0x10`, that is, index 0, then the name
+    /// string). `prev` is the byte before `len`; `w0` and `w1` the 16 bytes
+    /// after it as little-endian words; `avail` how many bytes of the block
+    /// follow `len` (`w0`/`w1` beyond them are not looked at).
+    #[inline(always)]
+    pub fn names_traceparent(prev: u8, len: u8, w0: u64, w1: u64, avail: u32) -> bool {
+        if prev != 0x40 && prev != 0x00 && prev != 0x10 {
+            return false;
+        }
+        if len == 0x0b {
+            avail >= 11
+                && w0 == u64::from_le_bytes(*b"tracepar")
+                && w1 & 0xff_ffff == u64::from_le_bytes(*b"ent\0\0\0\0\0")
+        } else if len == 0x88 {
+            avail >= 8 && w0 == u64::from_le_bytes(TRACEPARENT_HUFFMAN)
+        } else {
+            false
+        }
+    }
+
+    /// `names_traceparent` anywhere in the first `NAME_SCAN_LIMIT` bytes of
+    /// `block`, looked at as the kernel does (a word at a time, each length
+    /// candidate checked), over a slice: what the kernel's scan finds.
+    pub fn block_names_traceparent(block: &[u8]) -> bool {
+        let n = block.len().min(NAME_SCAN_LIMIT as usize);
+        let word_at = |at: usize| {
+            let mut w = [0u8; 8];
+            for (i, b) in w.iter_mut().enumerate() {
+                *b = if at + i < n { block[at + i] } else { 0 };
+            }
+            u64::from_le_bytes(w)
+        };
+        let mut base = 0;
+        while base < n {
+            let mut m = name_length_candidates(word_at(base));
+            while m != 0 {
+                let i = base + (m.trailing_zeros() / 8) as usize;
+                m &= m - 1;
+                if i >= 1
+                    && i < n
+                    && names_traceparent(
+                        block[i - 1],
+                        block[i],
+                        word_at(i + 1),
+                        word_at(i + 9),
+                        (n - i - 1) as u32,
+                    )
+                {
+                    return true;
+                }
+            }
+            base += 8;
+        }
+        false
     }
 
     /// The frame header `h` with its payload length grown by `by`.
@@ -417,6 +508,112 @@ pub mod http2 {
             assert_eq!(grown_length(100, TRACEPARENT_FIELD_LEN), [0, 0, 169]);
             assert_eq!(grown_length(0x1234, 0x100), [0, 0x13, 0x34]);
             assert_eq!(grown_length(0xffff, 1), [1, 0, 0]);
+        }
+
+        /// RFC 7541 Appendix B, the letters of `traceparent`: (symbol,
+        /// code as bits aligned to the MSB, length in bits), as printed.
+        const APPENDIX_B: [(u8, &str, u32); 7] = [
+            (b'a', "00011", 5),
+            (b'c', "00100", 5),
+            (b'e', "00101", 5),
+            (b'n', "101010", 6),
+            (b'p', "101011", 6),
+            (b'r', "101100", 6),
+            (b't', "01001", 5),
+        ];
+
+        fn huffman(s: &[u8]) -> Vec<u8> {
+            let mut bits = String::new();
+            for c in s {
+                let (_, code, len) = APPENDIX_B.iter().find(|e| e.0 == *c).unwrap();
+                assert_eq!(code.len() as u32, *len);
+                bits.push_str(code);
+            }
+            // Padded with the most significant bits of EOS (all ones).
+            while !bits.len().is_multiple_of(8) {
+                bits.push('1');
+            }
+            (0..bits.len() / 8)
+                .map(|i| u8::from_str_radix(&bits[i * 8..i * 8 + 8], 2).unwrap())
+                .collect()
+        }
+
+        #[test]
+        fn the_huffman_name_is_computed_from_appendix_b() {
+            let code = huffman(b"traceparent");
+            assert_eq!(code.len(), 8, "59 bits");
+            assert_eq!(code, TRACEPARENT_HUFFMAN);
+            // The string's length byte: H bit and 8.
+            assert_eq!(0x80 | code.len(), 0x88);
+        }
+
+        /// A header block with `fields` before and after a `traceparent`
+        /// literal whose representation byte is `repr` and whose name is
+        /// `name` (length byte included).
+        fn block(repr: u8, name: &[u8], pad: usize) -> Vec<u8> {
+            let mut b = vec![0x82, 0x86, 0x84]; // :method GET, :scheme http, :path /
+            b.extend(std::iter::repeat_n(0xbe, pad)); // indexed fields
+            b.push(repr);
+            b.extend_from_slice(name);
+            b.push(0x37);
+            b.extend_from_slice(&[b'0'; 55]);
+            b.extend_from_slice(&[0x40, 0x02, b'x', b'y', 0x01, b'z']);
+            b
+        }
+
+        #[test]
+        fn the_matcher_finds_the_name_raw_or_huffman_at_any_offset() {
+            let raw = b"\x0btraceparent".to_vec();
+            let mut huff = vec![0x88];
+            huff.extend_from_slice(&TRACEPARENT_HUFFMAN);
+            for pad in 0..24 {
+                for repr in [0x40, 0x00, 0x10] {
+                    assert!(block_names_traceparent(&block(repr, &raw, pad)), "{pad}");
+                    assert!(block_names_traceparent(&block(repr, &huff, pad)), "{pad}");
+                }
+                // Not a literal with a new name (a name index, or a value).
+                assert!(!block_names_traceparent(&block(0x41, &raw, pad)));
+                assert!(!block_names_traceparent(&block(0x7f, &huff, pad)));
+                // Another name.
+                let other = b"\x0btraceparenT".to_vec();
+                assert!(!block_names_traceparent(&block(0x40, &other, pad)));
+                let mut h = huff.clone();
+                h[8] ^= 1;
+                assert!(!block_names_traceparent(&block(0x40, &h, pad)));
+            }
+            // The bytes the kernel appends match too (they are a literal
+            // without indexing), and so does the start of a block.
+            assert!(block_names_traceparent(&TRACEPARENT_FIELD_PREFIX));
+            assert!(!block_names_traceparent(&TRACEPARENT_FIELD_PREFIX[1..]));
+            // Cut short: the whole name must be within the block.
+            let b = block(0x40, &raw, 0);
+            assert!(block_names_traceparent(&b[..16]));
+            assert!(!block_names_traceparent(&b[..15]));
+            let b = block(0x40, &huff, 0);
+            assert!(block_names_traceparent(&b[..13]));
+            assert!(!block_names_traceparent(&b[..12]));
+            // Only the first NAME_SCAN_LIMIT bytes are looked at.
+            let limit = NAME_SCAN_LIMIT as usize;
+            let mut b = vec![0xbe; limit - 10];
+            b.extend_from_slice(&[0x40, 0x88]);
+            b.extend_from_slice(&TRACEPARENT_HUFFMAN);
+            assert!(block_names_traceparent(&b));
+            let mut b = vec![0xbe; limit - 9];
+            b.extend_from_slice(&[0x40, 0x88]);
+            b.extend_from_slice(&TRACEPARENT_HUFFMAN);
+            assert!(!block_names_traceparent(&b));
+            assert!(!block_names_traceparent(&[]));
+            assert!(!block_names_traceparent(&[0x0b]));
+        }
+
+        #[test]
+        fn candidates_are_the_length_bytes() {
+            let w = u64::from_le_bytes([0x0b, 1, 0x88, 0x90, 0x0a, 0, 0x0b, 0x88]);
+            assert_eq!(name_length_candidates(w), 0x8080_0000_0080_0080);
+            // A false positive (the borrow of the test): only a look more.
+            let w = u64::from_le_bytes([0, 0, 0x88, 0x89, 0, 0, 0, 0]);
+            assert_eq!(name_length_candidates(w) & 0x0000_0000_0080_0000, 0x80_0000);
+            assert_eq!(name_length_candidates(0), 0);
         }
 
         #[test]

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Config, ConnSeqKey, ConnTuple, DataEvent, MAX_CAPTURE, SockInfo, SyscallArgs, ThreadCtx,
-    TraceCtx, counter, ctx_source,
+    TraceCtx, counter, ctx_source, http2,
 };
 
 use crate::{
@@ -464,6 +464,79 @@ fn find_traceparent(len: u32, ctx: &mut TraceCtx) -> u32 {
     }
     if scan.b3_trace_at != 0 && scan.b3_span_at != 0 && parse_b3_multi(&scan, ctx) {
         return B3_FOUND;
+    }
+    0
+}
+
+/// Whether the first `len` bytes of the scratch payload (the start of an
+/// HTTP/2 header block) hold the name `traceparent` as an encoder first
+/// sends it (`http2::names_traceparent`); at most `http2::NAME_SCAN_LIMIT`
+/// bytes are looked at.
+#[inline(always)]
+pub fn staged_names_traceparent(len: u32) -> bool {
+    let limit = http2::NAME_SCAN_LIMIT;
+    let mut scan = NameScan {
+        len: if len < limit { len } else { limit },
+        found: 0,
+    };
+    // SAFETY: the callback only touches `scan` and the scratch map.
+    unsafe {
+        bpf_loop(
+            scan.len.div_ceil(8),
+            scan_name_words as *mut _,
+            &mut scan as *mut NameScan as *mut _,
+            0,
+        );
+    }
+    scan.found != 0
+}
+
+/// State of `staged_names_traceparent`'s scan.
+#[repr(C)]
+struct NameScan {
+    len: u32,
+    found: u32,
+}
+
+/// bpf_loop callback over a header block eight bytes at a time: only the
+/// bytes that may be the name's length (`http2::name_length_candidates`)
+/// are looked at. Returns 1 to stop, 0 to go on.
+extern "C" fn scan_name_words(w: u32, scan: *mut NameScan) -> i64 {
+    // SAFETY: bpf_loop hands back the pointer it was given.
+    let scan = unsafe { &mut *scan };
+    let Some(scratch) = SCRATCH.get_ptr(0) else {
+        return 1;
+    };
+    let limit = http2::NAME_SCAN_LIMIT as usize;
+    let len = scan.len as usize;
+    let base = w as usize * 8;
+    if base >= limit || base >= len {
+        return 1;
+    }
+    // SAFETY: the per-CPU scratch event.
+    let p = unsafe { (*scratch).event.payload.as_ptr() };
+    // Every read below ends before NAME_SCAN_LIMIT + 17 (no slice
+    // indexing: a bounds check LLVM keeps is a call the verifier refuses).
+    const _: () = assert!(http2::NAME_SCAN_LIMIT as usize + 17 <= MAX_CAPTURE);
+    // SAFETY: at + 8 <= MAX_CAPTURE (above).
+    let read = |at: usize| unsafe { core::ptr::read_unaligned(p.add(at) as *const u64) };
+    // SAFETY: as above.
+    let byte = |at: usize| unsafe { *p.add(at) };
+    let mut m = http2::name_length_candidates(read(base));
+    for _ in 0..8 {
+        if m == 0 {
+            break;
+        }
+        let i = base + (m.trailing_zeros() / 8) as usize;
+        m &= m - 1;
+        if i == 0 || i >= len || i >= limit {
+            continue;
+        }
+        let avail = (len - i - 1) as u32;
+        if http2::names_traceparent(byte(i - 1), byte(i), read(i + 1), read(i + 9), avail) {
+            scan.found = 1;
+            return 1;
+        }
     }
     0
 }

@@ -15,6 +15,7 @@ use crate::{
     context::{
         client_request, client_request_http2, is_request_start, is_response_start,
         parse_request_head, scratch_len, server_request, server_responded,
+        staged_names_traceparent,
     },
     goroutines::{actor, request_in_hand, request_of_writer},
     maps::{
@@ -182,7 +183,8 @@ fn stage_request_head(cfg: &Config, src: u64, len: u64) -> bool {
 
 /// On a client socket: mark it when the write starts with the HTTP/2
 /// preface; on a marked one, say whether the write starts with a HEADERS
-/// frame sk_msg can add `traceparent` to (then `args` says where).
+/// frame sk_msg can add `traceparent` to (then `args` says where;
+/// `client_h2` still looks whether the app sent its own).
 #[inline(always)]
 fn http2_request_head(
     info: &SockInfo,
@@ -192,7 +194,7 @@ fn http2_request_head(
     len: u64,
     args: &mut SyscallArgs,
 ) -> bool {
-    if info.http2 == 0 {
+    if info.http2 == http2::SOCK_NONE {
         if len < http2::PREFACE.len() as u64 {
             return false;
         }
@@ -206,8 +208,11 @@ fn http2_request_head(
             && let Some(entry) = SOCKS.get_ptr_mut(sock_key(tgid, fd))
         {
             // SAFETY: a live entry of this process's socket.
-            unsafe { (*entry).http2 = 1 };
+            unsafe { (*entry).http2 = http2::SOCK_INJECT };
         }
+        return false;
+    }
+    if info.http2 != http2::SOCK_INJECT {
         return false;
     }
     // SAFETY: user pointers checked by the helper.
@@ -526,10 +531,10 @@ pub fn client_decide(_ctx: TracePointContext) -> u32 {
 }
 
 /// Tail-called from sys_enter of a write that starts with an HTTP/2
-/// HEADERS frame sk_msg will add `traceparent` to: choose the client span's
-/// ids and store the syscall's arguments.
+/// HEADERS frame sk_msg may add `traceparent` to: unless the app sends its
+/// own, choose the client span's ids; store the syscall's arguments.
 #[tracepoint]
-pub fn client_h2(_ctx: TracePointContext) -> u32 {
+pub fn client_h2(ctx: TracePointContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
     let pid_tgid = bpf_get_current_pid_tgid();
     let Some(args) = ARGS_BUF.get_ptr_mut(0) else {
@@ -537,12 +542,69 @@ pub fn client_h2(_ctx: TracePointContext) -> u32 {
     };
     // SAFETY: per-CPU slot filled by the caller on this CPU.
     let args = unsafe { &mut *args };
-    let thread = request_of_writer(cfg, pid_tgid, args.ts_enter);
-    client_request_http2(cfg, thread, args);
+    if app_sends_traceparent(&ctx, args) {
+        // Left alone, now and for the rest of the connection; no kernel
+        // context: the agent takes the app's from the decoded headers.
+        if let Some(entry) = SOCKS.get_ptr_mut(sock_key((pid_tgid >> 32) as u32, args.fd)) {
+            // SAFETY: a live entry of this process's socket.
+            unsafe { (*entry).http2 = http2::SOCK_APP_CONTEXT };
+        }
+        args.http2 = 0;
+        args.inject_at = 0;
+        args.http2_frame_at = 0;
+        count(counter::INJECT_SKIPPED_HAS_HEADER, 1);
+    } else {
+        let thread = request_of_writer(cfg, pid_tgid, args.ts_enter);
+        client_request_http2(cfg, thread, args);
+    }
     if ARGS.insert(pid_tgid, &*args, 0).is_err() {
         count(counter::ARGS_FULL, 1);
     }
     0
+}
+
+/// Whether the app names `traceparent` itself in the write `args` is about
+/// to make, found as an encoder first sends the name on a connection (a
+/// literal with a new name, raw or Huffman-coded: `http2::names_traceparent`)
+/// in the first `http2::NAME_SCAN_LIMIT` bytes from the start of the header
+/// block of its first HEADERS frame (that block, then whatever frames follow
+/// it in the write's first buffer: the app's first request with its own
+/// header may come after one without in the same write). Staged into the
+/// scratch payload, free at sys_enter.
+#[inline(always)]
+fn app_sends_traceparent(ctx: &TracePointContext, args: &SyscallArgs) -> bool {
+    // The write's first buffer, as `first_buffer` found it in `save`.
+    let (src, len) = if args.iovcnt != 0 {
+        // SAFETY: user pointer checked by the helper.
+        match unsafe { bpf_probe_read_user(args.buf as *const IoVec) } {
+            Ok(iov) => (iov.base, iov.len),
+            Err(_) => return false,
+        }
+    } else {
+        // write/sendto: the count follows the buffer.
+        // SAFETY: fixed ABI offset.
+        match unsafe { ctx.read_at::<u64>(arg(2)) } {
+            Ok(len) => (args.buf, len),
+            Err(_) => return false,
+        }
+    };
+    let block_at = (args.http2_frame_at + http2::FRAME_HEADER_LEN) as u64;
+    if src == 0 || len <= block_at {
+        return false;
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    let limit = http2::NAME_SCAN_LIMIT as u64;
+    let n = if len - block_at < limit {
+        len - block_at
+    } else {
+        limit
+    };
+    let n = bounded(n);
+    // SAFETY: per-CPU scratch, free while no exit program runs on this CPU.
+    let payload = unsafe { (*scratch).event.payload.as_mut_ptr() };
+    n != 0 && copy_user(payload, src + block_at, n) && staged_names_traceparent(n as u32)
 }
 
 /// Tail-called from sys_exit of a read that starts a server request: read

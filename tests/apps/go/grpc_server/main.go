@@ -9,18 +9,24 @@
 // NotFound. Watch("ok") streams SERVING three times, then ends with OK;
 // Watch of anything else → NotFound. The health service is implemented here,
 // not taken from grpc/health, so that what each call returns is fixed.
+//
+// Each unary call prints the `traceparent` metadata it received on stdout:
+// "TRACEPARENT n=<number of values> value=<values, comma-separated>".
 package main
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
@@ -57,6 +63,13 @@ func (health) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_Wat
 	return nil
 }
 
+func printTraceparent(ctx context.Context, req interface{}, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (interface{}, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get("traceparent")
+	fmt.Printf("TRACEPARENT n=%d value=%s\n", len(values), strings.Join(values, ","))
+	return handler(ctx, req)
+}
+
 func main() {
 	if len(os.Args) != 2 {
 		log.Fatal("usage: grpc_server PORT")
@@ -66,7 +79,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	server := grpc.NewServer()
+	server := grpc.NewServer(grpc.UnaryInterceptor(printTraceparent))
 	healthpb.RegisterHealthServer(server, health{})
 	log.Printf("listening on %s (grpc-go %s)", addr, grpc.Version)
 	log.Fatal(server.Serve(listener))

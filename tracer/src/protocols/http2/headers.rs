@@ -170,6 +170,31 @@ mod tests {
         );
     }
 
+    /// The Huffman-coded name the kernel looks for (an app's own
+    /// `traceparent`, `tracer_common::http2::TRACEPARENT_HUFFMAN`) decodes
+    /// as `traceparent` with this agent's HPACK decoder too; and the block
+    /// an encoder makes for an app's first own `traceparent` is found.
+    #[test]
+    fn the_kernel_finds_an_apps_own_traceparent_name() {
+        use tracer_common::http2::{TRACEPARENT_HUFFMAN, block_names_traceparent};
+        let mut block = vec![0x40, 0x88];
+        block.extend_from_slice(&TRACEPARENT_HUFFMAN);
+        block.extend_from_slice(&[0x02, b'0', b'0']);
+        let mut dec = HeaderDecoder::new(65_536);
+        assert_eq!(
+            dec.decode(&block, KEPT_REQUEST).unwrap(),
+            dec_fields(&[("traceparent", "00")])
+        );
+        assert!(block_names_traceparent(&block));
+        let mut enc = Encoder::new();
+        let own = [(&b":path"[..], &b"/x"[..]), (b"traceparent", b"00-app")];
+        assert!(block_names_traceparent(&enc.encode(own)));
+        // Later blocks name it by its index in the dynamic table: not seen
+        // (hence the connection is marked at the first).
+        let again = enc.encode(own);
+        assert!(!block_names_traceparent(&again));
+    }
+
     #[test]
     fn dynamic_table_carries_across_blocks() {
         let mut enc = Encoder::new();

@@ -269,6 +269,28 @@ pub fn go_versions() -> Result<Vec<(String, PathBuf)>, String> {
     Ok(versions)
 }
 
+/// The versions of [`go_versions`] from `1.<minor>` on (for programs that
+/// use newer standard library APIs), or why there is none.
+pub fn go_versions_since(minor: u32) -> Result<Vec<(String, PathBuf)>, String> {
+    let all = go_versions()?;
+    let since: Vec<(String, PathBuf)> = all
+        .iter()
+        .filter(|(version, _)| {
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+            matches!((parts.next(), parts.next()), (Some(Some(1)), Some(Some(m))) if m >= minor)
+        })
+        .cloned()
+        .collect();
+    if since.is_empty() {
+        let listed: Vec<&str> = all.iter().map(|(v, _)| v.as_str()).collect();
+        return Err(format!(
+            "needs Go 1.{minor}+, {ENV_TRACER_GO_VERSIONS} has only {}",
+            listed.join(", ")
+        ));
+    }
+    Ok(since)
+}
+
 /// Builds `tests/apps/go/<program>/main.go` into
 /// `target/test-programs/tracer-test-go-<program>` (reused while newer than
 /// its source and the compiler).

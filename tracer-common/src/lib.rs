@@ -737,11 +737,20 @@ pub struct GoOffsets {
     /// net.netFD.net (a string: "tcp", "tcp4", ...), checked before the fd
     /// is trusted
     pub netfd_net: u32,
-    pub _pad: u32,
+    /// runtime.g.startpc: the function a goroutine was started with
+    pub g_startpc: u32,
     /// Address of runtime.allgs (a []*g), to find the ancestors of a
     /// goroutine whose parent made no syscall; 0 when unknown.
     pub allgs: u64,
+    /// Start functions of the goroutines an HTTP/2 client starts per
+    /// request to write it (`go cs.doRequest(...)` in net/http's bundled
+    /// http2 and golang.org/x/net/http2): such a writer's whole ancestry is
+    /// the caller's. 0: unused slot.
+    pub h2_writers: [u64; GO_H2_WRITERS],
 }
+
+/// Slots of `GoOffsets::h2_writers`.
+pub const GO_H2_WRITERS: usize = 8;
 
 /// THREAD_CTX keys of goroutines: this bit, the tgid, and the goroutine id
 /// (pid_tgid keys of threads never have bit 63 set).

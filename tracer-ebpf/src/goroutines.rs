@@ -65,6 +65,16 @@ fn goroutine_of(off: &GoOffsets, g: u64) -> Option<Goroutine> {
 pub fn current(cfg: &Config, tgid: u32) -> Option<Option<Goroutine>> {
     // SAFETY: copied out at once.
     let off = unsafe { GO_PROCS.get(tgid) }.copied()?;
+    let found = current_g(cfg).and_then(|g| goroutine_of(&off, g));
+    if found.is_none() {
+        count(counter::GO_NO_GOROUTINE, 1);
+    }
+    Some(found)
+}
+
+/// The `g` of the goroutine running on this thread (Go processes only).
+#[inline(always)]
+fn current_g(cfg: &Config) -> Option<u64> {
     // SAFETY: the current task, only read through the probe helper.
     let task = unsafe { bpf_get_current_task() };
     // SAFETY: checked by the helper.
@@ -74,16 +84,11 @@ pub fn current(cfg: &Config, tgid: u32) -> Option<Option<Goroutine>> {
         Ok(v) => v,
         Err(_) => 0,
     };
-    let g = if fsbase > 8 {
-        user::<u64>(fsbase - 8)
+    if fsbase > 8 {
+        user::<u64>(fsbase - 8).filter(|&g| g != 0)
     } else {
         None
-    };
-    let found = g.and_then(|g| goroutine_of(&off, g));
-    if found.is_none() {
-        count(counter::GO_NO_GOROUTINE, 1);
     }
-    Some(found)
 }
 
 /// The THREAD_CTX key of whoever runs the current syscall: its goroutine
@@ -248,15 +253,33 @@ pub fn request_in_hand(cfg: &Config, pid_tgid: u64, fd: u32, now: u64) -> Option
 
 /// The server request in hand of whoever writes an HTTP/2 request: the
 /// writing goroutine's own or its direct parent's (Go), else the thread's.
-/// Never a hand-off nor older ancestors: an HTTP/2 client writes from a
-/// connection goroutine (grpc-go's loopy writer) whose ancestry leads to
-/// whoever dialled, not to whoever makes the call.
+/// Older ancestors only for the per-request writer goroutines of Go's
+/// HTTP/2 clients (`GoOffsets::h2_writers`): a connection goroutine (grpc-go's
+/// loopy writer) has an ancestry that leads to whoever dialled, not to
+/// whoever makes the call. Never a hand-off.
 #[inline(always)]
 pub fn request_of_writer(cfg: &Config, pid_tgid: u64, now: u64) -> Option<ThreadCtx> {
     let tgid = (pid_tgid >> 32) as u32;
-    match current(cfg, tgid) {
-        None => fresh_request(pid_tgid, now),
-        Some(g) => request_of(tgid, g?, now),
+    // SAFETY: copied out at once.
+    let Some(off) = (unsafe { GO_PROCS.get(tgid) }).copied() else {
+        return fresh_request(pid_tgid, now);
+    };
+    let Some(g) = current_g(cfg) else {
+        count(counter::GO_NO_GOROUTINE, 1);
+        return None;
+    };
+    let goroutine = goroutine_of(&off, g)?;
+    // A goroutine an HTTP/2 client started for this one request: all its
+    // ancestry is the caller's (a handler that fanned out, for example).
+    let start: u64 = if off.g_startpc != 0 {
+        user(g + off.g_startpc as u64).unwrap_or(0)
+    } else {
+        0
+    };
+    if start != 0 && off.h2_writers.contains(&start) {
+        request_of_ancestry(&off, tgid, goroutine, now)
+    } else {
+        request_of(tgid, goroutine, now)
     }
 }
 

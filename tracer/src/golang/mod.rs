@@ -29,6 +29,28 @@ pub use symbols::SymbolSource;
 
 use self::elf::Elf;
 
+/// Functions that Go's HTTP/2 clients start a goroutine with for each
+/// request (`go cs.doRequest(...)`; the compiler wraps the call in a
+/// `gowrap` function since Go 1.22 and a `funcN` closure before), in
+/// net/http's bundled copy (its own package since Go 1.27) and in
+/// golang.org/x/net/http2. A writer goroutine started with one of these
+/// belongs to the request of whoever called RoundTrip.
+pub const H2_WRITER_STARTS: &[&str] = &[
+    "net/http.(*http2clientStream).doRequest",
+    "net/http.(*http2ClientConn).roundTrip.gowrap1",
+    "net/http.(*http2ClientConn).RoundTrip.gowrap1",
+    "net/http.(*http2ClientConn).RoundTrip.func1",
+    "net/http.(*http2ClientConn).RoundTrip.func2",
+    "net/http/internal/http2.(*clientStream).doRequest",
+    "net/http/internal/http2.(*ClientConn).roundTrip.gowrap1",
+    "golang.org/x/net/http2.(*clientStream).doRequest",
+    "golang.org/x/net/http2.(*ClientConn).roundTrip.gowrap1",
+    "golang.org/x/net/http2.(*ClientConn).RoundTrip.gowrap1",
+    "golang.org/x/net/http2.(*ClientConn).RoundTrip.func1",
+    "golang.org/x/net/http2.(*ClientConn).RoundTrip.func2",
+    "golang.org/x/net/http2.(*ClientConn).RoundTrip.func3",
+];
+
 /// The functions probed unless the caller asks for others.
 pub const DEFAULT_FUNCTIONS: &[&str] = &["net/http.(*persistConn).roundTrip"];
 
@@ -101,6 +123,9 @@ pub struct GoTarget {
     /// Address of `runtime.allgs`, the goroutine table (`None`: unknown,
     /// or a PIE binary, whose addresses change per process).
     pub allgs: Option<u64>,
+    /// Addresses of the [`H2_WRITER_STARTS`] functions present (none for
+    /// PIE binaries, as for `allgs`).
+    pub h2_writers: Vec<u64>,
 }
 
 impl GoTarget {
@@ -124,8 +149,9 @@ impl GoTarget {
             netfd_pfd: o.netfd_pfd,
             fd_sysfd: o.fd_sysfd,
             netfd_net: o.netfd_net,
+            g_startpc: o.g_startpc,
             allgs: self.allgs.unwrap_or(0),
-            ..Default::default()
+            h2_writers: std::array::from_fn(|i| self.h2_writers.get(i).copied().unwrap_or(0)),
         })
     }
 }
@@ -171,6 +197,13 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         log::debug!("{}: runtime.allgs not found: {e}", path.display());
         None
     });
+    // Link-time addresses mean nothing at run time in a PIE binary.
+    let h2_writers = if allgs.is_some() {
+        let (_, found) = symbols::find(&elf, H2_WRITER_STARTS)?;
+        found.into_iter().flatten().map(|f| f.address).collect()
+    } else {
+        Vec::new()
+    };
     Ok(Some(GoTarget {
         version: info.go_version,
         stripped: elf.section(".symtab").is_none(),
@@ -180,6 +213,7 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         functions: probed,
         missing_functions,
         allgs,
+        h2_writers,
     }))
 }
 

@@ -63,6 +63,8 @@ go_fields! {
     g_goid: "runtime.g"."goid",
     /// Id of the goroutine that started it (Go 1.21+).
     g_parent_goid: "runtime.g"."parentGoid",
+    /// The function the goroutine was started with.
+    g_startpc: "runtime.g"."startpc",
     /// The connection (a net.Conn interface: type word, data word).
     persist_conn_conn: "net/http.persistConn"."conn",
     /// `*netFD` (net.conn is embedded first in *net.TCPConn).
@@ -283,7 +285,7 @@ mod tests {
         assert_eq!(o.get(2), None);
         assert!(!o.is_complete());
         assert_eq!(o.missing().len(), FIELDS.len() - 2);
-        assert_eq!(o.missing()[0], "net/http.persistConn.conn");
+        assert_eq!(o.missing()[0], "runtime.g.startpc");
         let all = offsets(&(0..FIELDS.len()).map(|i| (i, i as u32)).collect::<Vec<_>>());
         assert_eq!(o.complete_from(&all), FIELDS.len() - 2);
         assert!(o.is_complete());

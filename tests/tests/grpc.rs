@@ -8,14 +8,13 @@
 //! (`TRACER_GO_VERSIONS`) and Debian's golang-google-grpc-dev and
 //! golang-golang-x-net-dev (`cargo xtask setup` installs them); without them
 //! a test prints `SKIPPED <test>: <reason>` and returns.
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf};
 
 use integration_tests::{
     AttrValue, Protocol, ReceivedSpan, Receiver,
     agent::Agent,
     apps::{self, GrpcCall},
-    flow::{self, Outcome},
-    require_root,
+    flow, require_root,
     skip::TestEnv,
     skip_unless,
 };
@@ -32,17 +31,9 @@ fn program(name: &str) -> Result<PathBuf, String> {
     apps::go_debian_libs()?;
     let versions = apps::go_versions()?;
     let (version, go) = versions.first().ok_or("no Go version to test")?;
-    apps::go_program(go, version, name, false).map_err(|e| format!("building {name}: {e:#}"))
-}
-
-fn finish_at(receiver: &Receiver, agent: Agent, want: usize) -> Outcome {
-    let mut last = (usize::MAX, std::time::Instant::now());
-    flow::finish_when(receiver, agent, move |spans| {
-        if spans.len() != last.0 {
-            last = (spans.len(), std::time::Instant::now());
-        }
-        spans.len() >= want || last.1.elapsed() >= Duration::from_secs(10)
-    })
+    // A failed build is a failure, not a reason to skip.
+    Ok(apps::go_program(go, version, name, false)
+        .unwrap_or_else(|e| panic!("building {name} with Go {version}: {e:#}")))
 }
 
 fn int(span: &ReceivedSpan, key: &str) -> Option<i64> {
@@ -112,7 +103,7 @@ fn grpc_calls(env: TestEnv, extra_args: &[&str], source: &str) {
         );
         client_pids.push(finished.pid);
     }
-    let out = finish_at(&receiver, agent, 2 * 5);
+    let out = flow::finish_at(&receiver, agent, 2 * 5);
     let clients: Vec<&ReceivedSpan> = out
         .spans
         .iter()
@@ -213,7 +204,7 @@ fn h2c_requests_give_http_spans() {
     .expect("h2c client");
     assert_eq!(finished.stdout.matches("HTTP/2.0").count(), 2 * ROUNDS);
     let n = 2 * ROUNDS;
-    let out = finish_at(&receiver, agent, 2 * n);
+    let out = flow::finish_at(&receiver, agent, 2 * n);
     let servers = out.exact(flow::server(server.pid(), n));
     let clients = out.exact(flow::client(finished.pid, n));
     for span in servers.iter().chain(&clients) {
@@ -273,7 +264,7 @@ fn grpc_traced_client_with_its_own_traceparent() {
     cmd.args(["-traceparent", &format!("00-{TRACE}-{CALLER}-01")]);
     let finished = apps::run("grpc-client", cmd).expect("gRPC client");
     assert_eq!(finished.stdout.matches("CHECK ok SERVING").count(), 2);
-    let out = finish_at(&receiver, agent, 4);
+    let out = flow::finish_at(&receiver, agent, 4);
     // grpc_server prints what each call received.
     let received = server.proc.stdout.text();
     let want = format!("TRACEPARENT n=1 value=00-{TRACE}-{CALLER}-01");
@@ -334,7 +325,7 @@ fn grpc_incoming_context_from_metadata() {
     cmd.args(["-traceparent", &format!("00-{TRACE}-{CALLER}-01")]);
     let finished = apps::run("grpc-client", cmd).expect("gRPC client");
     assert_eq!(finished.stdout.matches("CHECK ok SERVING").count(), 2);
-    let out = finish_at(&receiver, agent, 2);
+    let out = flow::finish_at(&receiver, agent, 2);
     for span in out.exact(flow::server(server.pid(), 2)) {
         assert_eq!(span.trace_id, TRACE, "{span}");
         assert_eq!(span.parent_span_id.as_deref(), Some(CALLER), "{span}");

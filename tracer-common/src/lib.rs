@@ -265,6 +265,11 @@ pub mod http2 {
     /// again (its later requests name the field by an index into the
     /// encoder's dynamic table, which the kernel does not follow).
     pub const SOCK_APP_CONTEXT: u8 = 2;
+    /// This process read the connection preface on the socket (its server
+    /// end). Like the others: its data is captured up to MAX_CAPTURE per
+    /// syscall, because frame headers beyond the captured bytes would
+    /// lose the whole connection's framing.
+    pub const SOCK_SERVER: u8 = 3;
     pub const FRAME_HEADER_LEN: u32 = 9;
     /// SETTINGS_MAX_FRAME_SIZE until the peer says otherwise; a grown frame
     /// never exceeds it.

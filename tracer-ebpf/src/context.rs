@@ -167,20 +167,7 @@ pub fn client_request(
                 args.inject_at = find_line_end(len);
             }
         }
-        match thread {
-            Some(t) => {
-                ctx.trace_id = t.ctx.trace_id;
-                ctx.parent_span_id = t.ctx.span_id;
-                ctx.flags = t.ctx.flags;
-                // `request_in_hand` marks a goroutine's request so.
-                ctx.source = if t.ctx.source == ctx_source::GOROUTINE {
-                    ctx_source::GOROUTINE
-                } else {
-                    ctx_source::THREAD
-                };
-            }
-            None => new_root(cfg, ctx),
-        }
+        child_of(cfg, thread, ctx);
     }
     ctx.span_id = new_span_id();
     let seq = next_seq((pid_tgid >> 32) as u32, fd);
@@ -192,17 +179,11 @@ pub fn client_request(
     let _ = CLIENT_CTX.insert(key, &*ctx, 0);
 }
 
-/// Context for the HTTP/2 client request `args` is about to send (sk_msg
-/// adds it to the HEADERS frame at `args.inject_at`), into `args.ctx`: the
-/// child of `thread`'s request, else a new trace. No CLIENT_CTX entry: the
-/// server end reads the header.
+/// `ctx` becomes a child of the server request `thread` (a thread's or a
+/// goroutine's: `goroutines` marks the latter in its source), else a new
+/// trace.
 #[inline(always)]
-pub fn client_request_http2(cfg: &Config, thread: Option<ThreadCtx>, args: &mut SyscallArgs) {
-    let ctx = &mut args.ctx;
-    *ctx = TraceCtx {
-        valid: 1,
-        ..TraceCtx::default()
-    };
+fn child_of(cfg: &Config, thread: Option<ThreadCtx>, ctx: &mut TraceCtx) {
     match thread {
         Some(t) => {
             ctx.trace_id = t.ctx.trace_id;
@@ -216,6 +197,20 @@ pub fn client_request_http2(cfg: &Config, thread: Option<ThreadCtx>, args: &mut 
         }
         None => new_root(cfg, ctx),
     }
+}
+
+/// Context for the HTTP/2 client request `args` is about to send (sk_msg
+/// adds it to the HEADERS frame at `args.inject_at`), into `args.ctx`: the
+/// child of `thread`'s request, else a new trace. No CLIENT_CTX entry: the
+/// server end reads the header.
+#[inline(always)]
+pub fn client_request_http2(cfg: &Config, thread: Option<ThreadCtx>, args: &mut SyscallArgs) {
+    let ctx = &mut args.ctx;
+    *ctx = TraceCtx {
+        valid: 1,
+        ..TraceCtx::default()
+    };
+    child_of(cfg, thread, ctx);
     ctx.span_id = new_span_id();
 }
 

@@ -392,7 +392,14 @@ fn emit_data(
     total: u64,
 ) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let capture_len = cfg.capture_len;
+    // HTTP/2 sockets: several frames per syscall, and a frame header in
+    // uncaptured bytes loses the connection's framing, so as much as can
+    // be captured is.
+    let capture_len = if info.http2 != http2::SOCK_NONE {
+        MAX_CAPTURE as u32
+    } else {
+        cfg.capture_len
+    };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -466,6 +473,9 @@ pub fn classify(ctx: TracePointContext) -> u32 {
         ev.payload[6],
         ev.payload[7],
     ];
+    if first == PREFACE_START {
+        mark_http2(ev.pid, ev.fd, op);
+    }
     if op == op::READ && is_request_start(&first) {
         // Does not return when it works: `server_context` sends the event.
         // SAFETY: a valid tracepoint context; the slot holds a tracepoint
@@ -478,6 +488,27 @@ pub fn classify(ctx: TracePointContext) -> u32 {
     }
     output_event(ev);
     0
+}
+
+/// The first 8 bytes of the HTTP/2 connection preface.
+const PREFACE_START: [u8; 8] = *b"PRI * HT";
+
+/// The preface went by on this socket: it speaks HTTP/2 from now on (the
+/// client end is marked for injection at sys_enter when that is on).
+#[inline(always)]
+fn mark_http2(tgid: u32, fd: u32, op: u8) {
+    if let Some(entry) = SOCKS.get_ptr_mut(sock_key(tgid, fd)) {
+        // SAFETY: a live entry of this process's socket.
+        unsafe {
+            if (*entry).http2 == http2::SOCK_NONE {
+                (*entry).http2 = if op == op::READ {
+                    http2::SOCK_SERVER
+                } else {
+                    http2::SOCK_INJECT
+                };
+            }
+        }
+    }
 }
 
 /// Send the data event built in the scratch.

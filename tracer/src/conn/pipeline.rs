@@ -228,7 +228,7 @@ impl<S: SpanSink> SpanMaker<S> {
     }
 
     fn emit_http1(&mut self, out: &mut http1::Output, conn: &mut Conn) {
-        let stats = &self.stats;
+        let stats = Arc::clone(&self.stats);
         for err in out.errors.drain(..) {
             let counter = match err {
                 ParseError::HeadTruncated => &stats.drop_http_head_truncated,
@@ -252,22 +252,27 @@ impl<S: SpanSink> SpanMaker<S> {
                 Stats::inc(&stats.context_invalid_header);
             }
             identity.sampled = sample(&mut self.sampling, &identity, kernel.is_some());
-            if !identity.sampled {
+            if identity.sampled {
+                let span = http::build(
+                    &ex,
+                    &conn.ends,
+                    &conn.process,
+                    self.clock,
+                    identity,
+                    self.opts,
+                );
+                self.send(span);
+            } else {
                 Stats::inc(&stats.spans_unsampled);
-                continue;
             }
-            let span = http::build(
-                &ex,
-                &conn.ends,
-                &conn.process,
-                self.clock,
-                identity,
-                self.opts,
-            );
-            Stats::inc(&stats.spans_created);
-            if !self.sink.send(span) {
-                Stats::inc(&stats.drop_export_queue_full);
-            }
+        }
+    }
+
+    /// Hand a built span to the exporter (counted either way).
+    fn send(&mut self, span: SpanRecord) {
+        Stats::inc(&self.stats.spans_created);
+        if !self.sink.send(span) {
+            Stats::inc(&self.stats.drop_export_queue_full);
         }
     }
 }
@@ -389,7 +394,7 @@ impl<S: SpanSink> SpanMaker<S> {
 
     /// A stream ended: its span, with the identity chosen at its start.
     fn http2_ended(&mut self, ex: Http2Exchange, conn: &mut Conn) {
-        let stats = &self.stats;
+        let stats = Arc::clone(&self.stats);
         Stats::inc(&stats.http2_streams);
         let client = ex.request_direction == Direction::Egress;
         let key = StreamKey::new(&conn.ends, client, ex.stream_id);
@@ -455,10 +460,7 @@ impl<S: SpanSink> SpanMaker<S> {
             identity,
             self.opts,
         );
-        Stats::inc(&stats.spans_created);
-        if !self.sink.send(span) {
-            Stats::inc(&stats.drop_export_queue_full);
-        }
+        self.send(span);
     }
 }
 

@@ -300,7 +300,7 @@ pub fn go_binary(go: &Path, program: &str) -> anyhow::Result<PathBuf> {
 
 /// Like [`go_binary`], into `target/test-programs/<name>`.
 pub fn go_binary_named(go: &Path, program: &str, name: &str) -> anyhow::Result<PathBuf> {
-    build_go(go, program, name, false)
+    build_go(go, program, name, Build::Plain)
 }
 
 /// Where Debian's packaged Go libraries are (`golang-google-grpc-dev`,
@@ -352,12 +352,38 @@ pub fn go_program(
         go,
         program,
         &format!("tracer-test-go-{program}-go{version}{suffix}"),
-        stripped,
+        if stripped {
+            Build::Stripped
+        } else {
+            Build::Plain
+        },
     )
 }
 
+/// Like [`go_program`], as a cgo binary: with `-tags tracer_cgo` the
+/// program's `cgo.go` (which imports "C") is built in, with CGO_ENABLED=1;
+/// needs a C compiler. Named `...-go<version>-cgo`.
+pub fn go_program_cgo(go: &Path, version: &str, program: &str) -> anyhow::Result<PathBuf> {
+    build_go(
+        go,
+        program,
+        &format!("tracer-test-go-{program}-go{version}-cgo"),
+        Build::Cgo,
+    )
+}
+
+/// How a Go test program is built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Build {
+    Plain,
+    /// `-ldflags=-s -w`: no symbol table, no DWARF.
+    Stripped,
+    /// CGO_ENABLED=1 with the program's `cgo.go`.
+    Cgo,
+}
+
 /// `go build` of a program, in GOPATH mode (no go.mod, nothing to download).
-fn build_go(go: &Path, program: &str, name: &str, stripped: bool) -> anyhow::Result<PathBuf> {
+fn build_go(go: &Path, program: &str, name: &str, build: Build) -> anyhow::Result<PathBuf> {
     let source_dir = apps_dir().join("go").join(program);
     let source = source_dir.join("main.go");
     let code = std::fs::read_to_string(&source)
@@ -386,19 +412,26 @@ fn build_go(go: &Path, program: &str, name: &str, stripped: bool) -> anyhow::Res
     let tmp = out_dir.join(format!("{name}.tmp{}", std::process::id()));
     let mut cmd = Command::new(go);
     cmd.current_dir(&source_dir).arg("build");
-    if stripped {
-        cmd.arg("-ldflags=-s -w");
+    match build {
+        Build::Plain => {}
+        Build::Stripped => {
+            cmd.arg("-ldflags=-s -w");
+        }
+        Build::Cgo => {
+            cmd.arg("-tags=tracer_cgo");
+        }
     }
-    cmd.arg("-o")
-        .arg(&tmp)
-        .arg("main.go")
-        .env("GOTOOLCHAIN", "local")
+    cmd.arg("-o").arg(&tmp).arg("main.go");
+    if build == Build::Cgo {
+        cmd.arg("cgo.go");
+    }
+    cmd.env("GOTOOLCHAIN", "local")
         // A GOFLAGS of the caller's (e.g. -mod=vendor) has no meaning here.
         .env("GOFLAGS", "")
         .env("GO111MODULE", "off")
         .env("GOCACHE", out_dir.join("go-cache"))
         .env("GOPATH", gopath)
-        .env("CGO_ENABLED", "0");
+        .env("CGO_ENABLED", if build == Build::Cgo { "1" } else { "0" });
     if std::env::var_os("HOME").is_none() {
         cmd.env("HOME", &out_dir);
     }

@@ -251,6 +251,53 @@ fn go_service_started_after_the_agent() {
     out.assert_clean();
 }
 
+/// A cgo binary (linked with the C library) is followed by goroutine as a
+/// pure-Go one is: fan-out and nested fan-out nest under their request.
+#[test]
+fn fan_out_in_a_cgo_binary() {
+    const FAN: usize = 3;
+    let env = require_root!();
+    skip_unless!(
+        env,
+        apps::which("gcc").ok_or("no C compiler (gcc) for a cgo build")
+    );
+    let versions = skip_unless!(env, apps::go_versions());
+    let (version, go) = versions.first().expect("a Go version");
+    let bin = apps::go_program_cgo(go, version, "fanout")
+        .unwrap_or_else(|e| panic!("building fanout with cgo: {e:#}"));
+    let receiver = receiver();
+    let apps = Fanout::start(&bin, &bin).expect("starting the fan-out servers");
+    let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
+    let agent = start_agent(&env, &receiver, &[front, leaf]);
+    assert_goroutine_tracking(&agent, front);
+    curl_ok(&apps.fanout_url(FAN));
+    curl_ok(&apps.nested_url(FAN));
+    let out = flow::finish_at(&receiver, agent, 2 * (1 + 2 * FAN));
+    for path in ["/fanout", "/nested"] {
+        let trace_of = out
+            .spans
+            .iter()
+            .find(|s| s.pid() == Some(front) && s.attr_str("url.path") == Some(path))
+            .map(|s| s.trace_id.clone())
+            .expect("the front span");
+        let trace: Vec<ReceivedSpan> = out
+            .spans
+            .iter()
+            .filter(|s| s.trace_id == trace_of)
+            .cloned()
+            .collect();
+        let f = fanout::Fanout {
+            front_pid: front,
+            leaf_pid: leaf,
+            front_path: path,
+            call_path: "/leaf",
+            fan: FAN,
+        };
+        check_fanout(&env.test, &format!("cgo {path}"), &trace, &f, 1);
+    }
+    out.assert_clean();
+}
+
 /// The fan-out program built with the default Go version.
 fn default_fanout() -> Result<PathBuf, String> {
     let versions = apps::go_versions()?;

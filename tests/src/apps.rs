@@ -360,26 +360,39 @@ pub fn go_program(
     )
 }
 
-/// Like [`go_program`], as a cgo binary: with `-tags tracer_cgo` the
-/// program's `cgo.go` (which imports "C") is built in, with CGO_ENABLED=1;
-/// needs a C compiler. Named `...-go<version>-cgo`.
-pub fn go_program_cgo(go: &Path, version: &str, program: &str) -> anyhow::Result<PathBuf> {
+/// Like [`go_program`], built as `build` says; named
+/// `...-go<version>-<build>`.
+pub fn go_program_as(
+    go: &Path,
+    version: &str,
+    program: &str,
+    build: Build,
+) -> anyhow::Result<PathBuf> {
+    let suffix = match build {
+        Build::Plain => "",
+        Build::Stripped => "-stripped",
+        Build::Cgo => "-cgo",
+        Build::Pie => "-pie",
+    };
     build_go(
         go,
         program,
-        &format!("tracer-test-go-{program}-go{version}-cgo"),
-        Build::Cgo,
+        &format!("tracer-test-go-{program}-go{version}{suffix}"),
+        build,
     )
 }
 
 /// How a Go test program is built.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Build {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
     Plain,
     /// `-ldflags=-s -w`: no symbol table, no DWARF.
     Stripped,
-    /// CGO_ENABLED=1 with the program's `cgo.go`.
+    /// A cgo binary: CGO_ENABLED=1 and `-tags tracer_cgo`, which builds in
+    /// the program's `cgo.go` (it imports "C"); needs a C compiler.
     Cgo,
+    /// `-buildmode=pie`: position-independent, loaded at a random address.
+    Pie,
 }
 
 /// `go build` of a program, in GOPATH mode (no go.mod, nothing to download).
@@ -419,6 +432,9 @@ fn build_go(go: &Path, program: &str, name: &str, build: Build) -> anyhow::Resul
         }
         Build::Cgo => {
             cmd.arg("-tags=tracer_cgo");
+        }
+        Build::Pie => {
+            cmd.arg("-buildmode=pie");
         }
     }
     cmd.arg("-o").arg(&tmp).arg("main.go");

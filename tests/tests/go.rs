@@ -251,10 +251,12 @@ fn go_service_started_after_the_agent() {
     out.assert_clean();
 }
 
-/// A cgo binary (linked with the C library) is followed by goroutine as a
-/// pure-Go one is: fan-out and nested fan-out nest under their request.
+/// A cgo binary (linked with the C library by gcc) and a PIE binary
+/// (loaded at a random address: the goroutine table's address is
+/// relocated per process) are followed by goroutine as a plain one is:
+/// fan-out and nested fan-out nest under their request.
 #[test]
-fn fan_out_in_a_cgo_binary() {
+fn fan_out_in_cgo_and_pie_binaries() {
     const FAN: usize = 3;
     let env = require_root!();
     skip_unless!(
@@ -263,39 +265,41 @@ fn fan_out_in_a_cgo_binary() {
     );
     let versions = skip_unless!(env, apps::go_versions());
     let (version, go) = versions.first().expect("a Go version");
-    let bin = apps::go_program_cgo(go, version, "fanout")
-        .unwrap_or_else(|e| panic!("building fanout with cgo: {e:#}"));
-    let receiver = receiver();
-    let apps = Fanout::start(&bin, &bin).expect("starting the fan-out servers");
-    let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
-    let agent = start_agent(&env, &receiver, &[front, leaf]);
-    assert_goroutine_tracking(&agent, front);
-    curl_ok(&apps.fanout_url(FAN));
-    curl_ok(&apps.nested_url(FAN));
-    let out = flow::finish_at(&receiver, agent, 2 * (1 + 2 * FAN));
-    for path in ["/fanout", "/nested"] {
-        let trace_of = out
-            .spans
-            .iter()
-            .find(|s| s.pid() == Some(front) && s.attr_str("url.path") == Some(path))
-            .map(|s| s.trace_id.clone())
-            .expect("the front span");
-        let trace: Vec<ReceivedSpan> = out
-            .spans
-            .iter()
-            .filter(|s| s.trace_id == trace_of)
-            .cloned()
-            .collect();
-        let f = fanout::Fanout {
-            front_pid: front,
-            leaf_pid: leaf,
-            front_path: path,
-            call_path: "/leaf",
-            fan: FAN,
-        };
-        check_fanout(&env.test, &format!("cgo {path}"), &trace, &f, 1);
+    for build in [apps::Build::Cgo, apps::Build::Pie] {
+        let bin = apps::go_program_as(go, version, "fanout", build)
+            .unwrap_or_else(|e| panic!("building fanout ({build:?}): {e:#}"));
+        let receiver = receiver();
+        let apps = Fanout::start(&bin, &bin).expect("starting the fan-out servers");
+        let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
+        let agent = start_agent(&env, &receiver, &[front, leaf]);
+        assert_goroutine_tracking(&agent, front);
+        curl_ok(&apps.fanout_url(FAN));
+        curl_ok(&apps.nested_url(FAN));
+        let out = flow::finish_at(&receiver, agent, 2 * (1 + 2 * FAN));
+        for path in ["/fanout", "/nested"] {
+            let trace_of = out
+                .spans
+                .iter()
+                .find(|s| s.pid() == Some(front) && s.attr_str("url.path") == Some(path))
+                .map(|s| s.trace_id.clone())
+                .unwrap_or_else(|| panic!("{build:?}: no {path} span"));
+            let trace: Vec<ReceivedSpan> = out
+                .spans
+                .iter()
+                .filter(|s| s.trace_id == trace_of)
+                .cloned()
+                .collect();
+            let f = fanout::Fanout {
+                front_pid: front,
+                leaf_pid: leaf,
+                front_path: path,
+                call_path: "/leaf",
+                fan: FAN,
+            };
+            check_fanout(&env.test, &format!("{build:?} {path}"), &trace, &f, 1);
+        }
+        out.assert_clean();
     }
-    out.assert_clean();
 }
 
 /// The fan-out program built with the default Go version.

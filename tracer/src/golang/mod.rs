@@ -120,12 +120,17 @@ pub struct GoTarget {
     pub functions: Vec<GoFunction>,
     /// The wanted functions absent (not linked in, or always inlined).
     pub missing_functions: Vec<String>,
-    /// Address of `runtime.allgs`, the goroutine table (`None`: unknown,
-    /// or a PIE binary, whose addresses change per process).
+    /// Link-time address of `runtime.allgs`, the goroutine table (`None`:
+    /// not found).
     pub allgs: Option<u64>,
-    /// Addresses of the [`H2_WRITER_STARTS`] functions present (none for
-    /// PIE binaries, as for `allgs`).
+    /// Link-time addresses of the [`H2_WRITER_STARTS`] functions present.
     pub h2_writers: Vec<u64>,
+    /// Position-independent: the addresses above move by each process's
+    /// load bias (see [`GoTarget::kernel_offsets_at`]).
+    pub pie: bool,
+    /// Link-time address of the start of the file (the PT_LOAD segment at
+    /// file offset 0): where the process's first mapping of it is.
+    pub image_base: u64,
 }
 
 impl GoTarget {
@@ -137,8 +142,24 @@ impl GoTarget {
         &self.source
     }
 
-    /// The offsets as the kernel programs take them; `None` unless every
-    /// one is known.
+    /// The offsets for a process whose first mapping of the executable
+    /// starts at `mapped_at` (only PIE binaries care): addresses relocated
+    /// by the load bias.
+    pub fn kernel_offsets_at(&self, mapped_at: u64) -> Option<tracer_common::GoOffsets> {
+        let mut o = self.kernel_offsets()?;
+        if self.pie {
+            let bias = mapped_at.wrapping_sub(self.image_base);
+            for address in std::iter::once(&mut o.allgs).chain(o.h2_writers.iter_mut()) {
+                if *address != 0 {
+                    *address = address.wrapping_add(bias);
+                }
+            }
+        }
+        Some(o)
+    }
+
+    /// The offsets as the kernel programs take them, addresses as linked;
+    /// `None` unless every one is known.
     pub fn kernel_offsets(&self) -> Option<tracer_common::GoOffsets> {
         let o = &self.offsets;
         o.is_complete().then(|| tracer_common::GoOffsets {
@@ -197,13 +218,15 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         log::debug!("{}: runtime.allgs not found: {e}", path.display());
         None
     });
-    // Link-time addresses mean nothing at run time in a PIE binary.
-    let h2_writers = if allgs.is_some() {
-        let (_, found) = symbols::find(&elf, H2_WRITER_STARTS)?;
-        found.into_iter().flatten().map(|f| f.address).collect()
-    } else {
-        Vec::new()
-    };
+    let (_, found) = symbols::find(&elf, H2_WRITER_STARTS)?;
+    let h2_writers = found.into_iter().flatten().map(|f| f.address).collect();
+    let image_base = elf
+        .segments()
+        .iter()
+        .filter(|s| s.offset == 0)
+        .map(|s| s.address)
+        .min()
+        .unwrap_or(0);
     Ok(Some(GoTarget {
         version: info.go_version,
         stripped: elf.section(".symtab").is_none(),
@@ -214,6 +237,8 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         missing_functions,
         allgs,
         h2_writers,
+        pie: runtime_vars::is_pie(&elf)?,
+        image_base,
     }))
 }
 

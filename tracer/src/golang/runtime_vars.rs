@@ -23,14 +23,16 @@ const ALLGADD: &str = "runtime.allgadd";
 /// ELF e_type of position-independent executables.
 const ET_DYN: u16 = 3;
 
-/// The link-time address of `runtime.allgs`; `None` when it cannot be
-/// told (no `allgadd`, code of another shape) or means nothing at run time
-/// (a PIE binary is loaded at another address).
-pub(crate) fn allgs_address(elf: &Elf) -> Result<Option<u64>, GoError> {
+/// Whether the executable is position-independent: its link-time
+/// addresses then move by the process's load bias.
+pub(crate) fn is_pie(elf: &Elf) -> Result<bool, GoError> {
     let header = elf.read(16, 2)?;
-    if u16::from_le_bytes([header[0], header[1]]) == ET_DYN {
-        return Ok(None);
-    }
+    Ok(u16::from_le_bytes([header[0], header[1]]) == ET_DYN)
+}
+
+/// The link-time address of `runtime.allgs`; `None` when it cannot be
+/// told (no `allgadd`, code of another shape).
+pub(crate) fn allgs_address(elf: &Elf) -> Result<Option<u64>, GoError> {
     let (_, found) = symbols::find(elf, &[ALLGADD])?;
     let Some(Some(allgadd)) = found.into_iter().next() else {
         return Ok(None);

@@ -25,6 +25,7 @@ use tracer_common::{GoOffsets, go_probes, maps};
 
 use crate::{
     golang::{self, GoTarget},
+    process::maps::image_start,
     stats::Stats,
 };
 
@@ -72,7 +73,8 @@ enum Binary {
     /// Go, but it cannot be instrumented (logged once).
     Unsupported,
     Go {
-        offsets: GoOffsets,
+        /// Its offsets are complete (checked when it was inspected).
+        target: Box<GoTarget>,
         /// Entry file offset of each probed function present.
         probes: Vec<(&'static str, &'static str, u64)>,
         /// Attached (processes running it > 0).
@@ -140,7 +142,7 @@ impl State {
             self.remove(pid); // exec'd another program
         }
         let Binary::Go {
-            offsets,
+            target,
             probes,
             attached,
         } = self
@@ -150,7 +152,10 @@ impl State {
         else {
             return;
         };
-        if let Err(e) = self.go_procs.insert(pid, *offsets, 0) {
+        let Some(offsets) = process_offsets(target, &self.proc_root, pid, meta.ino()) else {
+            return;
+        };
+        if let Err(e) = self.go_procs.insert(pid, offsets, 0) {
             warn!("go: cannot register pid {pid}: {e}");
             return;
         }
@@ -177,6 +182,28 @@ impl State {
     }
 }
 
+/// The offsets for process `pid`: a PIE executable's addresses (the
+/// goroutine table, the HTTP/2 writers' start functions) move by where this
+/// process mapped it; when that cannot be read, those are left out (parent
+/// goroutines only) rather than wrong.
+fn process_offsets(target: &GoTarget, proc_root: &Path, pid: u32, inode: u64) -> Option<GoOffsets> {
+    if !target.pie {
+        return target.kernel_offsets();
+    }
+    let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps")).ok();
+    match maps.and_then(|m| image_start(&m, inode)) {
+        Some(start) => target.kernel_offsets_at(start),
+        None => {
+            debug!("go: pid {pid}: PIE image not found in maps: parent goroutines only");
+            target.kernel_offsets().map(|mut o| {
+                o.allgs = 0;
+                o.h2_writers = [0; tracer_common::GO_H2_WRITERS];
+                o
+            })
+        }
+    }
+}
+
 /// What an executable is, for the Go thread.
 fn inspect(exe: &Path, pid: u32) -> Binary {
     let wanted: Vec<&str> = [go_probes::HTTP_ROUND_TRIP]
@@ -185,7 +212,7 @@ fn inspect(exe: &Path, pid: u32) -> Binary {
         .collect();
     match golang::inspect(exe, &wanted) {
         Ok(None) => Binary::NotGo,
-        Ok(Some(target)) => describe(&target, pid),
+        Ok(Some(target)) => describe(target, pid),
         Err(e) => {
             debug!("go: pid {pid}: not inspected: {e}");
             Binary::NotGo
@@ -193,15 +220,15 @@ fn inspect(exe: &Path, pid: u32) -> Binary {
     }
 }
 
-fn describe(target: &GoTarget, pid: u32) -> Binary {
-    let Some(offsets) = target.kernel_offsets() else {
+fn describe(target: GoTarget, pid: u32) -> Binary {
+    if target.kernel_offsets().is_none() {
         warn!(
             "go: pid {pid} ({}): struct offsets unknown ({}): traced by thread, not goroutine",
             target.version,
             target.offsets_source()
         );
         return Binary::Unsupported;
-    };
+    }
     let probes = [go_probes::HTTP_ROUND_TRIP]
         .iter()
         .filter_map(|(program, function)| {
@@ -210,10 +237,11 @@ fn describe(target: &GoTarget, pid: u32) -> Binary {
         })
         .collect::<Vec<_>>();
     info!(
-        "go: pid {pid}: {}{}, offsets from {}, functions from {}, {} of 1 probed functions found, \
-         goroutine table {}",
+        "go: pid {pid}: {}{}{}, offsets from {}, functions from {}, {} of 1 probed functions \
+         found, goroutine table {}",
         target.version,
         if target.stripped { " (stripped)" } else { "" },
+        if target.pie { " (PIE)" } else { "" },
         target.offsets_source(),
         target.symbols,
         probes.len(),
@@ -223,7 +251,7 @@ fn describe(target: &GoTarget, pid: u32) -> Binary {
         }
     );
     Binary::Go {
-        offsets,
+        target: Box::new(target),
         probes,
         attached: false,
     }

@@ -95,6 +95,60 @@ fn check_fanout(
     stats
 }
 
+/// A front and a leaf of `bin`, the agent on both, then one
+/// `/fanout?n=<fan>` and one `/nested?n=<fan>`: each request's trace
+/// checked with [`check_fanout`] (one front span, `fan` calls under it,
+/// one downstream span under each call). Returns the outcome, the front
+/// and leaf pids, and the two traces.
+fn fan_out_and_nested(
+    env: &TestEnv,
+    bin: &std::path::Path,
+    fan: usize,
+    what: &str,
+) -> (flow::Outcome, u32, u32, Vec<Vec<ReceivedSpan>>) {
+    let receiver = receiver();
+    let apps = Fanout::start(bin, bin).expect("starting the fan-out servers");
+    let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
+    let agent = start_agent(env, &receiver, &[front, leaf]);
+    assert_goroutine_tracking(&agent, front);
+    curl_ok(&apps.fanout_url(fan));
+    curl_ok(&apps.nested_url(fan));
+    let out = flow::finish_at(&receiver, agent, 2 * (1 + 2 * fan));
+    let traces = ["/fanout", "/nested"]
+        .into_iter()
+        .map(|path| {
+            // The two requests are separate traces: check each alone.
+            let front_trace = out
+                .spans
+                .iter()
+                .find(|s| s.pid() == Some(front) && s.attr_str("url.path") == Some(path))
+                .map(|s| s.trace_id.clone())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{what}: no {path} span:\n{}",
+                        integration_tests::otlp_receiver::dump(&out.spans)
+                    )
+                });
+            let trace: Vec<ReceivedSpan> = out
+                .spans
+                .iter()
+                .filter(|s| s.trace_id == front_trace)
+                .cloned()
+                .collect();
+            let f = fanout::Fanout {
+                front_pid: front,
+                leaf_pid: leaf,
+                front_path: path,
+                call_path: "/leaf",
+                fan,
+            };
+            check_fanout(&env.test, &format!("{what} {path}"), &trace, &f, 1);
+            trace
+        })
+        .collect();
+    (out, front, leaf, traces)
+}
+
 /// Every Go version under test, stripped and not: one request fanning out
 /// to 5 goroutines and one through goroutines that make no syscall
 /// (nested), each call the child of the request, each downstream server
@@ -109,41 +163,8 @@ fn fan_out_to_goroutines_every_go_version_stripped_or_not() {
             let what = format!("Go {version}{}", if stripped { " stripped" } else { "" });
             let bin = apps::go_program(go, version, "fanout", stripped)
                 .unwrap_or_else(|e| panic!("building fanout with {what}: {e:#}"));
-            let receiver = receiver();
-            let apps = Fanout::start(&bin, &bin).expect("starting the fan-out servers");
-            let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
-            let agent = start_agent(&env, &receiver, &[front, leaf]);
-            assert_goroutine_tracking(&agent, front);
-            curl_ok(&apps.fanout_url(FAN));
-            curl_ok(&apps.nested_url(FAN));
-            let out = flow::finish_at(&receiver, agent, 2 * (1 + 2 * FAN));
-            for path in ["/fanout", "/nested"] {
-                let f = fanout::Fanout {
-                    front_pid: front,
-                    leaf_pid: leaf,
-                    front_path: path,
-                    call_path: "/leaf",
-                    fan: FAN,
-                };
-                // The two requests are separate traces: check each alone.
-                let front_trace = out
-                    .spans
-                    .iter()
-                    .find(|s| s.pid() == Some(front) && s.attr_str("url.path") == Some(path))
-                    .map(|s| s.trace_id.clone())
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "{what}: no {path} span:\n{}",
-                            integration_tests::otlp_receiver::dump(&out.spans)
-                        )
-                    });
-                let trace: Vec<ReceivedSpan> = out
-                    .spans
-                    .iter()
-                    .filter(|s| s.trace_id == front_trace)
-                    .cloned()
-                    .collect();
-                check_fanout(&env.test, &format!("{what} {path}"), &trace, &f, 1);
+            let (out, front, leaf, traces) = fan_out_and_nested(&env, &bin, FAN, &what);
+            for trace in &traces {
                 for call in trace
                     .iter()
                     .filter(|s| s.pid() == Some(front) && s.kind == "CLIENT")
@@ -268,36 +289,7 @@ fn fan_out_in_cgo_and_pie_binaries() {
     for build in [apps::Build::Cgo, apps::Build::Pie] {
         let bin = apps::go_program_as(go, version, "fanout", build)
             .unwrap_or_else(|e| panic!("building fanout ({build:?}): {e:#}"));
-        let receiver = receiver();
-        let apps = Fanout::start(&bin, &bin).expect("starting the fan-out servers");
-        let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
-        let agent = start_agent(&env, &receiver, &[front, leaf]);
-        assert_goroutine_tracking(&agent, front);
-        curl_ok(&apps.fanout_url(FAN));
-        curl_ok(&apps.nested_url(FAN));
-        let out = flow::finish_at(&receiver, agent, 2 * (1 + 2 * FAN));
-        for path in ["/fanout", "/nested"] {
-            let trace_of = out
-                .spans
-                .iter()
-                .find(|s| s.pid() == Some(front) && s.attr_str("url.path") == Some(path))
-                .map(|s| s.trace_id.clone())
-                .unwrap_or_else(|| panic!("{build:?}: no {path} span"));
-            let trace: Vec<ReceivedSpan> = out
-                .spans
-                .iter()
-                .filter(|s| s.trace_id == trace_of)
-                .cloned()
-                .collect();
-            let f = fanout::Fanout {
-                front_pid: front,
-                leaf_pid: leaf,
-                front_path: path,
-                call_path: "/leaf",
-                fan: FAN,
-            };
-            check_fanout(&env.test, &format!("{build:?} {path}"), &trace, &f, 1);
-        }
+        let (out, ..) = fan_out_and_nested(&env, &bin, FAN, &format!("{build:?}"));
         out.assert_clean();
     }
 }

@@ -114,7 +114,7 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
             unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_CONTEXT) };
         } else if cfg.inject != 0
             && info.role == role::CONNECTED
-            && http2_request_head(info, tgid, fd, src, len, args)
+            && http2_request_head(info, src, len, args)
         {
             // Does not return when it works: `client_h2` stores the args.
             // SAFETY: as above.
@@ -181,37 +181,12 @@ fn stage_request_head(cfg: &Config, src: u64, len: u64) -> bool {
     true
 }
 
-/// On a client socket: mark it when the write starts with the HTTP/2
-/// preface; on a marked one, say whether the write starts with a HEADERS
-/// frame sk_msg can add `traceparent` to (then `args` says where;
-/// `client_h2` still looks whether the app sent its own).
+/// On a client socket marked HTTP/2 (`mark_http2`, when its preface went
+/// out), say whether the write starts with a HEADERS frame sk_msg can add
+/// `traceparent` to (then `args` says where; `client_h2` still looks
+/// whether the app sent its own).
 #[inline(always)]
-fn http2_request_head(
-    info: &SockInfo,
-    tgid: u32,
-    fd: u32,
-    src: u64,
-    len: u64,
-    args: &mut SyscallArgs,
-) -> bool {
-    if info.http2 == http2::SOCK_NONE {
-        if len < http2::PREFACE.len() as u64 {
-            return false;
-        }
-        // SAFETY: user pointer checked by the helper.
-        let Ok(first) = (unsafe { bpf_probe_read_user(src as *const [u64; 3]) }) else {
-            return false;
-        };
-        // SAFETY: plain bytes reinterpreted as words.
-        let preface: [u64; 3] = unsafe { core::mem::transmute(*http2::PREFACE) };
-        if first == preface
-            && let Some(entry) = SOCKS.get_ptr_mut(sock_key(tgid, fd))
-        {
-            // SAFETY: a live entry of this process's socket.
-            unsafe { (*entry).http2 = http2::SOCK_INJECT };
-        }
-        return false;
-    }
+fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArgs) -> bool {
     if info.http2 != http2::SOCK_INJECT {
         return false;
     }
@@ -458,7 +433,7 @@ fn emit_data(
 /// thread's request; the event is sent.
 #[tracepoint]
 pub fn classify(ctx: TracePointContext) -> u32 {
-    let (Some(scratch), Some(args)) = (SCRATCH.get_ptr(0), ARGS_BUF.get_ptr(0)) else {
+    let (Some(scratch), Some(args)) = (SCRATCH.get_ptr_mut(0), ARGS_BUF.get_ptr(0)) else {
         return 0;
     };
     // SAFETY: this CPU's slots, filled by the caller.
@@ -473,8 +448,13 @@ pub fn classify(ctx: TracePointContext) -> u32 {
         ev.payload[6],
         ev.payload[7],
     ];
-    if first == PREFACE_START {
+    if first == PREFACE_START && is_preface(ev) {
         mark_http2(ev.pid, ev.fd, op);
+        // This event was captured before the socket was known to be
+        // HTTP/2: the preface often arrives with the first requests'
+        // frames, whose headers must not fall beyond the capture.
+        // SAFETY: this CPU's scratch and args, as above.
+        unsafe { recapture(&mut (*scratch).event, &*args) };
     }
     if op == op::READ && is_request_start(&first) {
         // Does not return when it works: `server_context` sends the event.
@@ -490,11 +470,42 @@ pub fn classify(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Copy the payload again, as much as an HTTP/2 socket gets (single-buffer
+/// syscalls; vectored ones keep what they had).
+#[inline(always)]
+fn recapture(ev: &mut tracer_common::DataEvent, args: &SyscallArgs) {
+    if args.buf == 0 || args.iovcnt != 0 || ev.total_len <= ev.cap_len as u64 {
+        return;
+    }
+    let n = bounded(ev.total_len);
+    if n > 0 && copy_user(ev.payload.as_mut_ptr(), args.buf, n) {
+        ev.cap_len = n as u32;
+    }
+}
+
 /// The first 8 bytes of the HTTP/2 connection preface.
 const PREFACE_START: [u8; 8] = *b"PRI * HT";
 
-/// The preface went by on this socket: it speaks HTTP/2 from now on (the
-/// client end is marked for injection at sys_enter when that is on).
+/// Whether the event's payload starts with the whole 24-byte preface.
+#[inline(always)]
+fn is_preface(ev: &tracer_common::DataEvent) -> bool {
+    if (ev.cap_len as usize) < http2::PREFACE.len() {
+        return false;
+    }
+    // SAFETY: plain bytes reinterpreted as words; 24 <= MAX_CAPTURE.
+    let (got, want): ([u64; 3], [u64; 3]) = unsafe {
+        (
+            core::ptr::read_unaligned(ev.payload.as_ptr() as *const [u64; 3]),
+            core::mem::transmute(*http2::PREFACE),
+        )
+    };
+    got == want
+}
+
+/// The preface went by on this socket (seen at sys_exit, once per
+/// connection): it speaks HTTP/2 from now on. The client end's later
+/// HEADERS frames are injected (when that is on); both ends are captured
+/// in full.
 #[inline(always)]
 fn mark_http2(tgid: u32, fd: u32, op: u8) {
     if let Some(entry) = SOCKS.get_ptr_mut(sock_key(tgid, fd)) {

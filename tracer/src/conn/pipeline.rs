@@ -268,6 +268,27 @@ impl<S: SpanSink> SpanMaker<S> {
         }
     }
 
+    /// Keep a client stream's ids for the server end on this host to find
+    /// (see `stitch`).
+    fn remember_client(
+        &mut self,
+        key: Option<StreamKey>,
+        identity: &SpanIdentity,
+        started: &Started,
+    ) {
+        let Some(key) = key else { return };
+        let remembered = ClientStream {
+            trace_id: identity.trace_id,
+            span_id: identity.span_id,
+            sampled: identity.sampled,
+            fingerprint: stitch::fingerprint(&started.request),
+            request_start: started.request_start,
+        };
+        if self.stitch.insert(key, remembered, self.now) {
+            Stats::inc(&self.stats.http2_stitch_evicted);
+        }
+    }
+
     /// Hand a built span to the exporter (counted either way).
     fn send(&mut self, span: SpanRecord) {
         Stats::inc(&self.stats.spans_created);
@@ -341,35 +362,13 @@ impl<S: SpanSink> SpanMaker<S> {
             // for its roots. Remembered for stitching too, should the
             // server end not see the header (injection failed).
             identity.sampled = sample(&mut self.sampling, &identity, true);
-            if let Some(key) = key {
-                let remembered = ClientStream {
-                    trace_id: identity.trace_id,
-                    span_id: identity.span_id,
-                    sampled: identity.sampled,
-                    fingerprint: stitch::fingerprint(&started.request),
-                    request_start: started.request_start,
-                };
-                if self.stitch.insert(key, remembered, self.now) {
-                    Stats::inc(&self.stats.http2_stitch_evicted);
-                }
-            }
+            self.remember_client(key, &identity, &started);
         } else if identity.source != ParentSource::None {
             // The request's own context (the server will read the same).
             identity.sampled = sample(&mut self.sampling, &identity, false);
         } else if client {
             identity.sampled = sample(&mut self.sampling, &identity, false);
-            if let Some(key) = key {
-                let remembered = ClientStream {
-                    trace_id: identity.trace_id,
-                    span_id: identity.span_id,
-                    sampled: identity.sampled,
-                    fingerprint: stitch::fingerprint(&started.request),
-                    request_start: started.request_start,
-                };
-                if self.stitch.insert(key, remembered, self.now) {
-                    Stats::inc(&self.stats.http2_stitch_evicted);
-                }
-            }
+            self.remember_client(key, &identity, &started);
         } else if let Some(key) = key {
             let fingerprint = stitch::fingerprint(&started.request);
             match self

@@ -39,6 +39,13 @@ pub mod go_probes {
     /// writer goroutine; the only uprobe hit of a Go client call.
     pub const HTTP_ROUND_TRIP: (&str, &str) =
         ("go_http_round_trip", "net/http.(*persistConn).roundTrip");
+    /// grpc-go's `internal/transport.(*http2Client).NewStream`, probed on
+    /// its RET instructions: runs in the goroutine making a gRPC call once
+    /// the call's stream has its id; the only uprobe hit of a gRPC call.
+    pub const GRPC_NEW_STREAM: (&str, &str) = (
+        "go_grpc_new_stream",
+        "google.golang.org/grpc/internal/transport.(*http2Client).NewStream",
+    );
 }
 
 /// Slots of the TAIL_CALLS program array: the trace-context work runs in
@@ -97,7 +104,17 @@ pub mod counter {
     pub const GO_NO_GOROUTINE: u32 = 8;
     /// Go client calls whose connection could not be read at the uprobe.
     pub const GO_HANDOFF_FAILED: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// HEADERS frames in a write beyond `http2::MAX_HEADS`: their requests
+    /// get no kernel context and no `traceparent`.
+    pub const H2_HEADS_UNTRACED: u32 = 10;
+    /// A gRPC stream's caller could not be recorded (the stream or its
+    /// connection could not be read).
+    pub const GO_GRPC_STREAM_FAILED: u32 = 11;
+    /// A gRPC call whose HEADERS frame the connection's writer goroutine
+    /// sent before the call's uprobe recorded its caller: that client span
+    /// starts a new trace.
+    pub const GO_GRPC_STREAM_LATE: u32 = 12;
+    pub const COUNT: u32 = 13;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.
@@ -106,6 +123,9 @@ pub mod kind {
     pub const CLOSE: u8 = 2;
     pub const EXEC: u8 = 3;
     pub const EXIT: u8 = 4;
+    /// The contexts of the HTTP/2 requests a write starts
+    /// (`H2HeadsEvent`), sent just before that write's data event.
+    pub const H2_HEADS: u8 = 5;
 }
 
 /// Direction of a data event as the traced process sees it.
@@ -229,12 +249,13 @@ pub struct SyscallArgs {
     pub fd: u32,
     pub iovcnt: u32,
     pub op: u8,
-    /// 1 when `inject_at` is the end of the header block of the first HTTP/2
-    /// HEADERS frame of the write (`http2::first_headers`).
+    /// 1 when the write starts HTTP/2 requests: their HEADERS frames and
+    /// contexts are in H2_HEADS (`http2::headers_frames`); 2 once sk_msg
+    /// has been through them.
     pub http2: u8,
     pub _pad: [u8; 2],
-    /// With `http2`: the offset of that HEADERS frame (other frames, such
-    /// as a PING ack or WINDOW_UPDATE, may come first in the write).
+    /// With `http2`: the offset of the first of those HEADERS frames (other
+    /// frames, such as a PING ack or WINDOW_UPDATE, may come first).
     pub http2_frame_at: u32,
     /// For a write that starts a client request: the context chosen for it
     /// (sk_msg reads it to write the header).
@@ -246,6 +267,53 @@ pub struct SyscallArgs {
     /// the request it serves: sk_msg overwrites it in place. 0: none.
     pub overwrite_at: u32,
 }
+
+/// One HTTP/2 request a write starts: where its HEADERS frame is, and the
+/// context chosen for it (`ctx.injected` once sk_msg added `traceparent`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct H2Head {
+    pub stream_id: u32,
+    /// Offset of the frame in the write.
+    pub frame_at: u32,
+    /// Offset just past its header block, where the field goes.
+    pub block_end: u32,
+    pub _pad: u32,
+    pub ctx: TraceCtx,
+}
+
+/// The HTTP/2 requests one write starts (`kind::H2_HEADS`): built at
+/// sys_enter, completed by sk_msg, sent at sys_exit before the data event.
+/// On the wire only the first `H2_HEADS_HEADER_LEN + count * size_of
+/// H2Head` bytes are sent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct H2HeadsEvent {
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    pub pid: u32,
+    pub fd: u32,
+    /// Valid entries of `heads`.
+    pub count: u32,
+    pub sock_id: u64,
+    pub heads: [H2Head; http2::MAX_HEADS],
+}
+
+impl Default for H2HeadsEvent {
+    fn default() -> Self {
+        Self {
+            kind: 0,
+            _pad: [0; 3],
+            pid: 0,
+            fd: 0,
+            count: 0,
+            sock_id: 0,
+            heads: [H2Head::default(); http2::MAX_HEADS],
+        }
+    }
+}
+
+pub const H2_HEADS_HEADER_LEN: usize = core::mem::offset_of!(H2HeadsEvent, heads);
 
 /// Length of the line sk_msg inserts:
 /// `traceparent: 00-<32 hex>-<16 hex>-<2 hex>\r\n`.
@@ -302,8 +370,13 @@ pub mod http2 {
         if ok { Some((len, stream)) } else { None }
     }
 
-    /// Frames looked at, from the start of a write, for its first HEADERS.
-    pub const MAX_FRAMES: usize = 4;
+    /// Frames looked at, from the start of a write, for HEADERS frames (a
+    /// gRPC client's writer batches several calls' HEADERS and DATA).
+    pub const MAX_FRAMES: usize = 512;
+    /// HEADERS frames of one write that get a context (and `traceparent`);
+    /// more are counted (`counter::H2_HEADS_UNTRACED`). A power of two
+    /// (the kernel masks indices with it).
+    pub const MAX_HEADS: usize = 64;
 
     /// The 24-bit payload length of a frame header.
     #[inline(always)]
@@ -311,35 +384,59 @@ pub mod http2 {
         (h[0] as u32) << 16 | (h[1] as u32) << 8 | h[2] as u32
     }
 
-    /// The first HEADERS frame of a write of `len` bytes whose frame
-    /// headers `header_at(offset)` reads: `(offset, payload length, stream
-    /// id)` when it is within the first `MAX_FRAMES` frames, wholly within
-    /// the `len` bytes, and `injectable_headers`.
-    #[inline(always)]
-    pub fn first_headers(
+    /// The HEADERS frames sk_msg may add `traceparent` to in a write of
+    /// `len` bytes whose frame headers `header_at(offset)` reads, within its
+    /// first `MAX_FRAMES` frames: `found(offset, payload length, stream id)`
+    /// for each that is wholly within the `len` bytes and
+    /// `injectable_headers`, until it returns false. The walk stops at a
+    /// frame that cannot be read or is longer than the default maximum.
+    pub fn headers_frames(
         len: u64,
         mut header_at: impl FnMut(u32) -> Option<[u8; 9]>,
-    ) -> Option<(u32, u32, u32)> {
+        mut found: impl FnMut(u32, u32, u32) -> bool,
+    ) {
         let mut at: u32 = 0;
         for _ in 0..MAX_FRAMES {
             if at as u64 + FRAME_HEADER_LEN as u64 > len {
-                return None;
+                return;
             }
-            let h = header_at(at)?;
-            if h[3] == TYPE_HEADERS {
-                let (n, stream) = injectable_headers(&h)?;
-                if (at + FRAME_HEADER_LEN + n) as u64 > len {
-                    return None;
+            let Some(h) = header_at(at) else { return };
+            match next_frame(at, len, &h) {
+                Frame::End => return,
+                Frame::Other { next } => at = next,
+                Frame::Headers { n, stream, next } => {
+                    if !found(at, n, stream) {
+                        return;
+                    }
+                    at = next;
                 }
-                return Some((at, n, stream));
             }
-            let n = frame_len(&h);
-            if n > DEFAULT_MAX_FRAME_SIZE {
-                return None;
-            }
-            at += FRAME_HEADER_LEN + n;
         }
-        None
+    }
+
+    /// One step of `headers_frames` (the kernel takes them in a bpf_loop).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Frame {
+        /// The walk ends here.
+        End,
+        /// A frame to pass over; the next starts at `next`.
+        Other { next: u32 },
+        /// A HEADERS frame to add `traceparent` to, with `n` payload bytes.
+        Headers { n: u32, stream: u32, next: u32 },
+    }
+
+    /// The frame at `at` of a write of `len` bytes, whose header is `h`.
+    #[inline(always)]
+    pub fn next_frame(at: u32, len: u64, h: &[u8; 9]) -> Frame {
+        let n = frame_len(h);
+        if n > DEFAULT_MAX_FRAME_SIZE {
+            return Frame::End;
+        }
+        let next = at + FRAME_HEADER_LEN + n;
+        match injectable_headers(h) {
+            Some((n, stream)) if next as u64 <= len => Frame::Headers { n, stream, next },
+            _ => Frame::Other { next },
+        }
     }
 
     /// The HPACK Huffman code (RFC 7541 Appendix B) of `traceparent`: 59
@@ -478,34 +575,80 @@ pub mod http2 {
             out
         }
 
-        fn find(bytes: &[u8]) -> Option<(u32, u32, u32)> {
-            first_headers(bytes.len() as u64, |at| {
-                bytes.get(at as usize..at as usize + 9)?.try_into().ok()
-            })
+        fn find_all(bytes: &[u8], limit: usize) -> Vec<(u32, u32, u32)> {
+            let mut out = Vec::new();
+            headers_frames(
+                bytes.len() as u64,
+                |at| bytes.get(at as usize..at as usize + 9)?.try_into().ok(),
+                |at, n, stream| {
+                    out.push((at, n, stream));
+                    out.len() < limit
+                },
+            );
+            out
+        }
+
+        fn find(bytes: &[u8]) -> Vec<(u32, u32, u32)> {
+            find_all(bytes, MAX_HEADS)
         }
 
         #[test]
-        fn first_headers_skips_a_few_other_frames() {
+        fn headers_frames_skips_other_frames() {
             let eh = FLAG_END_HEADERS;
             let hdrs = header(16, 1, eh, 3);
             let data = header(9, 0, 1, 3);
             let ping_ack = header(8, 6, 1, 0);
             let window = header(4, 8, 0, 0);
-            assert_eq!(find(&frames(&[hdrs, data], &[16, 9])), Some((0, 16, 3)));
+            assert_eq!(find(&frames(&[hdrs, data], &[16, 9])), [(0, 16, 3)]);
             assert_eq!(
                 find(&frames(&[ping_ack, window, hdrs, data], &[8, 4, 16, 9])),
-                Some((30, 16, 3))
+                [(30, 16, 3)]
             );
-            // Only the first HEADERS counts.
-            assert_eq!(find(&frames(&[header(16, 1, 0, 5), hdrs], &[16, 16])), None);
-            // Too far in, or cut short.
-            let many = [window, window, window, window, hdrs];
-            assert_eq!(find(&frames(&many, &[4, 4, 4, 4, 16])), None);
+            // A HEADERS frame that cannot grow is passed over.
+            assert_eq!(
+                find(&frames(&[header(16, 1, 0, 5), hdrs], &[16, 16])),
+                [(25, 16, 3)]
+            );
+            // Cut short, or none.
             let bytes = frames(&[window, hdrs], &[4, 16]);
-            assert_eq!(find(&bytes[..bytes.len() - 1]), None);
-            assert_eq!(find(&bytes[..20]), None);
-            assert_eq!(find(&frames(&[data], &[9])), None);
-            assert_eq!(find(&[]), None);
+            assert_eq!(find(&bytes[..bytes.len() - 1]), []);
+            assert_eq!(find(&bytes[..20]), []);
+            assert_eq!(find(&frames(&[data], &[9])), []);
+            assert_eq!(find(&[]), []);
+            // A frame longer than the default maximum ends the walk.
+            let huge = header(DEFAULT_MAX_FRAME_SIZE + 1, 0, 0, 1);
+            assert_eq!(find(&frames(&[huge, hdrs], &[0, 16])), []);
+        }
+
+        /// A gRPC client's writer batches calls: HEADERS and DATA of
+        /// several streams in one write, each HEADERS found.
+        #[test]
+        fn headers_frames_finds_every_call_of_a_batch() {
+            let eh = FLAG_END_HEADERS;
+            let mut list = Vec::new();
+            let mut lens = Vec::new();
+            for stream in [1, 3, 5, 7, 9] {
+                list.push(header(15, 1, eh, stream));
+                lens.push(15);
+                list.push(header(18, 0, 0, stream));
+                lens.push(18);
+            }
+            let bytes = frames(&list, &lens);
+            let found = find(&bytes);
+            assert_eq!(
+                found.iter().map(|f| f.2).collect::<Vec<_>>(),
+                [1, 3, 5, 7, 9]
+            );
+            assert_eq!(found[1], (9 + 15 + 9 + 18, 15, 3));
+            // `found` says when to stop.
+            assert_eq!(find_all(&bytes, 2).len(), 2);
+            // Only the first MAX_FRAMES frames are looked at.
+            let windows = vec![header(4, 8, 0, 0); MAX_FRAMES];
+            let mut list2 = windows.clone();
+            list2.push(header(15, 1, eh, 1));
+            let mut lens2 = vec![4; MAX_FRAMES];
+            lens2.push(15);
+            assert_eq!(find(&frames(&list2, &lens2)), []);
         }
 
         #[test]
@@ -747,6 +890,12 @@ pub struct GoOffsets {
     /// Address of runtime.allgs (a []*g), to find the ancestors of a
     /// goroutine whose parent made no syscall; 0 when unknown.
     pub allgs: u64,
+    /// grpc-go: internal/transport.Stream.id, .ct (its *http2Client), and
+    /// http2Client.conn (a net.Conn interface); ct 0: not a gRPC client.
+    pub grpc_stream_id: u32,
+    pub grpc_stream_ct: u32,
+    pub grpc_client_conn: u32,
+    pub _pad: u32,
     /// Start functions of the goroutines an HTTP/2 client starts per
     /// request to write it (`go cs.doRequest(...)` in net/http's bundled
     /// http2 and golang.org/x/net/http2): such a writer's whole ancestry is

@@ -199,13 +199,12 @@ fn child_of(cfg: &Config, thread: Option<ThreadCtx>, ctx: &mut TraceCtx) {
     }
 }
 
-/// Context for the HTTP/2 client request `args` is about to send (sk_msg
-/// adds it to the HEADERS frame at `args.inject_at`), into `args.ctx`: the
-/// child of `thread`'s request, else a new trace. No CLIENT_CTX entry: the
-/// server end reads the header.
+/// Context for an HTTP/2 client request a write is about to send (sk_msg
+/// adds it to the request's HEADERS frame), into `ctx`: the child of
+/// `thread`'s request, else a new trace. No CLIENT_CTX entry: the server
+/// end reads the header.
 #[inline(always)]
-pub fn client_request_http2(cfg: &Config, thread: Option<ThreadCtx>, args: &mut SyscallArgs) {
-    let ctx = &mut args.ctx;
+pub fn client_request_http2(cfg: &Config, thread: Option<ThreadCtx>, ctx: &mut TraceCtx) {
     *ctx = TraceCtx {
         valid: 1,
         ..TraceCtx::default()

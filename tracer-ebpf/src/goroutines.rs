@@ -2,9 +2,11 @@
 //! tracepoint the running goroutine is read from the thread's TLS (`g` at
 //! fsbase-8) with no uprobe, so a Go server's request context is kept per
 //! goroutine, and a client call finds it in its own goroutine or in the one
-//! that started it (`g.parentGoid`). One uprobe, where net/http hands a
-//! client request to the connection's writer goroutine, carries the
-//! caller's context over to the goroutine that writes the bytes.
+//! that started it (`g.parentGoid`). One uprobe per client call carries the
+//! caller's context over to the goroutine that writes the bytes: where
+//! net/http hands an HTTP/1 request to the connection's writer goroutine,
+//! and where grpc-go has given a call its stream id and queued its HEADERS
+//! frame for the connection's writer.
 use aya_ebpf::{
     helpers::generated::bpf_loop,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns},
@@ -17,7 +19,7 @@ use tracer_common::{Config, GoOffsets, ThreadCtx, counter, ctx_source, go_actor}
 
 use crate::{
     context::fresh_request,
-    maps::{config, count, process_wanted},
+    maps::{SOCKS, config, count, process_wanted},
     sockets::sock_key,
 };
 
@@ -300,14 +302,27 @@ pub fn go_http_round_trip(ctx: ProbeContext) -> u32 {
     };
     // SAFETY: the probe's registers.
     let (pc, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
-    let Some(fd) = conn_fd(&off, pc) else {
+    let fd = match pc {
+        0 => None,
+        pc => conn_fd(&off, pc + off.persist_conn_conn as u64),
+    };
+    let Some(fd) = fd else {
         count(counter::GO_HANDOFF_FAILED, 1);
         return 0;
     };
+    let handed = caller_request(&off, tgid, g);
+    let _ = GO_HANDOFF.insert(sock_key(tgid, fd), handed, 0);
+    0
+}
+
+/// The request of the goroutine `g` (its ancestry's), stamped now; an
+/// entry with `ctx.valid == 0` when it has none.
+#[inline(always)]
+fn caller_request(off: &GoOffsets, tgid: u32, g: u64) -> ThreadCtx {
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let handed = goroutine_of(&off, g)
-        .and_then(|g| request_of_ancestry(&off, tgid, g, now))
+    goroutine_of(off, g)
+        .and_then(|g| request_of_ancestry(off, tgid, g, now))
         .map(|mut t| {
             t.ts = now;
             t
@@ -316,21 +331,127 @@ pub fn go_http_round_trip(ctx: ProbeContext) -> u32 {
             ts: now,
             tgid,
             ..ThreadCtx::default()
-        });
-    let _ = GO_HANDOFF.insert(sock_key(tgid, fd), handed, 0);
+        })
+}
+
+/// A stream of a connection: the socket (`SockInfo::sock_id`, never
+/// reused, unlike fds) and the stream id.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StreamKey {
+    sock_id: u64,
+    stream: u32,
+    _pad: u32,
+}
+
+/// (socket, stream id) → the request context of the goroutine that made
+/// the gRPC call (`ctx.valid == 0`: none), for the write of its HEADERS
+/// frame by the connection's writer goroutine. Also a tombstone
+/// (`pending == STREAM_WRITTEN`) where that write came first.
+#[map]
+pub static GO_GRPC_STREAMS: LruHashMap<StreamKey, ThreadCtx> =
+    LruHashMap::with_max_entries(16384, 0);
+
+/// `ThreadCtx::pending` of a tombstone: the stream's HEADERS went out
+/// before its caller was recorded.
+const STREAM_WRITTEN: u32 = u32::MAX;
+
+/// The request of whoever made the gRPC call that opened `stream` on the
+/// socket `sock_id` of Go process `tgid`: `Some(None)` when that caller
+/// had none; `None` when no caller was recorded: not a gRPC call, or the
+/// connection's writer sent the HEADERS frame before the call's uprobe ran
+/// (the uprobe then counts it).
+#[inline(always)]
+pub fn stream_caller(tgid: u32, sock_id: u64, stream: u32, now: u64) -> Option<Option<ThreadCtx>> {
+    // SAFETY: copied out at once.
+    let off = unsafe { GO_PROCS.get(tgid) }?;
+    if off.grpc_stream_ct == 0 {
+        return None;
+    }
+    let key = StreamKey {
+        sock_id,
+        stream,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    let Some(h) = (unsafe { GO_GRPC_STREAMS.get(&key) }).copied() else {
+        let written = ThreadCtx {
+            ts: now,
+            pending: STREAM_WRITTEN,
+            ..ThreadCtx::default()
+        };
+        let _ = GO_GRPC_STREAMS.insert(&key, &written, 0);
+        return None;
+    };
+    let _ = GO_GRPC_STREAMS.remove(&key);
+    if now.saturating_sub(h.ts) >= HANDOFF_MAX_AGE_NS {
+        return None;
+    }
+    Some((h.ctx.valid != 0).then_some(h))
+}
+
+/// The returns of grpc-go's `internal/transport.(*http2Client).NewStream`,
+/// in the goroutine making the call, once the stream has its id and its
+/// HEADERS frame is queued for the connection's writer goroutine: record
+/// the caller's request under (fd, stream id). The result `*Stream` is in
+/// RAX (nil on error), `g` in R14.
+#[uprobe]
+pub fn go_grpc_new_stream(ctx: ProbeContext) -> u32 {
+    let Some(cfg) = config() else { return 0 };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if !process_wanted(cfg, tgid) {
+        return 0;
+    }
+    // SAFETY: copied out at once.
+    let Some(off) = (unsafe { GO_PROCS.get(tgid) }).copied() else {
+        return 0;
+    };
+    // SAFETY: the probe's registers.
+    let (s, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
+    if s == 0 || off.grpc_stream_ct == 0 {
+        return 0;
+    }
+    let stream: u32 = user(s + off.grpc_stream_id as u64).unwrap_or(0);
+    let transport: u64 = user(s + off.grpc_stream_ct as u64).unwrap_or(0);
+    let fd = match transport {
+        0 => None,
+        t => conn_fd(&off, t + off.grpc_client_conn as u64),
+    };
+    // SAFETY: copied out at once.
+    let sock_id = fd
+        .filter(|_| stream & 1 == 1)
+        .and_then(|fd| unsafe { SOCKS.get(sock_key(tgid, fd)) }.map(|i| i.sock_id));
+    let Some(sock_id) = sock_id else {
+        count(counter::GO_GRPC_STREAM_FAILED, 1);
+        return 0;
+    };
+    let key = StreamKey {
+        sock_id,
+        stream,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    if let Some(t) = unsafe { GO_GRPC_STREAMS.get(&key) }.copied()
+        && t.pending == STREAM_WRITTEN
+    {
+        // The writer goroutine was quicker: that call has no parent.
+        let _ = GO_GRPC_STREAMS.remove(&key);
+        count(counter::GO_GRPC_STREAM_LATE, 1);
+        return 0;
+    }
+    let _ = GO_GRPC_STREAMS.insert(&key, caller_request(&off, tgid, g), 0);
     0
 }
 
-/// The socket fd behind `persistConn.conn` when it is a plain TCP
-/// connection (`*net.TCPConn`): conn.fd.pfd.Sysfd, trusted only if
-/// netFD.net reads "tcp…" (a TLS connection's data word points elsewhere).
+/// The socket fd behind the net.Conn interface at `iface` when it is a
+/// plain TCP connection (`*net.TCPConn`): conn.fd.pfd.Sysfd, trusted only
+/// if netFD.net reads "tcp…" (a TLS connection's data word points
+/// elsewhere).
 #[inline(always)]
-fn conn_fd(off: &GoOffsets, pc: u64) -> Option<u32> {
-    if pc == 0 {
-        return None;
-    }
+fn conn_fd(off: &GoOffsets, iface: u64) -> Option<u32> {
     // The interface's data word follows its type word.
-    let data: u64 = user(pc + off.persist_conn_conn as u64 + 8)?;
+    let data: u64 = user(iface + 8)?;
     if data == 0 {
         return None;
     }

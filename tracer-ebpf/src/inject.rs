@@ -13,9 +13,9 @@ use aya_ebpf::{
     maps::{LruHashMap, SockHash},
     programs::{SkMsgContext, SockOpsContext},
 };
-use tracer_common::{TRACEPARENT_LINE_LEN, counter, http2, op};
+use tracer_common::{TRACEPARENT_LINE_LEN, TraceCtx, counter, http2, op};
 
-use crate::maps::{ARGS, TRACED_PORTS, config, count, process_wanted};
+use crate::maps::{ARGS, H2_HEADS, TRACED_PORTS, config, count, process_wanted};
 
 /// Client sockets of traced processes, by socket cookie, between connect()
 /// and the handshake's end (when they can join the SockHash).
@@ -29,8 +29,8 @@ pub static SOCKHASH: SockHash<u64> = SockHash::with_max_entries(65536, 0);
 /// Longest request line the header can follow.
 const MAX_LINE: u32 = 1024;
 const HEX: &[u8; 16] = b"0123456789abcdef";
-/// Furthest a HEADERS frame may start in a write (`http2::first_headers`
-/// skips at most `MAX_FRAMES - 1` frames before it).
+/// Furthest a HEADERS frame may start in a write (`http2::headers_frames`
+/// looks at `MAX_FRAMES` frames).
 const MAX_FRAME_AT: u32 =
     (http2::MAX_FRAMES as u32 - 1) * (http2::FRAME_HEADER_LEN + http2::DEFAULT_MAX_FRAME_SIZE);
 /// `00-<32 hex>-<16 hex>-<2 hex>`
@@ -102,27 +102,30 @@ fn try_inject(ctx: &SkMsgContext) {
     };
     // SAFETY: this thread's entry; only this thread touches it meanwhile.
     let args = unsafe { &mut *args };
-    if args.op != op::WRITE || args.ctx.valid == 0 || args.ctx.injected != 0 {
+    if args.op != op::WRITE {
+        return;
+    }
+    if args.http2 == 1 {
+        // Only the first message of the write holds the frames sys_enter
+        // found.
+        args.http2 = 2;
+        inject_http2(ctx, bpf_get_current_pid_tgid());
+        return;
+    }
+    if args.ctx.valid == 0 || args.ctx.injected != 0 {
         return;
     }
     let (at, overwrite) = (args.inject_at, args.overwrite_at);
     // Only the first message of the write can hold the request head.
     args.inject_at = 0;
     args.overwrite_at = 0;
-    let done = if args.http2 != 0 {
-        // The end of a HEADERS frame's header block (checked at sys_enter).
-        let frame_at = args.http2_frame_at;
-        frame_at <= MAX_FRAME_AT
-            && at > frame_at + http2::FRAME_HEADER_LEN
-            && ctx.size() >= at
-            && write_http2_field(ctx, frame_at, at, args)
-    } else if overwrite != 0 {
+    let done = if overwrite != 0 {
         overwrite <= MAX_LINE
             && ctx.size() >= overwrite + VALUE_LEN
-            && overwrite_value(ctx, overwrite, args)
+            && overwrite_value(ctx, overwrite, &args.ctx)
     } else if (16..=MAX_LINE).contains(&at) {
         // A request line that did not fit in this send fails here.
-        ctx.size() >= at && write_line(ctx, at, args)
+        ctx.size() >= at && write_line(ctx, at, &args.ctx)
     } else {
         return;
     };
@@ -134,8 +137,43 @@ fn try_inject(ctx: &SkMsgContext) {
     }
 }
 
+/// `traceparent` into each HEADERS frame the write's sys_enter found
+/// (H2_HEADS), each frame further on by the fields added before it.
 #[inline(always)]
-fn write_line(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) -> bool {
+fn inject_http2(ctx: &SkMsgContext, pid_tgid: u64) {
+    let Some(heads) = H2_HEADS.get_ptr_mut(pid_tgid) else {
+        return;
+    };
+    // SAFETY: this thread's entry; only this thread touches it meanwhile.
+    let heads = unsafe { &mut *heads };
+    let mut shift = 0;
+    for i in 0..http2::MAX_HEADS {
+        if i >= heads.count as usize {
+            break;
+        }
+        let head = &mut heads.heads[i];
+        if head.ctx.valid == 0 {
+            continue;
+        }
+        let (frame_at, at) = (head.frame_at + shift, head.block_end + shift);
+        // The end of a HEADERS frame's header block (checked at sys_enter);
+        // a frame beyond this message (a write sent in parts) fails here.
+        if frame_at <= MAX_FRAME_AT
+            && at > frame_at + http2::FRAME_HEADER_LEN
+            && ctx.size() >= at
+            && write_http2_field(ctx, frame_at, at, &head.ctx)
+        {
+            head.ctx.injected = 1;
+            shift += http2::TRACEPARENT_FIELD_LEN;
+            count(counter::INJECTED, 1);
+        } else {
+            count(counter::INJECT_FAILED, 1);
+        }
+    }
+}
+
+#[inline(always)]
+fn write_line(ctx: &SkMsgContext, at: u32, tp: &TraceCtx) -> bool {
     let line = TRACEPARENT_LINE_LEN as u32;
     // SAFETY: the sk_msg context; helpers check their arguments.
     unsafe {
@@ -169,7 +207,7 @@ fn write_line(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) ->
         for (i, b) in prefix.iter().enumerate() {
             *out.add(i) = *b;
         }
-        write_value(out.add(prefix.len()), args);
+        write_value(out.add(prefix.len()), tp);
         *out.add(TRACEPARENT_LINE_LEN - 2) = b'\r';
         *out.add(TRACEPARENT_LINE_LEN - 1) = b'\n';
     }
@@ -181,12 +219,7 @@ fn write_line(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) ->
 /// HEADERS frame at `frame_at` whose block ends at `at`, and grow the
 /// frame's length to match.
 #[inline(always)]
-fn write_http2_field(
-    ctx: &SkMsgContext,
-    frame_at: u32,
-    at: u32,
-    args: &tracer_common::SyscallArgs,
-) -> bool {
+fn write_http2_field(ctx: &SkMsgContext, frame_at: u32, at: u32, tp: &TraceCtx) -> bool {
     let field = http2::TRACEPARENT_FIELD_LEN;
     let head = http2::FRAME_HEADER_LEN;
     // SAFETY: the sk_msg context; helpers check their arguments.
@@ -213,7 +246,7 @@ fn write_http2_field(
             return false;
         }
         // data/data_end are invalid after the push: pull again.
-        if !fill_http2_field(ctx, frame_at, at, len, args) {
+        if !fill_http2_field(ctx, frame_at, at, len, tp) {
             // Never leave the gap in the stream.
             bpf_msg_pop_data(ctx.msg, at, field, 0);
             return false;
@@ -225,13 +258,7 @@ fn write_http2_field(
 /// Write the field into the gap opened at `at` and the grown length into
 /// the frame header.
 #[inline(always)]
-fn fill_http2_field(
-    ctx: &SkMsgContext,
-    frame_at: u32,
-    at: u32,
-    len: u32,
-    args: &tracer_common::SyscallArgs,
-) -> bool {
+fn fill_http2_field(ctx: &SkMsgContext, frame_at: u32, at: u32, len: u32, tp: &TraceCtx) -> bool {
     let field = http2::TRACEPARENT_FIELD_LEN;
     // SAFETY: the sk_msg context; helpers check their arguments, and every
     // write is within a range checked against data_end.
@@ -249,7 +276,7 @@ fn fill_http2_field(
         for (i, b) in prefix.iter().enumerate() {
             *out.add(i) = *b;
         }
-        write_value(out.add(prefix.len()), args);
+        write_value(out.add(prefix.len()), tp);
         if bpf_msg_pull_data(ctx.msg, frame_at, frame_at + http2::FRAME_HEADER_LEN, 0) != 0 {
             return false;
         }
@@ -268,7 +295,7 @@ fn fill_http2_field(
 
 /// Replace the 55-byte value of a forwarded `traceparent` at `at`.
 #[inline(always)]
-fn overwrite_value(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArgs) -> bool {
+fn overwrite_value(ctx: &SkMsgContext, at: u32, tp: &TraceCtx) -> bool {
     // SAFETY: the sk_msg context; helpers check their arguments.
     unsafe {
         if bpf_msg_pull_data(ctx.msg, at, at + VALUE_LEN, 0) != 0 {
@@ -283,7 +310,7 @@ fn overwrite_value(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArg
         if *out != b'0' || *out.add(2) != b'-' || *out.add(35) != b'-' || *out.add(52) != b'-' {
             return false;
         }
-        write_value(out, args);
+        write_value(out, tp);
     }
     true
 }
@@ -293,27 +320,27 @@ fn overwrite_value(ctx: &SkMsgContext, at: u32, args: &tracer_common::SyscallArg
 /// # Safety
 /// `out` must have 55 writable bytes.
 #[inline(always)]
-unsafe fn write_value(out: *mut u8, args: &tracer_common::SyscallArgs) {
+unsafe fn write_value(out: *mut u8, tp: &TraceCtx) {
     // SAFETY: the caller checked 55 bytes.
     unsafe {
         *out = b'0';
         *out.add(1) = b'0';
         *out.add(2) = b'-';
         let mut pos = 3;
-        for b in args.ctx.trace_id {
+        for b in tp.trace_id {
             *out.add(pos) = HEX[(b >> 4) as usize];
             *out.add(pos + 1) = HEX[(b & 15) as usize];
             pos += 2;
         }
         *out.add(pos) = b'-';
         pos += 1;
-        for b in args.ctx.span_id {
+        for b in tp.span_id {
             *out.add(pos) = HEX[(b >> 4) as usize];
             *out.add(pos + 1) = HEX[(b & 15) as usize];
             pos += 2;
         }
         *out.add(pos) = b'-';
         *out.add(pos + 1) = b'0';
-        *out.add(pos + 2) = b'0' + (args.ctx.flags & 1);
+        *out.add(pos + 2) = b'0' + (tp.flags & 1);
     }
 }

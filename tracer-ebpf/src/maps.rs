@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use tracer_common::{Config, DataEvent, MAX_CAPTURE, SockInfo, SyscallArgs, counter};
+use tracer_common::{Config, DataEvent, H2HeadsEvent, MAX_CAPTURE, SockInfo, SyscallArgs, counter};
 
 /// Default ring buffer size; the agent can resize it before loading.
 const EVENTS_BYTES: u32 = 8 * 1024 * 1024;
@@ -38,6 +38,16 @@ pub static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0)
 /// Per-CPU place to build SyscallArgs before they go into ARGS.
 #[map]
 pub static ARGS_BUF: PerCpuArray<SyscallArgs> = PerCpuArray::with_max_entries(1, 0);
+
+/// pid_tgid -> the HTTP/2 requests the write in flight on that thread
+/// starts (with ARGS `http2`): sk_msg adds `traceparent` to each, sys_exit
+/// sends them to the agent.
+#[map]
+pub static H2_HEADS: HashMap<u64, H2HeadsEvent> = HashMap::with_max_entries(4096, 0);
+
+/// Per-CPU place to build them (too big for the stack).
+#[map]
+pub static H2_HEADS_BUF: PerCpuArray<H2HeadsEvent> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);

@@ -3,12 +3,14 @@
 //! data event (with a payload prefix) or a socket-table update.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::PerCpuArray,
     programs::TracePointContext,
 };
 use tracer_common::{
-    CloseEvent, Config, DATA_HEADER_LEN, MAX_CAPTURE, MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN,
-    counter, direction, http2, kind, op, role, tail,
+    CloseEvent, Config, DATA_HEADER_LEN, H2_HEADS_HEADER_LEN, H2Head, H2HeadsEvent, MAX_CAPTURE,
+    MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN, ThreadCtx, counter, direction, http2, kind, op, role,
+    tail,
 };
 
 use crate::{
@@ -17,10 +19,10 @@ use crate::{
         parse_request_head, scratch_len, server_request, server_responded,
         staged_names_traceparent,
     },
-    goroutines::{actor, request_in_hand, request_of_writer},
+    goroutines::{actor, request_in_hand, request_of_writer, stream_caller},
     maps::{
-        ARGS, ARGS_BUF, EVENTS, SCRATCH, SOCKS, TAIL_CALLS, config, connection_wanted, count,
-        process_wanted, wake_flags,
+        ARGS, ARGS_BUF, EVENTS, H2_HEADS, H2_HEADS_BUF, SCRATCH, SOCKS, TAIL_CALLS, config,
+        connection_wanted, count, process_wanted, wake_flags,
     },
     sockets::{lookup, resolve, sock_key},
 };
@@ -182,26 +184,123 @@ fn stage_request_head(cfg: &Config, src: u64, len: u64) -> bool {
 }
 
 /// On a client socket marked HTTP/2 (`mark_http2`, when its preface went
-/// out), say whether the write starts with a HEADERS frame sk_msg can add
-/// `traceparent` to (then `args` says where; `client_h2` still looks
-/// whether the app sent its own).
+/// out), say whether the write starts HTTP/2 requests: HEADERS frames sk_msg
+/// can add `traceparent` to, listed in the per-CPU H2_HEADS_BUF (`client_h2`
+/// still looks whether the app sent its own, and chooses their contexts).
 #[inline(always)]
 fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArgs) -> bool {
     if info.http2 != http2::SOCK_INJECT {
         return false;
     }
-    // SAFETY: user pointers checked by the helper.
-    let found = http2::first_headers(len, |at| unsafe {
-        bpf_probe_read_user((src + at as u64) as *const [u8; 9]).ok()
-    });
-    match found {
-        Some((at, frame_len, _)) => {
-            args.inject_at = at + http2::FRAME_HEADER_LEN + frame_len;
-            args.http2_frame_at = at;
-            args.http2 = 1;
-            true
+    let Some(heads) = H2_HEADS_BUF.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot, not shared with a nested program.
+    let heads = unsafe { &mut *heads };
+    heads.count = 0;
+    let Some(walk) = FRAME_WALK.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot, not shared with a nested program.
+    let walk = unsafe { &mut *walk };
+    *walk = FrameWalk {
+        src,
+        len,
+        at: 0,
+        untraced: 0,
+        ended: 0,
+    };
+    // One frame per iteration: unrolled, the walk is beyond the verifier.
+    // Its state is in a map, not on the stack: the verifier then need not
+    // tell apart iterations by the values the walk reached.
+    // SAFETY: the callback only touches the per-CPU slots and user memory
+    // through the probe helper.
+    unsafe {
+        generated::bpf_loop(
+            http2::MAX_FRAMES as u32,
+            walk_frame as *mut _,
+            core::ptr::null_mut(),
+            0,
+        );
+    }
+    // Frames left unexamined may hold requests too: counted as one.
+    if walk.at as u64 + http2::FRAME_HEADER_LEN as u64 <= len && walk.ended == 0 {
+        walk.untraced += 1;
+    }
+    if walk.untraced != 0 {
+        count(counter::H2_HEADS_UNTRACED, walk.untraced);
+    }
+    if heads.count == 0 {
+        return false;
+    }
+    args.http2_frame_at = heads.heads[0].frame_at;
+    args.http2 = 1;
+    true
+}
+
+/// State of `http2_request_head`'s walk over a write's frames.
+#[repr(C)]
+struct FrameWalk {
+    src: u64,
+    len: u64,
+    /// Where the next frame starts.
+    at: u32,
+    /// HEADERS frames beyond `http2::MAX_HEADS`.
+    untraced: u64,
+    /// 1: the walk stopped before `http2::MAX_FRAMES` frames.
+    ended: u32,
+}
+
+#[map]
+static FRAME_WALK: PerCpuArray<FrameWalk> = PerCpuArray::with_max_entries(1, 0);
+
+/// bpf_loop callback: the frame at FRAME_WALK's `at`; a HEADERS frame to
+/// inject goes into H2_HEADS_BUF. 1 ends the walk.
+extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
+    let Some(walk) = FRAME_WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: per-CPU slot filled on this CPU by `http2_request_head`.
+    let walk = unsafe { &mut *walk };
+    let at = walk.at;
+    if at as u64 + http2::FRAME_HEADER_LEN as u64 > walk.len {
+        return 1;
+    }
+    // SAFETY: user pointer checked by the helper.
+    let Ok(h) = (unsafe { bpf_probe_read_user((walk.src + at as u64) as *const [u8; 9]) }) else {
+        walk.ended = 1;
+        return 1;
+    };
+    match http2::next_frame(at, walk.len, &h) {
+        http2::Frame::End => {
+            walk.ended = 1;
+            1
         }
-        None => false,
+        http2::Frame::Other { next } => {
+            walk.at = next;
+            0
+        }
+        http2::Frame::Headers { n, stream, next } => {
+            walk.at = next;
+            let Some(heads) = H2_HEADS_BUF.get_ptr_mut(0) else {
+                return 1;
+            };
+            // SAFETY: per-CPU slot, not shared with a nested program.
+            let heads = unsafe { &mut *heads };
+            let i = heads.count as usize;
+            if i >= http2::MAX_HEADS {
+                walk.untraced += 1;
+                return 0;
+            }
+            heads.heads[i] = H2Head {
+                stream_id: stream,
+                frame_at: at,
+                block_end: at + http2::FRAME_HEADER_LEN + n,
+                ..H2Head::default()
+            };
+            heads.count += 1;
+            0
+        }
     }
 }
 
@@ -350,12 +449,43 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
                 return 0;
             };
             if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
+                if args.http2 != 0 {
+                    send_http2_heads(pid_tgid, info.sock_id);
+                }
                 emit_data(&ctx, cfg, args, info, ret as u64);
             }
         }
         _ => {}
     }
+    if args.http2 != 0 {
+        let _ = H2_HEADS.remove(pid_tgid);
+    }
     0
+}
+
+/// Send the contexts of the HTTP/2 requests this write started, ahead of
+/// its data event (the agent needs them when it parses the frames).
+#[inline(always)]
+fn send_http2_heads(pid_tgid: u64, sock_id: u64) {
+    let Some(heads) = H2_HEADS.get_ptr_mut(pid_tgid) else {
+        return;
+    };
+    // SAFETY: this thread's entry; only this thread touches it meanwhile.
+    let heads = unsafe { &mut *heads };
+    heads.sock_id = sock_id;
+    // Only the heads in use.
+    let n = (heads.count as usize) & (2 * http2::MAX_HEADS - 1);
+    let n = if n > http2::MAX_HEADS {
+        http2::MAX_HEADS
+    } else {
+        n
+    };
+    let len = H2_HEADS_HEADER_LEN + n * core::mem::size_of::<H2Head>();
+    // SAFETY: `len` is at most the size of the event.
+    let bytes = unsafe { core::slice::from_raw_parts(heads as *const _ as *const u8, len) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count(counter::RINGBUF_FULL, 1);
+    }
 }
 
 #[inline(always)]
@@ -592,16 +722,109 @@ pub fn client_h2(ctx: TracePointContext) -> u32 {
             unsafe { (*entry).http2 = http2::SOCK_APP_CONTEXT };
         }
         args.http2 = 0;
-        args.inject_at = 0;
         args.http2_frame_at = 0;
         count(counter::INJECT_SKIPPED_HAS_HEADER, 1);
-    } else {
-        let thread = request_of_writer(cfg, pid_tgid, args.ts_enter);
-        client_request_http2(cfg, thread, args);
+    } else if let Some(heads) = H2_HEADS_BUF.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot filled by `save` on this CPU.
+        let heads = unsafe { &mut *heads };
+        client_requests_http2(cfg, pid_tgid, args, heads);
+        if H2_HEADS.insert(pid_tgid, &*heads, 0).is_err() {
+            args.http2 = 0;
+            count(counter::ARGS_FULL, 1);
+        }
     }
     if ARGS.insert(pid_tgid, &*args, 0).is_err() {
         count(counter::ARGS_FULL, 1);
     }
+    0
+}
+
+/// A context for each request in `heads`: the child of the request its
+/// caller had in hand (a Go gRPC call's, recorded by stream), else of the
+/// writer's (`request_of_writer`, looked up once), else a new trace.
+#[inline(always)]
+fn client_requests_http2(
+    cfg: &Config,
+    pid_tgid: u64,
+    args: &SyscallArgs,
+    heads: &mut H2HeadsEvent,
+) {
+    let tgid = (pid_tgid >> 32) as u32;
+    heads.kind = kind::H2_HEADS;
+    heads.pid = tgid;
+    heads.fd = args.fd;
+    let Some(writer) = H2_WRITER.get_ptr_mut(0) else {
+        return;
+    };
+    let has_writer = match request_of_writer(cfg, pid_tgid, args.ts_enter) {
+        Some(t) => {
+            // SAFETY: per-CPU slot, not shared with a nested program.
+            unsafe { *writer = t };
+            1
+        }
+        None => 0,
+    };
+    let mut state = HeadsState {
+        tgid,
+        has_writer,
+        // Resolved by `save` just before.
+        // SAFETY: copied out at once.
+        sock_id: match unsafe { SOCKS.get(sock_key(tgid, args.fd)) } {
+            Some(info) => info.sock_id,
+            None => 0,
+        },
+        now: args.ts_enter,
+    };
+    // One request per iteration: unrolled, MAX_HEADS of them are beyond
+    // the verifier.
+    // SAFETY: the callback only touches `state`, maps and helpers.
+    unsafe {
+        generated::bpf_loop(
+            heads.count,
+            head_context as *mut _,
+            &mut state as *mut HeadsState as *mut _,
+            0,
+        );
+    }
+}
+
+/// What `head_context` needs for each request of a write.
+#[repr(C)]
+struct HeadsState {
+    tgid: u32,
+    /// 1: the writer's request is in H2_WRITER.
+    has_writer: u32,
+    sock_id: u64,
+    now: u64,
+}
+
+/// Per-CPU place for the writer's request while a write's HTTP/2 requests
+/// get their contexts (the stack has no room for it).
+#[map]
+static H2_WRITER: PerCpuArray<ThreadCtx> = PerCpuArray::with_max_entries(1, 0);
+
+/// bpf_loop callback: the context of request `i` in H2_HEADS_BUF.
+extern "C" fn head_context(i: u32, state: *mut HeadsState) -> i64 {
+    // SAFETY: bpf_loop hands back the pointer it was given.
+    let state = unsafe { &*state };
+    let (Some(cfg), Some(heads)) = (config(), H2_HEADS_BUF.get_ptr_mut(0)) else {
+        return 1;
+    };
+    // SAFETY: per-CPU slot filled on this CPU by `save`.
+    let heads = unsafe { &mut *heads };
+    // `i` < count <= MAX_HEADS; masked (not compared) so that the verifier
+    // sees the bound on the register the index is used from.
+    let head = &mut heads.heads[i as usize & (http2::MAX_HEADS - 1)];
+    let thread = match stream_caller(state.tgid, state.sock_id, head.stream_id, state.now) {
+        Some(caller) => caller,
+        None if state.has_writer != 0 => match H2_WRITER.get_ptr(0) {
+            // SAFETY: per-CPU slot filled on this CPU just before.
+            Some(w) => Some(unsafe { *w }),
+            None => None,
+        },
+        None => None,
+    };
+    client_request_http2(cfg, thread, &mut head.ctx);
     0
 }
 

@@ -100,6 +100,23 @@ counters! {
     /// Go client calls whose connection could not be read at the uprobe
     /// (their parent comes from the writing goroutine; from the kernel).
     go_handoff_failed,
+    /// HTTP/2 requests beyond the first `http2::MAX_HEADS` of one write:
+    /// no kernel context, no `traceparent` (from the kernel).
+    http2_heads_untraced,
+    /// gRPC calls of Go processes whose stream or connection could not be
+    /// read at the uprobe (their parent comes from the writing goroutine;
+    /// from the kernel).
+    go_grpc_stream_failed,
+    /// gRPC calls of Go processes whose HEADERS frame went out before the
+    /// call's uprobe ran (a writer goroutine on another CPU): their client
+    /// spans start new traces (from the kernel).
+    go_grpc_stream_late,
+    /// HTTP/2 client requests that neither the kernel nor the app gave a
+    /// context (no `traceparent` either): their spans start new traces.
+    http2_client_no_context,
+    /// Kernel contexts of HTTP/2 requests whose connection the agent did
+    /// not have (their spans start new traces).
+    drop_http2_heads_orphaned,
 }
 
 impl Stats {

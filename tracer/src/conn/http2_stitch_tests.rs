@@ -603,3 +603,94 @@ fn the_server_follows_the_client_sampling_decision() {
         check_links(&spans, &label);
     }
 }
+
+/// A kernel context for a client request: child of `parent` in `trace`.
+fn kernel_ctx(trace: u8, span: u8, parent: u8) -> TraceCtx {
+    TraceCtx {
+        trace_id: [trace; 16],
+        span_id: [span; 8],
+        parent_span_id: [parent; 8],
+        flags: 1,
+        source: tracer_common::ctx_source::GOROUTINE,
+        valid: 1,
+        injected: 1,
+        _pad: [0; 4],
+    }
+}
+
+/// A gRPC client's writer batches several calls' HEADERS frames into one
+/// write; the kernel sends a context per stream ahead of that write (each
+/// call's own caller: different traces), except for one it had no room
+/// for, which starts a new trace and is counted.
+#[test]
+fn each_stream_of_a_batched_write_gets_its_own_kernel_context() {
+    let call = "/pkg.Svc/Call";
+    let steps = grpc_conversation(&[(1, call), (3, call), (5, call)], &[3, 5, 1]);
+    let mut host = Host::always_on();
+    let (client, server) = End::pair(40_100);
+    let mut n = 0;
+    for (i, step) in steps.iter().enumerate() {
+        if i == 2 {
+            // Before the write with the three requests.
+            host.pipeline.handle(Event::Http2Heads {
+                pid: client.pid,
+                fd: client.fd,
+                sock_id: client.sock_id,
+                heads: vec![
+                    (1, kernel_ctx(0x11, 0x12, 0x13)),
+                    (5, kernel_ctx(0x51, 0x52, 0x53)),
+                ],
+            });
+        }
+        n = play(
+            &mut host,
+            (client, server),
+            std::slice::from_ref(step),
+            Order::WriterFirst,
+            None,
+            n,
+        );
+    }
+    let spans = host.spans();
+    let client_span = |trace: u8| {
+        spans
+            .iter()
+            .find(|s| s.trace_id == [trace; 16] && s.process.pid == client.pid)
+    };
+    for (trace, span, parent) in [(0x11, 0x12, 0x13), (0x51, 0x52, 0x53)] {
+        let s = client_span(trace).expect("client span in the caller's trace");
+        assert_eq!(
+            (s.span_id, s.parent_span_id),
+            ([span; 8], Some([parent; 8]))
+        );
+        let child = spans
+            .iter()
+            .find(|c| c.parent_span_id == Some([span; 8]))
+            .expect("server span under it");
+        assert_eq!(child.trace_id, [trace; 16]);
+    }
+    let rest: Vec<_> = spans
+        .iter()
+        .filter(|s| s.process.pid == client.pid)
+        .filter(|s| s.trace_id != [0x11; 16] && s.trace_id != [0x51; 16])
+        .collect();
+    assert_eq!(rest.len(), 1, "stream 3: a new trace");
+    assert_eq!(rest[0].parent_span_id, None);
+    assert_eq!(host.counter("http2_client_no_context"), 1);
+    assert_eq!(host.counter("drop_http2_heads_orphaned"), 0);
+}
+
+/// Contexts for a connection the agent does not have are counted, and
+/// nothing else happens.
+#[test]
+fn kernel_contexts_for_an_unknown_connection_are_counted() {
+    let mut host = Host::always_on();
+    host.pipeline.handle(Event::Http2Heads {
+        pid: 9,
+        fd: 9,
+        sock_id: 9,
+        heads: vec![(1, kernel_ctx(1, 2, 3))],
+    });
+    assert_eq!(host.counter("drop_http2_heads_orphaned"), 1);
+    assert!(host.spans().is_empty());
+}

@@ -158,15 +158,11 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         } else {
             Direction::Egress
         };
-        // The kernel chooses contexts for HTTP/1 requests, and for HTTP/2
-        // client requests it adds `traceparent` to.
-        if h.ctx.valid != 0 {
-            if conn.protocol.is_http1() {
-                let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
-                conn.remember_context(starts_at, h.ctx);
-            } else if let Some(stream_id) = http2_context_stream(h, payload) {
-                conn.remember_http2_context(stream_id, h.ctx);
-            }
+        // The kernel chooses contexts for HTTP/1 requests (HTTP/2 ones come
+        // in an event of their own, `on_http2_heads`).
+        if h.ctx.valid != 0 && conn.protocol.is_http1() {
+            let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
+            conn.remember_context(starts_at, h.ctx);
             if h.ctx.injected != 0 {
                 self.spans.injected.insert(h.ctx.span_id);
             }
@@ -189,6 +185,28 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     fn finish(&mut self, mut conn: Conn, ts: u64) {
         conn.protocol.close(ts, &mut self.out);
         self.spans.emit(&mut self.out, &mut conn);
+    }
+
+    /// The contexts the kernel chose for the HTTP/2 requests a write
+    /// starts (and added `traceparent` with), ahead of that write's data.
+    fn on_http2_heads(
+        &mut self,
+        key: ConnKey,
+        sock_id: u64,
+        heads: &[(u32, tracer_common::TraceCtx)],
+    ) {
+        let Some(conn) = self.conns.get_mut(key, sock_id) else {
+            // Its preface went by before; only a connection the table had
+            // no room for is missing (counted there too).
+            Stats::inc(&self.spans.stats.drop_http2_heads_orphaned);
+            return;
+        };
+        for &(stream_id, ctx) in heads.iter().filter(|(_, ctx)| ctx.valid != 0) {
+            conn.remember_http2_context(stream_id, ctx);
+            if ctx.injected != 0 {
+                self.spans.injected.insert(ctx.span_id);
+            }
+        }
     }
 
     fn on_exec(&mut self, pid: u32, comm: &[u8; 16]) {
@@ -345,6 +363,18 @@ impl<S: SpanSink> SpanMaker<S> {
         } else {
             None
         };
+        if client
+            && kernel.is_none()
+            && !started
+                .request
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+        {
+            // Neither the kernel nor the app gave it a context: it starts
+            // a new trace (the kernel says why: H2_HEADS_UNTRACED, ...).
+            Stats::inc(&self.stats.http2_client_no_context);
+        }
         let injected = &self.injected;
         let (mut identity, notes) = parent::choose(
             kernel.as_ref(),
@@ -463,21 +493,6 @@ impl<S: SpanSink> SpanMaker<S> {
     }
 }
 
-/// The client stream a data event's kernel context belongs to: the kernel
-/// chooses one for a write whose first HEADERS frame (`first_headers`) it
-/// may add `traceparent` to (the payload is the app's own bytes, unchanged).
-fn http2_context_stream(h: &DataHeader, payload: &[u8]) -> Option<u32> {
-    if h.ingress {
-        return None;
-    }
-    // The frame headers are in the captured prefix; the frames may go on
-    // past it, as the kernel saw them.
-    tracer_common::http2::first_headers(h.total_len, |at| {
-        payload.get(at as usize..at as usize + 9)?.try_into().ok()
-    })
-    .map(|(_, _, stream_id)| stream_id)
-}
-
 /// The sampling decision for a span whose identity is chosen. Roots the
 /// kernel started were decided there (with the threshold this agent gave
 /// it, so the propagated flag agrees); they feed the load estimate.
@@ -523,6 +538,12 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
             }
             Event::Exec { pid, comm } => self.on_exec(pid, &comm),
             Event::Exit { pid } => self.on_exit(pid),
+            Event::Http2Heads {
+                pid,
+                fd,
+                sock_id,
+                heads,
+            } => self.on_http2_heads(ConnKey { pid, fd }, sock_id, &heads),
         }
     }
 

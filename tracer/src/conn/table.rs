@@ -149,6 +149,11 @@ impl ConnTable {
         (Slot::Live(conn), replaced)
     }
 
+    /// The connection at `key` if it is still the socket `sock_id`.
+    pub fn get_mut(&mut self, key: ConnKey, sock_id: u64) -> Option<&mut Conn> {
+        self.conns.get_mut(&key).filter(|c| c.sock_id == sock_id)
+    }
+
     /// Remove `key` if it is still the socket `sock_id`.
     pub fn remove_socket(&mut self, key: ConnKey, sock_id: u64) -> Option<Conn> {
         match self.conns.get(&key) {

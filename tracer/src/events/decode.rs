@@ -1,7 +1,7 @@
 //! Ring-buffer records → owned events. Pure: bytes in, values out.
 use tracer_common::{
-    CloseEvent, ConnTuple, DATA_HEADER_LEN, DataEvent, ProcEvent, TAIL_LEN, TraceCtx, direction,
-    kind,
+    CloseEvent, ConnTuple, DATA_HEADER_LEN, DataEvent, H2_HEADS_HEADER_LEN, H2Head, H2HeadsEvent,
+    ProcEvent, TAIL_LEN, TraceCtx, direction, kind,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,6 +53,15 @@ pub enum Event<'a> {
     },
     Exit {
         pid: u32,
+    },
+    /// The HTTP/2 requests a write on `fd` starts, with their contexts
+    /// (before that write's data event).
+    Http2Heads {
+        pid: u32,
+        fd: u32,
+        sock_id: u64,
+        /// (stream id, context) of each.
+        heads: Vec<(u32, TraceCtx)>,
     },
 }
 
@@ -168,6 +177,40 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
                 Event::Exit { pid: ev.pid }
             })
         }
+        kind::H2_HEADS => {
+            if record.len() < H2_HEADS_HEADER_LEN {
+                return Err(short());
+            }
+            // Only the heads in use were sent.
+            let mut ev = H2HeadsEvent::default();
+            let n = record.len().min(size_of::<H2HeadsEvent>());
+            // SAFETY: at most size_of::<H2HeadsEvent>() bytes into a plain
+            // #[repr(C)] value.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    record.as_ptr(),
+                    (&mut ev as *mut H2HeadsEvent).cast::<u8>(),
+                    n,
+                );
+            }
+            let count = ev.count as usize;
+            let present = (record.len() - H2_HEADS_HEADER_LEN) / size_of::<H2Head>();
+            if count > present.min(ev.heads.len()) {
+                return Err(DecodeError::BadLength {
+                    claimed: count,
+                    present,
+                });
+            }
+            Ok(Event::Http2Heads {
+                pid: ev.pid,
+                fd: ev.fd,
+                sock_id: ev.sock_id,
+                heads: ev.heads[..count]
+                    .iter()
+                    .map(|h| (h.stream_id, h.ctx))
+                    .collect(),
+            })
+        }
         other => Err(DecodeError::UnknownKind(other)),
     }
 }
@@ -210,6 +253,61 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// What the kernel sends: the header and the heads in use only.
+    fn heads_record(count: u32, sent: usize) -> Vec<u8> {
+        let mut ev = H2HeadsEvent {
+            kind: kind::H2_HEADS,
+            pid: 7,
+            fd: 5,
+            count,
+            sock_id: 99,
+            ..H2HeadsEvent::default()
+        };
+        for (i, h) in ev.heads.iter_mut().enumerate() {
+            h.stream_id = 2 * i as u32 + 1;
+            h.ctx.valid = 1;
+            h.ctx.span_id = [i as u8; 8];
+        }
+        let len = H2_HEADS_HEADER_LEN + sent * size_of::<H2Head>();
+        // SAFETY: plain #[repr(C)] data, `len` within it.
+        unsafe { std::slice::from_raw_parts((&ev as *const H2HeadsEvent).cast::<u8>(), len) }
+            .to_vec()
+    }
+
+    #[test]
+    fn decodes_http2_heads_of_any_count() {
+        for n in [0, 1, 3, tracer_common::http2::MAX_HEADS] {
+            match decode(&heads_record(n as u32, n)).unwrap() {
+                Event::Http2Heads {
+                    pid,
+                    fd,
+                    sock_id,
+                    heads,
+                } => {
+                    assert_eq!((pid, fd, sock_id, heads.len()), (7, 5, 99, n));
+                    for (i, (stream, ctx)) in heads.iter().enumerate() {
+                        assert_eq!((*stream, ctx.span_id), (2 * i as u32 + 1, [i as u8; 8]));
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Claims more heads than it carries, or than there can be.
+        assert!(matches!(
+            decode(&heads_record(3, 2)),
+            Err(DecodeError::BadLength { .. })
+        ));
+        let max = tracer_common::http2::MAX_HEADS;
+        assert!(matches!(
+            decode(&heads_record(max as u32 + 1, max)),
+            Err(DecodeError::BadLength { .. })
+        ));
+        assert!(matches!(
+            decode(&[kind::H2_HEADS, 0, 0]),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]

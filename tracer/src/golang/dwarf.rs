@@ -15,7 +15,7 @@ use gimli::{
 use super::{
     GoError,
     elf::Elf,
-    offsets::{FIELDS, GoOffsets},
+    offsets::{FIELDS, Field, GRPC_FIELDS, GoOffsets, GrpcOffsets},
 };
 
 type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
@@ -23,8 +23,34 @@ type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
 /// The wanted members found in the DWARF (see `GoOffsets::found`); `None`
 /// when the binary has no DWARF.
 pub(crate) fn read_offsets(elf: &Elf) -> Result<Option<GoOffsets>, GoError> {
+    let mut offsets = GoOffsets::default();
+    let found = read(elf, FIELDS, &mut |i, at| {
+        offsets.set(i, at);
+        offsets.is_complete()
+    })?;
+    Ok(found.then_some(offsets))
+}
+
+/// grpc-go's members (a binary that links its client transport).
+pub(crate) fn read_grpc_offsets(elf: &Elf) -> Result<Option<GrpcOffsets>, GoError> {
+    let mut offsets = GrpcOffsets::default();
+    let found = read(elf, GRPC_FIELDS, &mut |i, at| {
+        offsets.set(i, at);
+        offsets.is_complete()
+    })?;
+    Ok(found.then_some(offsets))
+}
+
+/// Walks the DWARF for the members `fields`, giving each found to `found`
+/// (index in `fields`, offset) until it says all are; false when the
+/// binary has no DWARF.
+fn read(
+    elf: &Elf,
+    fields: &[Field],
+    found: &mut dyn FnMut(usize, u32) -> bool,
+) -> Result<bool, GoError> {
     let Some(info) = section(elf, "info")? else {
-        return Ok(None);
+        return Ok(false);
     };
     let abbrev = section(elf, "abbrev")?.unwrap_or_default();
     let strings = section(elf, "str")?.unwrap_or_default();
@@ -39,8 +65,8 @@ pub(crate) fn read_offsets(elf: &Elf) -> Result<Option<GoOffsets>, GoError> {
         strings: DebugStr::new(&strings, endian),
     };
     sections
-        .walk()
-        .map(Some)
+        .walk(fields, found)
+        .map(|()| true)
         .map_err(|e| elf.malformed(format!("DWARF: {e}")))
 }
 
@@ -60,8 +86,11 @@ struct Sections<'a> {
 }
 
 impl<'a> Sections<'a> {
-    fn walk(&self) -> gimli::Result<GoOffsets> {
-        let mut offsets = GoOffsets::default();
+    fn walk(
+        &self,
+        fields: &[Field],
+        found: &mut dyn FnMut(usize, u32) -> bool,
+    ) -> gimli::Result<()> {
         // Go's units share one abbreviation table: parsed once.
         let cache = AbbreviationsCache::new();
         let mut units = self.info.units();
@@ -98,24 +127,23 @@ impl<'a> Sections<'a> {
                 }
                 let Some(name) = name else { continue };
                 if tag == constants::DW_TAG_structure_type {
-                    within = FIELDS
+                    within = fields
                         .iter()
                         .find(|f| f.type_name.as_bytes() == name)
                         .map(|f| (f.type_name, depth));
                 } else if let (Some((type_name, _)), Some(location)) = (member_of, location) {
-                    let field = FIELDS
+                    let field = fields
                         .iter()
                         .position(|f| f.type_name == type_name && f.member.as_bytes() == name);
-                    if let (Some(i), Ok(location)) = (field, u32::try_from(location)) {
-                        offsets.set(i, location);
-                        if offsets.is_complete() {
-                            return Ok(offsets);
-                        }
+                    if let (Some(i), Ok(location)) = (field, u32::try_from(location))
+                        && found(i, location)
+                    {
+                        return Ok(());
                     }
                 }
             }
         }
-        Ok(offsets)
+        Ok(())
     }
 
     /// A name attribute's bytes: Go writes them inline (DW_FORM_string);

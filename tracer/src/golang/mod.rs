@@ -24,7 +24,7 @@ mod tests;
 use std::{fmt, path::Path};
 
 pub use error::GoError;
-pub use offsets::{FIELDS, Field, GoOffsets};
+pub use offsets::{FIELDS, Field, GoOffsets, GrpcOffsets};
 pub use symbols::SymbolSource;
 
 use self::elf::Elf;
@@ -53,6 +53,11 @@ pub const H2_WRITER_STARTS: &[&str] = &[
 
 /// The functions probed unless the caller asks for others.
 pub const DEFAULT_FUNCTIONS: &[&str] = &["net/http.(*persistConn).roundTrip"];
+
+/// grpc-go's client transport opening a stream: its returns are probed,
+/// and the binary's DWARF then has to say where the stream's id and
+/// connection are (`GoTarget::grpc`).
+const GRPC_NEW_STREAM: &str = tracer_common::go_probes::GRPC_NEW_STREAM.1;
 
 /// A function to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +136,10 @@ pub struct GoTarget {
     /// Link-time address of the start of the file (the PT_LOAD segment at
     /// file offset 0): where the process's first mapping of it is.
     pub image_base: u64,
+    /// grpc-go's client stream and transport members, when the binary
+    /// links its client transport (`GRPC_NEW_STREAM` was asked for and is
+    /// there) and its DWARF has them all.
+    pub grpc: Option<GrpcOffsets>,
 }
 
 impl GoTarget {
@@ -171,6 +180,10 @@ impl GoTarget {
             fd_sysfd: o.fd_sysfd,
             netfd_net: o.netfd_net,
             g_startpc: o.g_startpc,
+            grpc_stream_id: self.grpc.map_or(0, |g| g.stream_id),
+            grpc_stream_ct: self.grpc.map_or(0, |g| g.stream_ct),
+            grpc_client_conn: self.grpc.map_or(0, |g| g.client_conn),
+            _pad: 0,
             allgs: self.allgs.unwrap_or(0),
             h2_writers: std::array::from_fn(|i| self.h2_writers.get(i).copied().unwrap_or(0)),
         })
@@ -212,6 +225,13 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         });
     }
     let (offsets, source) = struct_offsets(&elf, &info.go_version)?;
+    // Only with DWARF: grpc-go's layout follows its own releases, which a
+    // GOPATH build does not record.
+    let grpc = if probed.iter().any(|f| f.name == GRPC_NEW_STREAM) {
+        dwarf::read_grpc_offsets(&elf)?.filter(|g| g.is_complete())
+    } else {
+        None
+    };
     // Without it only the parent of a goroutine is known: not worth
     // failing the rest for.
     let allgs = runtime_vars::allgs_address(&elf).unwrap_or_else(|e| {
@@ -239,6 +259,7 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         h2_writers,
         pie: runtime_vars::is_pie(&elf)?,
         image_base,
+        grpc,
     }))
 }
 

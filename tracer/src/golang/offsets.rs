@@ -27,26 +27,28 @@ impl fmt::Display for Field {
     }
 }
 
-/// Declares `GoOffsets` and `FIELDS` from one list, so that a new member
-/// is one line here.
+/// Declares an offsets struct and its list of fields from one list, so
+/// that a new member is one line.
 macro_rules! go_fields {
-    ($($(#[$doc:meta])* $field:ident: $type_name:literal . $member:literal,)+) => {
+    ($offsets:ident, $fields:ident: $($(#[$doc:meta])* $field:ident: $type_name:literal . $member:literal,)+) => {
         /// Byte offsets of struct members in one Go binary.
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct GoOffsets {
+        pub struct $offsets {
             $($(#[$doc])* pub $field: u32,)+
-            /// Bit `i` set: `FIELDS[i]` is known (the others read 0).
+            /// Bit `i` set: the `i`th field is known (the others read 0).
             pub found: u64,
         }
 
-        /// What `GoOffsets` holds, in field order.
-        pub const FIELDS: &[Field] = &[$(Field {
+        /// What the struct holds, in field order.
+        pub const $fields: &[Field] = &[$(Field {
             name: stringify!($field),
             type_name: $type_name,
             member: $member,
         },)+];
 
-        impl GoOffsets {
+        impl $offsets {
+            pub const FIELDS: &[Field] = $fields;
+
             fn slots(&mut self) -> impl Iterator<Item = &mut u32> {
                 [$(&mut self.$field,)+].into_iter()
             }
@@ -54,11 +56,54 @@ macro_rules! go_fields {
             fn values(&self) -> impl Iterator<Item = u32> {
                 [$(self.$field,)+].into_iter()
             }
+
+            /// Field `i`, if known.
+            pub fn get(&self, i: usize) -> Option<u32> {
+                if self.found & (1 << i) == 0 {
+                    return None;
+                }
+                self.values().nth(i)
+            }
+
+            pub fn set(&mut self, i: usize, value: u32) {
+                let Some(slot) = self.slots().nth(i) else {
+                    return;
+                };
+                *slot = value;
+                self.found |= 1 << i;
+            }
+
+            pub fn is_complete(&self) -> bool {
+                (0..$fields.len()).all(|i| self.get(i).is_some())
+            }
+
+            /// The fields not known, as `type.member`.
+            pub fn missing(&self) -> Vec<String> {
+                $fields
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| self.get(i).is_none())
+                    .map(|(_, field)| field.to_string())
+                    .collect()
+            }
+
+            /// Takes the fields this lacks from `other`; returns how many.
+            pub fn complete_from(&mut self, other: &Self) -> usize {
+                let mut taken = 0;
+                for i in 0..$fields.len() {
+                    if let (None, Some(value)) = (self.get(i), other.get(i)) {
+                        self.set(i, value);
+                        taken += 1;
+                    }
+                }
+                taken
+            }
         }
     };
 }
 
 go_fields! {
+    GoOffsets, FIELDS:
     /// The goroutine's id.
     g_goid: "runtime.g"."goid",
     /// Id of the goroutine that started it (Go 1.21+).
@@ -77,48 +122,14 @@ go_fields! {
     fd_sysfd: "internal/poll.FD"."Sysfd",
 }
 
-impl GoOffsets {
-    /// Field `i` of `FIELDS`, if known.
-    pub fn get(&self, i: usize) -> Option<u32> {
-        if self.found & (1 << i) == 0 {
-            return None;
-        }
-        self.values().nth(i)
-    }
-
-    pub fn set(&mut self, i: usize, value: u32) {
-        let Some(slot) = self.slots().nth(i) else {
-            return;
-        };
-        *slot = value;
-        self.found |= 1 << i;
-    }
-
-    pub fn is_complete(&self) -> bool {
-        (0..FIELDS.len()).all(|i| self.get(i).is_some())
-    }
-
-    /// The fields not known, as `type.member`.
-    pub fn missing(&self) -> Vec<String> {
-        FIELDS
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| self.get(i).is_none())
-            .map(|(_, field)| field.to_string())
-            .collect()
-    }
-
-    /// Takes the fields this lacks from `other`; returns how many.
-    pub fn complete_from(&mut self, other: &GoOffsets) -> usize {
-        let mut taken = 0;
-        for i in 0..FIELDS.len() {
-            if let (None, Some(value)) = (self.get(i), other.get(i)) {
-                self.set(i, value);
-                taken += 1;
-            }
-        }
-        taken
-    }
+go_fields! {
+    GrpcOffsets, GRPC_FIELDS:
+    /// A client stream's id (assigned before NewStream returns).
+    stream_id: "google.golang.org/grpc/internal/transport.Stream"."id",
+    /// The stream's transport, `*http2Client`.
+    stream_ct: "google.golang.org/grpc/internal/transport.Stream"."ct",
+    /// The transport's connection (a net.Conn interface).
+    client_conn: "google.golang.org/grpc/internal/transport.http2Client"."conn",
 }
 
 /// The committed table, per Go release.

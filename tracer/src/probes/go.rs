@@ -206,7 +206,7 @@ fn process_offsets(target: &GoTarget, proc_root: &Path, pid: u32, inode: u64) ->
 
 /// What an executable is, for the Go thread.
 fn inspect(exe: &Path, pid: u32) -> Binary {
-    let wanted: Vec<&str> = [go_probes::HTTP_ROUND_TRIP]
+    let wanted: Vec<&str> = [go_probes::HTTP_ROUND_TRIP, go_probes::GRPC_NEW_STREAM]
         .iter()
         .map(|(_, f)| *f)
         .collect();
@@ -229,16 +229,27 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
         );
         return Binary::Unsupported;
     }
-    let probes = [go_probes::HTTP_ROUND_TRIP]
-        .iter()
-        .filter_map(|(program, function)| {
-            let f = target.function(function)?;
-            Some((*program, *function, f.entry_offset))
-        })
-        .collect::<Vec<_>>();
+    let mut probes = Vec::new();
+    let (program, function) = go_probes::HTTP_ROUND_TRIP;
+    if let Some(f) = target.function(function) {
+        probes.push((program, function, f.entry_offset));
+    }
+    // On each RET (never a uretprobe on Go code); only when the stream's
+    // members are known.
+    let (program, function) = go_probes::GRPC_NEW_STREAM;
+    match (target.function(function), target.grpc) {
+        (Some(f), Some(_)) => {
+            probes.extend(f.return_offsets.iter().map(|&at| (program, function, at)))
+        }
+        (Some(_), None) => warn!(
+            "go: pid {pid}: grpc-go's stream layout unknown (no DWARF): gRPC calls are \
+             parented by the connection's writer, not by their caller"
+        ),
+        (None, _) => {}
+    }
     info!(
-        "go: pid {pid}: {}{}{}, offsets from {}, functions from {}, {} of 1 probed functions \
-         found, goroutine table {}",
+        "go: pid {pid}: {}{}{}, offsets from {}, functions from {}, {} probe points, \
+         goroutine table {}",
         target.version,
         if target.stripped { " (stripped)" } else { "" },
         if target.pie { " (PIE)" } else { "" },

@@ -532,6 +532,40 @@ pub fn go_grpc_server(binary: &Path) -> anyhow::Result<Server> {
     })
 }
 
+/// The `go/grpc_fanout` server: `/fanout?n=N` and `/nested?n=N` make N
+/// gRPC Check calls to `target` from goroutines. It listens, then waits:
+/// [`connect_grpc_fanout`] has it connect to `target` (once the agent
+/// follows it, so that it sees the connection from its preface).
+pub fn go_grpc_fanout(binary: &Path, target: SocketAddr) -> anyhow::Result<Server> {
+    start_server("go-grpc-fanout", false, |port| {
+        let mut cmd = Command::new(binary);
+        cmd.arg("-target")
+            .arg(target.to_string())
+            .arg("-wait")
+            .arg(port.to_string())
+            .env_remove("OTEL_SERVICE_NAME");
+        cmd
+    })
+}
+
+/// Lets a waiting `go/grpc_fanout` connect, and waits until it has.
+pub fn connect_grpc_fanout(front: &mut Server) -> anyhow::Result<()> {
+    let stdout = front.proc.stdout.clone();
+    anyhow::ensure!(
+        stdout.wait_line(Duration::from_secs(20), |l| l.trim() == "WAITING"),
+        "grpc_fanout did not start: {}",
+        stdout.text()
+    );
+    front.proc.write_stdin("go\n")?;
+    anyhow::ensure!(
+        stdout.wait_line(Duration::from_secs(30), |l| l.trim() == "DIALED"),
+        "grpc_fanout did not connect: {}{}",
+        stdout.text(),
+        front.proc.stderr.text()
+    );
+    Ok(())
+}
+
 /// The calls `go/grpc_client` makes to `grpc.health.v1.Health`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrpcCall {

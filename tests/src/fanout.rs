@@ -55,7 +55,8 @@ pub struct Fanout<'a> {
     pub leaf_pid: u32,
     /// `url.path` of the incoming requests (e.g. `/fanout`).
     pub front_path: &'a str,
-    /// `url.path` of the calls (e.g. `/leaf`).
+    /// `url.path` of the calls (e.g. `/leaf`), or for RPC spans (no
+    /// `url.path`) their name (e.g. `grpc.health.v1.Health/Check`).
     pub call_path: &'a str,
     /// Calls per incoming request.
     pub fan: usize,
@@ -66,7 +67,11 @@ pub fn check(spans: &[ReceivedSpan], f: &Fanout) -> (FanoutStats, Vec<String>) {
     let by_id: BTreeMap<&str, &ReceivedSpan> =
         spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
     let is = |s: &ReceivedSpan, pid: u32, kind: &str, path: &str| {
-        s.pid() == Some(pid) && s.kind == kind && s.attr_str("url.path") == Some(path)
+        let called = match s.attr_str("url.path") {
+            Some(p) => p == path,
+            None => s.name == path,
+        };
+        s.pid() == Some(pid) && s.kind == kind && called
     };
     let fronts: Vec<&ReceivedSpan> = spans
         .iter()

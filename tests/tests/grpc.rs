@@ -14,7 +14,8 @@ use integration_tests::{
     AttrValue, Protocol, ReceivedSpan, Receiver,
     agent::Agent,
     apps::{self, GrpcCall},
-    flow, require_root,
+    chain::{self, Load},
+    fanout, flow, require_root,
     skip::TestEnv,
     skip_unless,
 };
@@ -332,5 +333,142 @@ fn grpc_incoming_context_from_metadata() {
         assert_eq!(span.attr_str("tracer.parent.source"), Some("header"));
         assert_eq!(span.attr_str("rpc.method"), Some("Check"));
     }
+    out.assert_clean();
+}
+
+/// A Go HTTP handler that fans out to gRPC calls from goroutines, directly
+/// and through a goroutine that makes no syscall, over one shared
+/// connection whose writer goroutine (grpc-go's loopy) sends the calls'
+/// HEADERS frames, several per write: each call's client span is the child
+/// of its request (one uprobe hit per call, on the returns of
+/// `http2Client.NewStream`, ties the stream to the calling goroutine), each
+/// gRPC server span the child of its call through the `traceparent` sk_msg
+/// wrote into that call's frame. Then 20 such requests at once: every span
+/// in its own request's trace, zero cross-links.
+#[test]
+fn grpc_calls_from_handler_goroutines_nest_under_their_request() {
+    const FAN: usize = 5;
+    const CONCURRENT: usize = 20;
+    const CALL: &str = "grpc.health.v1.Health/Check";
+    let env = require_root!();
+    let server_bin = skip_unless!(env, program("grpc_server"));
+    let front_bin = skip_unless!(env, program("grpc_fanout"));
+    let receiver = Receiver::start().expect("receiver");
+    let server = apps::go_grpc_server(&server_bin).expect("starting the gRPC server");
+    let target: SocketAddr = ([127, 0, 0, 1], server.port()).into();
+    let mut front = apps::go_grpc_fanout(&front_bin, target).expect("starting grpc_fanout");
+    let (front_pid, leaf_pid) = (front.pid(), server.pid());
+    let (fp, lp) = (front_pid.to_string(), leaf_pid.to_string());
+    let agent = start_agent(&env, &receiver, &["--pid", &fp, "--pid", &lp]);
+    let log = agent.stderr();
+    assert!(
+        log.contains(&format!(
+            "go: pid {front_pid}: uprobe on google.golang.org/grpc/internal/transport.\
+             (*http2Client).NewStream"
+        )),
+        "no gRPC client uprobe:\n{log}"
+    );
+    apps::connect_grpc_fanout(&mut front).expect("grpc_fanout connecting");
+    for path in ["/fanout", "/nested"] {
+        let url = front.url(&format!("{path}?n={FAN}"));
+        let (_, status, _) = apps::curl_request(&[&url]).expect("running curl");
+        assert_eq!(status, 200, "status of {url}");
+    }
+    let load = Load {
+        clients: CONCURRENT,
+        requests_per_client: 1,
+        paths: Err(format!("/fanout?n={FAN}")),
+        keepalive: false,
+        wait: false,
+    };
+    let finished = apps::run("load", chain::load_client(&front.base_url(), &load)).expect("load");
+    assert!(
+        finished
+            .stdout
+            .contains(&format!("RESULT ok={CONCURRENT} failed=0")),
+        "{}",
+        finished.stdout
+    );
+    let requests = 2 + CONCURRENT;
+    let out = flow::finish_at(&receiver, agent, requests * (1 + 2 * FAN));
+    let dump = || integration_tests::otlp_receiver::dump(&out.spans);
+    // The nested request's trace alone; the /fanout ones together.
+    let nested_trace = out
+        .spans
+        .iter()
+        .find(|s| s.pid() == Some(front_pid) && s.attr_str("url.path") == Some("/nested"))
+        .map(|s| s.trace_id.clone())
+        .unwrap_or_else(|| panic!("no /nested span:\n{}", dump()));
+    let (nested, fanouts): (Vec<ReceivedSpan>, Vec<ReceivedSpan>) = out
+        .spans
+        .iter()
+        .cloned()
+        .partition(|s| s.trace_id == nested_trace);
+    // A call whose HEADERS frame the connection's writer sent before the
+    // call's uprobe ran (the writer on another CPU, in the microseconds
+    // between the stream getting its id and NewStream returning) starts a
+    // new trace: counted by the agent, never another request's parent.
+    let late = out.exit.counter("go_grpc_stream_late") as usize;
+    let mut unparented = 0;
+    for (what, spans, path, n) in [
+        ("nested", &nested, "/nested", 1),
+        ("fan-out", &fanouts, "/fanout", 1 + CONCURRENT),
+    ] {
+        let f = fanout::Fanout {
+            front_pid,
+            leaf_pid,
+            front_path: path,
+            call_path: CALL,
+            fan: FAN,
+        };
+        let (stats, problems) = fanout::check(spans, &f);
+        eprintln!("STATS {} {what}: {stats} late={late}", env.test);
+        let calls = n * FAN;
+        let unexpected: Vec<&String> = problems
+            .iter()
+            .filter(|p| !(p.contains("tracer.parent.source=\"none\"") && p.contains("parent=-")))
+            .filter(|p| !p.contains("client children, expected"))
+            .collect();
+        assert!(
+            unexpected.is_empty() && stats.cross_linked == 0,
+            "{what}: {} problem(s) ({stats}):\n  {}\nall spans:\n{}",
+            problems.len(),
+            problems
+                .iter()
+                .take(30)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n  "),
+            dump()
+        );
+        assert_eq!((stats.requests, stats.traces), (n, n), "{what}: {stats}");
+        assert_eq!(
+            stats.correctly_parented + stats.wrongly_parented,
+            2 * calls,
+            "{what}: {stats}"
+        );
+        unparented += stats.wrongly_parented;
+        for span in spans.iter() {
+            let want = match (span.pid(), span.kind.as_str()) {
+                (Some(p), "CLIENT") if p == front_pid && span.parent_span_id.is_some() => {
+                    "goroutine"
+                }
+                (Some(p), "SERVER") if p == leaf_pid => "injected",
+                _ => continue,
+            };
+            assert_eq!(span.attr_str("tracer.parent.source"), Some(want), "{span}");
+            assert_eq!(int(span, "rpc.grpc.status_code"), Some(0), "{span}");
+        }
+    }
+    // Every call without its request's parent is one the agent counted,
+    // and they stay rare.
+    assert_eq!(unparented, late, "unparented calls vs go_grpc_stream_late");
+    assert!(
+        late * 50 <= requests * FAN,
+        "{late} of {} calls lost their parent to the writer",
+        requests * FAN
+    );
+    assert_eq!(out.spans.len(), requests * (1 + 2 * FAN), "no other span");
+    out.only_from(&[front_pid, leaf_pid]);
     out.assert_clean();
 }

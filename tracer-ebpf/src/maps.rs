@@ -43,7 +43,7 @@ pub static ARGS_BUF: PerCpuArray<SyscallArgs> = PerCpuArray::with_max_entries(1,
 /// starts (with ARGS `http2`): sk_msg adds `traceparent` to each, sys_exit
 /// sends them to the agent.
 #[map]
-pub static H2_HEADS: HashMap<u64, H2HeadsEvent> = HashMap::with_max_entries(4096, 0);
+pub static H2_HEADS: HashMap<u64, H2HeadsEvent> = HashMap::with_max_entries(1024, 0);
 
 /// Per-CPU place to build them (too big for the stack).
 #[map]

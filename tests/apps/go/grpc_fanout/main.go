@@ -5,7 +5,11 @@
 // connection-wide writer goroutine (loopy), often several in one write, so
 // the tracer has to tie each stream to the goroutine that made the call.
 //
-// Usage: grpc_fanout -target HOST:PORT PORT   (listens on 127.0.0.1:PORT)
+// Usage: grpc_fanout -target HOST:PORT [-wait] PORT   (listens on 127.0.0.1:PORT)
+//
+// -wait: once listening, print "WAITING" and wait for a line on stdin
+// before connecting to TARGET (so that a tracer can select this process
+// before the connection's preface goes out); "DIALED" once connected.
 //
 // Routes:
 //
@@ -18,10 +22,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -36,7 +42,10 @@ import (
 // Most calls one incoming request may make (bounds what a bad query costs).
 const maxCalls = 100
 
-var target = flag.String("target", "", "the gRPC server's HOST:PORT")
+var (
+	target = flag.String("target", "", "the gRPC server's HOST:PORT")
+	wait   = flag.Bool("wait", false, `print "WAITING" and wait for a line on stdin before connecting`)
+)
 
 var health healthpb.HealthClient
 
@@ -108,6 +117,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: grpc_fanout -target HOST:PORT PORT")
 		os.Exit(2)
 	}
+	addr := "127.0.0.1:" + flag.Arg(0)
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if *wait {
+		fmt.Println("WAITING")
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			log.Fatalf("stdin closed while waiting: %v", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	conn, err := grpc.DialContext(ctx, *target, grpc.WithInsecure(), grpc.WithBlock(),
 		grpc.FailOnNonTempDialError(true))
@@ -116,9 +136,9 @@ func main() {
 		log.Fatalf("dial %s: %v", *target, err)
 	}
 	health = healthpb.NewHealthClient(conn)
+	fmt.Println("DIALED")
 	http.HandleFunc("/fanout", fanout(false))
 	http.HandleFunc("/nested", fanout(true))
-	addr := "127.0.0.1:" + flag.Arg(0)
 	log.Printf("listening on %s, calling %s (grpc-go %s)", addr, *target, grpc.Version)
-	log.Fatal(http.ListenAndServe(addr, nil))
+	log.Fatal(http.Serve(listener, nil))
 }

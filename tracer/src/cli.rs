@@ -11,8 +11,9 @@ pub enum OtlpProtocol {
     HttpProtobuf,
 }
 
-/// eBPF zero-instrumentation tracer: HTTP/1.x requests of unmodified
-/// processes become OpenTelemetry spans, exported over OTLP. Runs as root.
+/// eBPF zero-instrumentation tracer: the HTTP/1.x, HTTP/2 and gRPC requests
+/// of unmodified processes become OpenTelemetry spans, exported over OTLP.
+/// Runs as root.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "tracer", version)]
 pub struct Args {
@@ -60,8 +61,9 @@ pub struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 8, value_parser = parse_ring_mib)]
     pub ring_buffer_mib: u32,
 
-    /// Do not write `traceparent` into outgoing HTTP/1 requests (then hops
-    /// between processes on this host are still linked by their connection).
+    /// Do not write `traceparent` into outgoing HTTP/1 and HTTP/2 (gRPC)
+    /// requests (then hops between processes on this host are still linked
+    /// by their connection).
     #[arg(long)]
     pub no_inject: bool,
 

@@ -54,7 +54,7 @@ pub struct ProbeOptions {
     /// A selection was given: only selected processes/ports are traced.
     pub selective: bool,
     pub ports: Vec<u16>,
-    /// Write `traceparent` into outgoing HTTP/1 requests (sock_ops + sk_msg).
+    /// Write `traceparent` into outgoing HTTP/1 and HTTP/2 requests (sock_ops + sk_msg).
     pub inject: bool,
     /// Root-span sampling threshold (see `Config::sample_threshold`).
     pub sample_threshold: u64,

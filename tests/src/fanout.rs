@@ -144,3 +144,23 @@ pub fn check(spans: &[ReceivedSpan], f: &Fanout) -> (FanoutStats, Vec<String>) {
     }
     (stats, problems)
 }
+
+/// A failure message: how many problems, the first 30, and every span.
+pub fn report(
+    what: &str,
+    stats: &FanoutStats,
+    problems: &[String],
+    spans: &[ReceivedSpan],
+) -> String {
+    format!(
+        "{what}: {} problem(s) ({stats}):\n  {}\nall spans:\n{}",
+        problems.len(),
+        problems
+            .iter()
+            .take(30)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  "),
+        crate::otlp_receiver::dump(spans)
+    )
+}

@@ -71,15 +71,8 @@ fn check_fanout(
     stats_line(test, what, &stats);
     assert!(
         problems.is_empty(),
-        "{what}: {} problem(s) ({stats}):\n  {}\nall spans:\n{}",
-        problems.len(),
-        problems
-            .iter()
-            .take(30)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n  "),
-        integration_tests::otlp_receiver::dump(spans)
+        "{}",
+        fanout::report(what, &stats, &problems, spans)
     );
     assert_eq!(
         stats,

@@ -431,15 +431,8 @@ fn grpc_calls_from_handler_goroutines_nest_under_their_request() {
             .collect();
         assert!(
             unexpected.is_empty() && stats.cross_linked == 0,
-            "{what}: {} problem(s) ({stats}):\n  {}\nall spans:\n{}",
-            problems.len(),
-            problems
-                .iter()
-                .take(30)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n  "),
-            dump()
+            "{}",
+            fanout::report(what, &stats, &problems, &out.spans)
         );
         assert_eq!((stats.requests, stats.traces), (n, n), "{what}: {stats}");
         assert_eq!(

@@ -285,23 +285,31 @@ pub fn request_of_writer(cfg: &Config, pid_tgid: u64, now: u64) -> Option<Thread
     }
 }
 
+/// What a Go uprobe starts from, in a wanted Go process: its tgid and
+/// offsets, RAX (the receiver at entry, the first result at a RET under
+/// Go's register ABI) and R14 (the running `g`).
+#[inline(always)]
+fn go_probe(ctx: &ProbeContext) -> Option<(u32, GoOffsets, u64, u64)> {
+    let cfg = config()?;
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !process_wanted(cfg, tgid) {
+        return None;
+    }
+    // SAFETY: copied out at once.
+    let off = unsafe { GO_PROCS.get(tgid) }.copied()?;
+    // SAFETY: the probe's registers.
+    let (rax, r14) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
+    Some((tgid, off, rax, r14))
+}
+
 /// `net/http.(*persistConn).roundTrip(pc, req)`, in the calling goroutine:
 /// record its request context under the connection's fd, for the writer
 /// goroutine's write. Go's register ABI: receiver in RAX, `g` in R14.
 #[uprobe]
 pub fn go_http_round_trip(ctx: ProbeContext) -> u32 {
-    let Some(cfg) = config() else { return 0 };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if !process_wanted(cfg, tgid) {
-        return 0;
-    }
-    // SAFETY: copied out at once.
-    let Some(off) = (unsafe { GO_PROCS.get(tgid) }).copied() else {
+    let Some((tgid, off, pc, g)) = go_probe(&ctx) else {
         return 0;
     };
-    // SAFETY: the probe's registers.
-    let (pc, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
     let fd = match pc {
         0 => None,
         pc => conn_fd(&off, pc + off.persist_conn_conn as u64),
@@ -393,22 +401,13 @@ pub fn stream_caller(tgid: u32, sock_id: u64, stream: u32, now: u64) -> Option<O
 /// The returns of grpc-go's `internal/transport.(*http2Client).NewStream`,
 /// in the goroutine making the call, once the stream has its id and its
 /// HEADERS frame is queued for the connection's writer goroutine: record
-/// the caller's request under (fd, stream id). The result `*Stream` is in
+/// the caller's request under (socket, stream id). The result `*Stream` is in
 /// RAX (nil on error), `g` in R14.
 #[uprobe]
 pub fn go_grpc_new_stream(ctx: ProbeContext) -> u32 {
-    let Some(cfg) = config() else { return 0 };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    if !process_wanted(cfg, tgid) {
-        return 0;
-    }
-    // SAFETY: copied out at once.
-    let Some(off) = (unsafe { GO_PROCS.get(tgid) }).copied() else {
+    let Some((tgid, off, s, g)) = go_probe(&ctx) else {
         return 0;
     };
-    // SAFETY: the probe's registers.
-    let (s, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
     if s == 0 || off.grpc_stream_ct == 0 {
         return 0;
     }

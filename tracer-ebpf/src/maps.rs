@@ -41,9 +41,10 @@ pub static ARGS_BUF: PerCpuArray<SyscallArgs> = PerCpuArray::with_max_entries(1,
 
 /// pid_tgid -> the HTTP/2 requests the write in flight on that thread
 /// starts (with ARGS `http2`): sk_msg adds `traceparent` to each, sys_exit
-/// sends them to the agent.
+/// sends them to the agent. An LRU: a thread killed inside its write
+/// leaves its entry behind.
 #[map]
-pub static H2_HEADS: HashMap<u64, H2HeadsEvent> = HashMap::with_max_entries(1024, 0);
+pub static H2_HEADS: LruHashMap<u64, H2HeadsEvent> = LruHashMap::with_max_entries(1024, 0);
 
 /// Per-CPU place to build them (too big for the stack).
 #[map]

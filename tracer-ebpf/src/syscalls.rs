@@ -688,21 +688,28 @@ fn recapture(ev: &mut tracer_common::DataEvent, args: &SyscallArgs) {
 /// The first 8 bytes of the HTTP/2 connection preface.
 const PREFACE_START: [u8; 8] = *b"PRI * HT";
 
-/// Whether the event's payload starts with the whole 24-byte preface.
+/// Whether the event's payload starts with the HTTP/2 connection preface:
+/// its first line, `PRI * HTTP/2.0`, is enough (and nothing else starts so).
+/// A server may read the 24 bytes in pieces: Go's net/http reads that line
+/// as an HTTP/1 request line first, and the rest in a later read.
 #[inline(always)]
 fn is_preface(ev: &tracer_common::DataEvent) -> bool {
-    if (ev.cap_len as usize) < http2::PREFACE.len() {
+    if (ev.cap_len as usize) < PREFACE_LINE {
         return false;
     }
-    // SAFETY: plain bytes reinterpreted as words; 24 <= MAX_CAPTURE.
-    let (got, want): ([u64; 3], [u64; 3]) = unsafe {
+    // SAFETY: plain bytes reinterpreted as words; 16 <= MAX_CAPTURE.
+    let (got, want): ([u64; 2], [u64; 2]) = unsafe {
         (
-            core::ptr::read_unaligned(ev.payload.as_ptr() as *const [u64; 3]),
-            core::mem::transmute(*http2::PREFACE),
+            core::ptr::read_unaligned(ev.payload.as_ptr() as *const [u64; 2]),
+            core::ptr::read_unaligned(http2::PREFACE.as_ptr() as *const [u64; 2]),
         )
     };
-    got == want
+    // The first 14 bytes; the two after them may be anything read with it.
+    got[0] == want[0] && (got[1] ^ want[1]) & 0xffff_ffff_ffff == 0
 }
+
+/// `PRI * HTTP/2.0`
+const PREFACE_LINE: usize = 14;
 
 /// The preface went by on this socket (seen at sys_exit, once per
 /// connection): it speaks HTTP/2 from now on. The client end's later

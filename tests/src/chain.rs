@@ -198,6 +198,36 @@ pub struct Load {
     pub wait: bool,
 }
 
+impl Load {
+    /// `clients` at once, one request each to `path`, each on a connection
+    /// of its own.
+    pub fn concurrent(clients: usize, path: &str) -> Load {
+        Load {
+            clients,
+            requests_per_client: 1,
+            paths: Err(path.to_owned()),
+            keepalive: false,
+            wait: false,
+        }
+    }
+
+    /// Every request `load_client.py` made succeeded, by its RESULT line.
+    pub fn assert_all_ok(&self, stdout: &str) {
+        let n = self.clients * self.requests_per_client;
+        assert!(
+            stdout.contains(&format!("RESULT ok={n} failed=0")),
+            "{stdout}"
+        );
+    }
+
+    /// Runs `load_client.py` against `base_url` to its end; every request
+    /// must succeed.
+    pub fn run_ok(&self, base_url: &str) {
+        let finished = crate::apps::run("load", load_client(base_url, self)).expect("load");
+        self.assert_all_ok(&finished.stdout);
+    }
+}
+
 /// A `load_client.py` command line against `base_url`.
 pub fn load_client(base_url: &str, load: &Load) -> Command {
     let mut cmd = python("load_client.py");

@@ -13,7 +13,7 @@ use integration_tests::{
     Protocol, ReceivedSpan, Receiver,
     agent::Agent,
     apps::{self, Fanout},
-    chain::{self, Load},
+    chain::Load,
     fanout::{self, FanoutStats},
     flow,
     process::Proc,
@@ -193,22 +193,7 @@ fn hundred_concurrent_fan_outs_zero_cross_links() {
     let apps = Fanout::start(&bin, &bin).expect("starting the fan-out servers");
     let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
     let agent = start_agent(&env, &receiver, &[front, leaf]);
-    let load = Load {
-        clients: REQUESTS,
-        requests_per_client: 1,
-        paths: Err(format!("/fanout?n={FAN}")),
-        keepalive: false,
-        wait: false,
-    };
-    let finished =
-        apps::run("load", chain::load_client(&apps.front.base_url(), &load)).expect("load");
-    assert!(
-        finished
-            .stdout
-            .contains(&format!("RESULT ok={REQUESTS} failed=0")),
-        "{}",
-        finished.stdout
-    );
+    Load::concurrent(REQUESTS, &format!("/fanout?n={FAN}")).run_ok(&apps.front.base_url());
     let out = flow::finish_at(&receiver, agent, REQUESTS * (1 + 2 * FAN));
     let f = fanout::Fanout {
         front_pid: front,

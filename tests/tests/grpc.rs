@@ -14,7 +14,7 @@ use integration_tests::{
     AttrValue, Protocol, ReceivedSpan, Receiver,
     agent::Agent,
     apps::{self, GrpcCall},
-    chain::{self, Load},
+    chain::Load,
     fanout, flow, require_root,
     skip::TestEnv,
     skip_unless,
@@ -374,21 +374,7 @@ fn grpc_calls_from_handler_goroutines_nest_under_their_request() {
         let (_, status, _) = apps::curl_request(&[&url]).expect("running curl");
         assert_eq!(status, 200, "status of {url}");
     }
-    let load = Load {
-        clients: CONCURRENT,
-        requests_per_client: 1,
-        paths: Err(format!("/fanout?n={FAN}")),
-        keepalive: false,
-        wait: false,
-    };
-    let finished = apps::run("load", chain::load_client(&front.base_url(), &load)).expect("load");
-    assert!(
-        finished
-            .stdout
-            .contains(&format!("RESULT ok={CONCURRENT} failed=0")),
-        "{}",
-        finished.stdout
-    );
+    Load::concurrent(CONCURRENT, &format!("/fanout?n={FAN}")).run_ok(&front.base_url());
     let requests = 2 + CONCURRENT;
     let out = flow::finish_at(&receiver, agent, requests * (1 + 2 * FAN));
     let dump = || integration_tests::otlp_receiver::dump(&out.spans);

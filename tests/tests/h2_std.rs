@@ -304,36 +304,25 @@ fn twenty_concurrent_bundled_h2c_fan_outs_zero_cross_links() {
     let receiver = Receiver::start().expect("starting the OTLP receiver");
     let (apps, agent) = start(&env, &receiver, bin, &[]);
     let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
-    let loads: Vec<Proc> = ["/serial", "/fanout"]
+    let loads: Vec<(Load, Proc)> = ["/serial", "/fanout"]
         .iter()
         .map(|path| {
-            let load = Load {
-                clients: REQUESTS,
-                requests_per_client: 1,
-                paths: Err(format!("{path}?n={FAN}")),
-                keepalive: false,
-                wait: false,
-            };
-            Proc::spawn(
+            let load = Load::concurrent(REQUESTS, &format!("{path}?n={FAN}"));
+            let proc = Proc::spawn(
                 "load",
                 chain::load_client(&apps.front.base_url(), &load),
                 true,
             )
-            .expect("starting the load client")
+            .expect("starting the load client");
+            (load, proc)
         })
         .collect();
-    for load in loads {
-        let finished = load
+    for (load, proc) in loads {
+        let finished = proc
             .finish(apps::CLIENT_TIMEOUT)
             .and_then(|f| f.ok())
             .expect("load client");
-        assert!(
-            finished
-                .stdout
-                .contains(&format!("RESULT ok={REQUESTS} failed=0")),
-            "{}",
-            finished.stdout
-        );
+        load.assert_all_ok(&finished.stdout);
     }
     let out = flow::finish_at(&receiver, agent, 2 * REQUESTS * (1 + 2 * FAN));
     assert_protocols(

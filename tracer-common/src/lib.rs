@@ -254,9 +254,6 @@ pub struct SyscallArgs {
     /// has been through them.
     pub http2: u8,
     pub _pad: [u8; 2],
-    /// With `http2`: the offset of the first of those HEADERS frames (other
-    /// frames, such as a PING ack or WINDOW_UPDATE, may come first).
-    pub http2_frame_at: u32,
     /// For a write that starts a client request: the context chosen for it
     /// (sk_msg reads it to write the header).
     pub ctx: TraceCtx,

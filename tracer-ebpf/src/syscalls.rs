@@ -233,7 +233,6 @@ fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArg
     if heads.count == 0 {
         return false;
     }
-    args.http2_frame_at = heads.heads[0].frame_at;
     args.http2 = 1;
     true
 }
@@ -450,7 +449,7 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
             };
             if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
                 if args.http2 != 0 {
-                    send_http2_heads(pid_tgid, info.sock_id);
+                    send_http2_heads(pid_tgid);
                 }
                 emit_data(&ctx, cfg, args, info, ret as u64);
             }
@@ -466,13 +465,12 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
 /// Send the contexts of the HTTP/2 requests this write started, ahead of
 /// its data event (the agent needs them when it parses the frames).
 #[inline(always)]
-fn send_http2_heads(pid_tgid: u64, sock_id: u64) {
+fn send_http2_heads(pid_tgid: u64) {
     let Some(heads) = H2_HEADS.get_ptr_mut(pid_tgid) else {
         return;
     };
     // SAFETY: this thread's entry; only this thread touches it meanwhile.
     let heads = unsafe { &mut *heads };
-    heads.sock_id = sock_id;
     // Only the heads in use.
     let n = (heads.count as usize) & (2 * http2::MAX_HEADS - 1);
     let n = if n > http2::MAX_HEADS {
@@ -793,7 +791,12 @@ pub fn client_h2(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: per-CPU slot filled by the caller on this CPU.
     let args = unsafe { &mut *args };
-    if app_sends_traceparent(&ctx, args) {
+    let Some(heads) = H2_HEADS_BUF.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: per-CPU slot filled by `save` on this CPU.
+    let heads = unsafe { &mut *heads };
+    if app_sends_traceparent(&ctx, args, heads.heads[0].frame_at) {
         // Left alone, now and for the rest of the connection; no kernel
         // context: the agent takes the app's from the decoded headers.
         if let Some(entry) = SOCKS.get_ptr_mut(sock_key((pid_tgid >> 32) as u32, args.fd)) {
@@ -801,11 +804,8 @@ pub fn client_h2(ctx: TracePointContext) -> u32 {
             unsafe { (*entry).http2 = http2::SOCK_APP_CONTEXT };
         }
         args.http2 = 0;
-        args.http2_frame_at = 0;
         count(counter::INJECT_SKIPPED_HAS_HEADER, 1);
-    } else if let Some(heads) = H2_HEADS_BUF.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot filled by `save` on this CPU.
-        let heads = unsafe { &mut *heads };
+    } else {
         client_requests_http2(cfg, pid_tgid, args, heads);
         if H2_HEADS.insert(pid_tgid, &*heads, 0).is_err() {
             args.http2 = 0;
@@ -832,6 +832,12 @@ fn client_requests_http2(
     heads.kind = kind::H2_HEADS;
     heads.pid = tgid;
     heads.fd = args.fd;
+    // Resolved by `save` just before.
+    // SAFETY: copied out at once.
+    heads.sock_id = match unsafe { SOCKS.get(sock_key(tgid, args.fd)) } {
+        Some(info) => info.sock_id,
+        None => 0,
+    };
     let Some(writer) = H2_WRITER.get_ptr_mut(0) else {
         return;
     };
@@ -846,12 +852,7 @@ fn client_requests_http2(
     let mut state = HeadsState {
         tgid,
         has_writer,
-        // Resolved by `save` just before.
-        // SAFETY: copied out at once.
-        sock_id: match unsafe { SOCKS.get(sock_key(tgid, args.fd)) } {
-            Some(info) => info.sock_id,
-            None => 0,
-        },
+        sock_id: heads.sock_id,
         now: args.ts_enter,
     };
     // One request per iteration: unrolled, MAX_HEADS of them are beyond
@@ -916,7 +917,7 @@ extern "C" fn head_context(i: u32, state: *mut HeadsState) -> i64 {
 /// header may come after one without in the same write). Staged into the
 /// scratch payload, free at sys_enter.
 #[inline(always)]
-fn app_sends_traceparent(ctx: &TracePointContext, args: &SyscallArgs) -> bool {
+fn app_sends_traceparent(ctx: &TracePointContext, args: &SyscallArgs, frame_at: u32) -> bool {
     // The write's first buffer, as `first_buffer` found it in `save`.
     let (src, len) = if args.iovcnt != 0 {
         // SAFETY: user pointer checked by the helper.
@@ -932,7 +933,7 @@ fn app_sends_traceparent(ctx: &TracePointContext, args: &SyscallArgs) -> bool {
             Err(_) => return false,
         }
     };
-    let block_at = (args.http2_frame_at + http2::FRAME_HEADER_LEN) as u64;
+    let block_at = (frame_at + http2::FRAME_HEADER_LEN) as u64;
     if src == 0 || len <= block_at {
         return false;
     }

@@ -324,26 +324,21 @@ pub fn scratch_len() -> u32 {
 /// Offset just past the first CRLF in the scratch payload, or 0.
 #[inline(always)]
 fn find_line_end(len: u32) -> u32 {
-    let mut scan = Scan::new(len);
-    // SAFETY: the callback only touches `scan` and the scratch map.
-    unsafe {
-        bpf_loop(
-            scan.len,
-            scan_crlf as *mut _,
-            &mut scan as *mut Scan as *mut _,
-            0,
-        );
-    }
-    scan.value_at
+    let Some(n) = Scan::start(len) else {
+        return 0;
+    };
+    // SAFETY: the callback only touches the per-CPU SCAN and SCRATCH.
+    unsafe { bpf_loop(n, scan_crlf as *mut _, core::ptr::null_mut(), 0) };
+    Scan::result().map_or(0, |s| s.value_at)
 }
 
 /// bpf_loop callback: is byte `i` the LF of a CRLF?
-extern "C" fn scan_crlf(i: u32, scan: *mut Scan) -> i64 {
-    // SAFETY: bpf_loop hands back the pointer it was given.
-    let scan = unsafe { &mut *scan };
-    let Some(scratch) = SCRATCH.get_ptr(0) else {
+extern "C" fn scan_crlf(i: u32, _: *mut u8) -> i64 {
+    let (Some(scan), Some(scratch)) = (SCAN.get_ptr_mut(0), SCRATCH.get_ptr(0)) else {
         return 1;
     };
+    // SAFETY: this CPU's slot, set up by `Scan::start`.
+    let scan = unsafe { &mut *scan };
     let i = i as usize;
     if i == 0 || i >= scan.len as usize || i >= MAX_CAPTURE - 1 {
         return i64::from(i != 0);
@@ -357,8 +352,15 @@ extern "C" fn scan_crlf(i: u32, scan: *mut Scan) -> i64 {
     0
 }
 
-/// State of the header scan, shared with the bpf_loop callback.
+/// State of the header scan, shared with the bpf_loop callback through a
+/// per-CPU map, not the stack: the verifier does not follow values in map
+/// memory, so the callback's entry state is the same at every iteration
+/// and its verification converges at once. Offsets kept on the stack were
+/// tracked precisely, and every offset a header could be found at made
+/// another state (client_context and server_context hit the verifier's
+/// 1,000,000-instruction limit that way).
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct Scan {
     len: u32,
     /// Offset of the value of `traceparent:`, or 0 when not found.
@@ -370,16 +372,35 @@ struct Scan {
     b3_sampled_at: u32,
 }
 
+#[map]
+static SCAN: PerCpuArray<Scan> = PerCpuArray::with_max_entries(1, 0);
+
 impl Scan {
-    fn new(len: u32) -> Self {
-        Self {
-            len: if len < SCAN_LIMIT { len } else { SCAN_LIMIT },
-            value_at: 0,
-            b3_at: 0,
-            b3_trace_at: 0,
-            b3_span_at: 0,
-            b3_sampled_at: 0,
+    /// A new scan of the first `len` bytes of the scratch payload; the
+    /// bytes to look at.
+    #[inline(always)]
+    fn start(len: u32) -> Option<u32> {
+        let scan = SCAN.get_ptr_mut(0)?;
+        let len = if len < SCAN_LIMIT { len } else { SCAN_LIMIT };
+        // SAFETY: this CPU's slot; programs do not nest on one CPU here.
+        unsafe {
+            *scan = Self {
+                len,
+                value_at: 0,
+                b3_at: 0,
+                b3_trace_at: 0,
+                b3_span_at: 0,
+                b3_sampled_at: 0,
+            };
         }
+        Some(len)
+    }
+
+    /// What the scan found.
+    #[inline(always)]
+    fn result() -> Option<Self> {
+        // SAFETY: this CPU's slot, copied out.
+        SCAN.get_ptr(0).map(|s| unsafe { *s })
     }
 }
 
@@ -440,16 +461,21 @@ fn parsed_header(ctx: &mut TraceCtx) -> u32 {
 /// may overwrite in place), `B3_FOUND` for a B3 context, 0 if none.
 #[inline(always)]
 fn find_traceparent(len: u32, ctx: &mut TraceCtx) -> u32 {
-    let mut scan = Scan::new(len);
-    // SAFETY: the callback only touches `scan` and the scratch map.
+    let Some(n) = Scan::start(len) else {
+        return 0;
+    };
+    // SAFETY: the callback only touches the per-CPU SCAN and SCRATCH.
     unsafe {
         bpf_loop(
-            scan.len.div_ceil(8),
+            n.div_ceil(8),
             scan_words as *mut _,
-            &mut scan as *mut Scan as *mut _,
+            core::ptr::null_mut(),
             0,
-        );
-    }
+        )
+    };
+    let Some(scan) = Scan::result() else {
+        return 0;
+    };
     if scan.value_at != 0 && parse_traceparent(scan.value_at, scan.len, ctx) {
         return scan.value_at;
     }
@@ -584,12 +610,12 @@ fn skip_blanks(p: &[u8; MAX_CAPTURE], mut at: usize) -> u32 {
 /// bpf_loop callback over the head eight bytes at a time: only the line
 /// feeds in word `w` are looked at (a byte-per-call scan cost more than the
 /// rest of the request's kernel work). Returns 1 to stop, 0 to go on.
-extern "C" fn scan_words(w: u32, scan: *mut Scan) -> i64 {
-    // SAFETY: bpf_loop hands back the pointer it was given.
-    let scan = unsafe { &mut *scan };
-    let Some(scratch) = SCRATCH.get_ptr(0) else {
+extern "C" fn scan_words(w: u32, _: *mut u8) -> i64 {
+    let (Some(scan), Some(scratch)) = (SCAN.get_ptr_mut(0), SCRATCH.get_ptr(0)) else {
         return 1;
     };
+    // SAFETY: this CPU's slot, set up by `Scan::start`.
+    let scan = unsafe { &mut *scan };
     let base = w as usize * 8;
     if base >= MAX_CAPTURE - 40 || base >= scan.len as usize {
         return 1;
@@ -682,8 +708,10 @@ fn parse_b3_multi(scan: &Scan, ctx: &mut TraceCtx) -> bool {
 
 /// One hex-decoding job for the bpf_loop callback `hex_step`: decoding in
 /// a callback keeps the verifier's work per header constant instead of one
-/// unrolled branch pair per digit.
+/// unrolled branch pair per digit. In a per-CPU map, like `Scan`, so that
+/// the callback's verification converges whatever the digits.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct HexJob {
     at: u32,
     /// 1 while every digit so far was valid.
@@ -708,13 +736,15 @@ impl HexJob {
     }
 }
 
-extern "C" fn hex_step(i: u32, job: *mut HexJob) -> i64 {
-    // SAFETY: bpf_loop hands back the pointer it was given.
-    let job = unsafe { &mut *job };
-    let Some(scratch) = SCRATCH.get_ptr(0) else {
-        job.ok = 0;
+#[map]
+static HEX_JOB: PerCpuArray<HexJob> = PerCpuArray::with_max_entries(1, 0);
+
+extern "C" fn hex_step(i: u32, _: *mut u8) -> i64 {
+    let (Some(job), Some(scratch)) = (HEX_JOB.get_ptr_mut(0), SCRATCH.get_ptr(0)) else {
         return 1;
     };
+    // SAFETY: this CPU's slot, set up by `decode_hex`.
+    let job = unsafe { &mut *job };
     // SAFETY: the per-CPU scratch event.
     let p = unsafe { &(*scratch).event.payload };
     let digit = p.get(job.at as usize + i as usize).and_then(|&c| match c {
@@ -744,23 +774,22 @@ extern "C" fn hex_step(i: u32, job: *mut HexJob) -> i64 {
 /// Decode `digits` hex digits at `at` of the scratch payload.
 #[inline(always)]
 fn decode_hex(at: usize, digits: u32, upper: bool) -> Option<HexJob> {
-    let mut job = HexJob {
-        at: at as u32,
-        ok: 1,
-        nonzero: 0,
-        upper: upper as u32,
-        hi: 0,
-        lo: 0,
-    };
-    // SAFETY: the callback only touches `job` and the scratch map.
+    let slot = HEX_JOB.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot; programs do not nest on one CPU here.
     unsafe {
-        bpf_loop(
-            digits,
-            hex_step as *mut _,
-            &mut job as *mut HexJob as *mut _,
-            0,
-        );
+        *slot = HexJob {
+            at: at as u32,
+            ok: 1,
+            nonzero: 0,
+            upper: upper as u32,
+            hi: 0,
+            lo: 0,
+        };
     }
+    // SAFETY: the callback only touches the per-CPU HEX_JOB and SCRATCH.
+    unsafe { bpf_loop(digits, hex_step as *mut _, core::ptr::null_mut(), 0) };
+    // SAFETY: this CPU's slot, copied out.
+    let job = unsafe { *slot };
     (job.ok != 0).then_some(job)
 }
 

@@ -1008,43 +1008,83 @@ fn copy_tail(ev: &mut tracer_common::DataEvent, src: u64) {
 }
 
 /// Copy the first `want` bytes spread over an iovec array, and the tail of
-/// the `total` bytes the syscall moved.
+/// the `total` bytes the syscall moved: one iovec per bpf_loop iteration,
+/// its state in a per-CPU map (unrolled, with the running offset on the
+/// stack, every iovec multiplied the verifier's states: exit_io needed
+/// over 500,000 instructions).
 #[inline(always)]
 fn copy_iov(ev: &mut tracer_common::DataEvent, iov_ptr: u64, iovcnt: u32, want: u64, total: u64) {
-    let mut copied: usize = 0;
-    let mut seen: u64 = 0;
-    let want = bounded(want);
-    for i in 0..MAX_IOV {
-        if i >= iovcnt || seen >= total {
-            break;
-        }
-        // SAFETY: user pointer checked by the helper.
-        let Ok(iov) = (unsafe { bpf_probe_read_user((iov_ptr + i as u64 * 16) as *const IoVec) })
-        else {
-            break;
+    ev.cap_len = 0;
+    let Some(state) = IOV_COPY.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; programs do not nest on one CPU here.
+    unsafe {
+        *state = IovCopy {
+            iov: iov_ptr,
+            want: bounded(want) as u64,
+            total,
+            copied: 0,
+            seen: 0,
         };
-        // Only the bytes the syscall actually moved count.
-        let len = if iov.len < total - seen {
-            iov.len
-        } else {
-            total - seen
-        };
-        if copied < want && len > 0 {
-            let room = (want - copied) as u64;
-            let n = bounded(if len < room { len } else { room });
-            let off = copied & (MAX_CAPTURE - 1);
-            // SAFETY: off < MAX_CAPTURE and n <= MAX_CAPTURE fit payload+slack.
-            let dst = unsafe { ev.payload.as_mut_ptr().add(off) };
-            if n > 0 && copy_user(dst, iov.base, n) {
-                copied += n;
-            } else {
-                break;
-            }
-        }
-        seen += len;
-        if seen >= total && total > want as u64 && len >= TAIL_LEN as u64 {
-            copy_tail(ev, iov.base + len - TAIL_LEN as u64);
-        }
     }
-    ev.cap_len = copied as u32;
+    let n = if iovcnt < MAX_IOV { iovcnt } else { MAX_IOV };
+    // SAFETY: the callback only touches the per-CPU IOV_COPY and SCRATCH,
+    // and user memory through the probe helper.
+    unsafe { generated::bpf_loop(n, copy_one_iov as *mut _, core::ptr::null_mut(), 0) };
+    // SAFETY: this CPU's slot.
+    ev.cap_len = bounded(unsafe { (*state).copied }) as u32;
+}
+
+/// What `copy_iov` has done so far.
+#[repr(C)]
+struct IovCopy {
+    iov: u64,
+    want: u64,
+    total: u64,
+    /// Bytes copied into the payload.
+    copied: u64,
+    /// Bytes of the syscall the iovecs so far hold.
+    seen: u64,
+}
+
+#[map]
+static IOV_COPY: PerCpuArray<IovCopy> = PerCpuArray::with_max_entries(1, 0);
+
+/// bpf_loop callback: iovec `i` of IOV_COPY's array. 1 ends the copy.
+extern "C" fn copy_one_iov(i: u32, _: *mut u8) -> i64 {
+    let (Some(state), Some(scratch)) = (IOV_COPY.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
+        return 1;
+    };
+    // SAFETY: this CPU's slots, set up by `copy_iov` and `emit_data`.
+    let (st, ev) = unsafe { (&mut *state, &mut (*scratch).event) };
+    if st.seen >= st.total {
+        return 1;
+    }
+    // SAFETY: user pointer checked by the helper.
+    let Ok(iov) = (unsafe { bpf_probe_read_user((st.iov + i as u64 * 16) as *const IoVec) }) else {
+        return 1;
+    };
+    // Only the bytes the syscall actually moved count.
+    let len = if iov.len < st.total - st.seen {
+        iov.len
+    } else {
+        st.total - st.seen
+    };
+    if st.copied < st.want && len > 0 {
+        let room = st.want - st.copied;
+        let n = bounded(if len < room { len } else { room });
+        let off = (st.copied as usize) & (MAX_CAPTURE - 1);
+        // SAFETY: off < MAX_CAPTURE and n <= MAX_CAPTURE fit payload+slack.
+        let dst = unsafe { ev.payload.as_mut_ptr().add(off) };
+        if n == 0 || !copy_user(dst, iov.base, n) {
+            return 1;
+        }
+        st.copied += n as u64;
+    }
+    st.seen += len;
+    if st.seen >= st.total && st.total > st.want && len >= TAIL_LEN as u64 {
+        copy_tail(ev, iov.base + len - TAIL_LEN as u64);
+    }
+    0
 }

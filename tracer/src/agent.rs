@@ -102,6 +102,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ports: args.ports.clone(),
         inject: !args.no_inject,
         sample_threshold: sampling::ratio_threshold(sampling.adaptive_ratio()),
+        require_all: args.require_all,
+        fail_programs: args.fail_programs.clone(),
     })?;
     let selection = Selection {
         pids: args.pids.clone(),
@@ -115,6 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         config: probes.config.take().context("CONFIG already taken")?,
         go: go::spawn(
             probes.ebpf.take().context("programs already taken")?,
+            &probes.features,
             args.proc_root.clone(),
             stats.clone(),
         )?,

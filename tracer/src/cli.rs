@@ -91,6 +91,16 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub host_name: Option<String>,
 
+    /// Stop (exit code 1) when an optional part fails to load, instead of
+    /// turning off its feature with a warning.
+    #[arg(long)]
+    pub require_all: bool,
+
+    /// Treat this kernel program as refused by the kernel (tests of how the
+    /// agent starts without it). Repeatable.
+    #[arg(long = "fail-program", value_name = "PROGRAM", hide = true)]
+    pub fail_programs: Vec<String>,
+
     /// Root of the /proc file system to read process details from.
     #[arg(long, value_name = "DIR", default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
@@ -110,6 +120,15 @@ pub enum Command {
     GoOffsets {
         #[arg(required = true, value_name = "BINARY")]
         binaries: Vec<PathBuf>,
+    },
+    /// Load every kernel program (none attached) and print the instructions
+    /// the verifier processed for each and its load time; exit 1 when one
+    /// is refused or over the budget (`cargo xtask verifier-report`).
+    #[command(hide = true)]
+    VerifierReport {
+        /// Verified instructions allowed per program.
+        #[arg(long, value_name = "INSNS")]
+        budget: Option<u32>,
     },
 }
 
@@ -178,6 +197,17 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(!help.contains("go-offsets"), "{help}");
+        assert!(!help.contains("verifier-report"), "{help}");
+        assert!(!help.contains("fail-program"), "{help}");
+    }
+
+    #[test]
+    fn verifier_report_takes_a_budget() {
+        let a = Args::try_parse_from(["tracer", "verifier-report", "--budget", "5"]).unwrap();
+        assert_eq!(a.command, Some(Command::VerifierReport { budget: Some(5) }));
+        let a = Args::try_parse_from(["tracer", "--require-all", "--fail-program", "x"]).unwrap();
+        assert!(a.require_all);
+        assert_eq!(a.fail_programs, vec!["x"]);
     }
 
     #[test]

@@ -5,8 +5,10 @@ fn main() -> std::process::ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     let args = tracer::cli::Args::parse();
-    if let Some(tracer::cli::Command::GoOffsets { binaries }) = &args.command {
-        return go_offsets(binaries);
+    match &args.command {
+        Some(tracer::cli::Command::GoOffsets { binaries }) => return go_offsets(binaries),
+        Some(tracer::cli::Command::VerifierReport { budget }) => return verifier_report(*budget),
+        None => {}
     }
     // One thread: the stages hand each other work all the time, and waking
     // a task on another thread cost a context switch per hand-off (a third
@@ -40,6 +42,18 @@ fn go_offsets(binaries: &[std::path::PathBuf]) -> std::process::ExitCode {
         }
         Err(e) => {
             eprintln!("tracer: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tracer verifier-report`: the verifier's cost of every kernel program.
+fn verifier_report(budget: Option<u32>) -> std::process::ExitCode {
+    match tracer::probes::verifier::run(budget) {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("tracer: error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

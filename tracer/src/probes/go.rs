@@ -23,6 +23,7 @@ use aya::{
 use log::{debug, info, warn};
 use tracer_common::{GoOffsets, go_probes, maps};
 
+use super::{Feature, Features};
 use crate::{
     golang::{self, GoTarget},
     process::maps::image_start,
@@ -89,12 +90,27 @@ struct State {
     binaries: HashMap<BinaryId, Binary>,
     pids: HashMap<u32, BinaryId>,
     stats: Arc<Stats>,
-    loaded: HashSet<&'static str>,
+    /// The uprobe programs that loaded at start (the others' features are
+    /// off, and said so then).
+    usable: HashSet<&'static str>,
 }
 
 /// Start the Go thread; it owns the loaded programs from now on (and
 /// detaches them when the agent drops the handle and the thread ends).
-pub fn spawn(mut ebpf: Ebpf, proc_root: PathBuf, stats: Arc<Stats>) -> anyhow::Result<GoTracing> {
+pub fn spawn(
+    mut ebpf: Ebpf,
+    features: &Features,
+    proc_root: PathBuf,
+    stats: Arc<Stats>,
+) -> anyhow::Result<GoTracing> {
+    let usable = [
+        (Feature::GoHttpCalls, go_probes::HTTP_ROUND_TRIP.0),
+        (Feature::GoGrpcCalls, go_probes::GRPC_NEW_STREAM.0),
+    ]
+    .into_iter()
+    .filter(|(f, _)| features.is_on(*f))
+    .map(|(_, p)| p)
+    .collect();
     let go_procs = BpfHashMap::try_from(
         ebpf.take_map(maps::GO_PROCS)
             .ok_or_else(|| anyhow!("map {} missing from the kernel object", maps::GO_PROCS))?,
@@ -107,7 +123,7 @@ pub fn spawn(mut ebpf: Ebpf, proc_root: PathBuf, stats: Arc<Stats>) -> anyhow::R
         binaries: HashMap::new(),
         pids: HashMap::new(),
         stats,
-        loaded: HashSet::new(),
+        usable,
     };
     std::thread::Builder::new()
         .name("tracer-go".into())
@@ -165,7 +181,10 @@ impl State {
         if !*attached {
             *attached = true;
             for (program, function, offset) in probes.iter() {
-                match attach(&mut self.ebpf, &mut self.loaded, program, &exe, *offset) {
+                if !self.usable.contains(program) {
+                    continue;
+                }
+                match attach(&mut self.ebpf, program, &exe, *offset) {
                     Ok(()) => info!("go: pid {pid}: uprobe on {function} (+{offset:#x})"),
                     Err(e) => warn!("go: pid {pid}: no uprobe on {function}: {e:#}"),
                 }
@@ -268,22 +287,12 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
     }
 }
 
-fn attach(
-    ebpf: &mut Ebpf,
-    loaded: &mut HashSet<&'static str>,
-    program: &'static str,
-    exe: &Path,
-    offset: u64,
-) -> anyhow::Result<()> {
+/// Attach `program`, loaded at start, at `offset` of `exe`.
+fn attach(ebpf: &mut Ebpf, program: &'static str, exe: &Path, offset: u64) -> anyhow::Result<()> {
     let probe: &mut UProbe = ebpf
         .program_mut(program)
         .ok_or_else(|| anyhow!("program {program} missing from the kernel object"))?
         .try_into()?;
-    if loaded.insert(program) {
-        probe
-            .load()
-            .with_context(|| format!("the kernel refused program {program}"))?;
-    }
     // Attached to the executable's inode through the process's exe link,
     // which works even when the file was replaced or deleted.
     probe

@@ -1,15 +1,20 @@
 //! Load the kernel programs, fill their configuration, attach them.
 pub mod environment;
+pub mod features;
 pub mod go;
 pub mod kernel_offsets;
+pub mod programs;
+pub mod verifier;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf, SockHash},
     programs::{CgroupAttachMode, SkMsg, SockOps, TracePoint},
 };
 use log::{debug, info, warn};
+
+pub use features::{Feature, Features};
 use tracer_common::{Config, MAX_CAPTURE, counter, maps, tail};
 
 /// (program, tracepoint category, tracepoint name) for every attachment.
@@ -49,7 +54,8 @@ const ATTACHMENTS: &[(&str, &str, &str)] = &[
 pub struct ProbeOptions {
     /// Payload prefix copied per syscall.
     pub capture_len: u32,
-    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    /// Ring buffer size in bytes (a power of two, multiple of the page size);
+    /// 0: the kernel object's default.
     pub ring_bytes: u32,
     /// A selection was given: only selected processes/ports are traced.
     pub selective: bool,
@@ -58,6 +64,12 @@ pub struct ProbeOptions {
     pub inject: bool,
     /// Root-span sampling threshold (see `Config::sample_threshold`).
     pub sample_threshold: u64,
+    /// An optional part that fails to load stops the agent instead of
+    /// turning its feature off.
+    pub require_all: bool,
+    /// Programs to treat as refused without loading them (tests of the
+    /// degraded start).
+    pub fail_programs: Vec<String>,
 }
 
 /// The loaded programs; dropping it detaches everything.
@@ -71,6 +83,8 @@ pub struct Probes {
     pub events: Option<RingBuf<MapData>>,
     /// Taken by whoever changes settings at run time.
     pub config: Option<Array<MapData, Config>>,
+    /// What works, given which optional programs loaded.
+    pub features: Features,
     /// The kernel empties a program array when its last user-space
     /// reference goes: kept for as long as the programs run.
     _tail_calls: ProgramArray<MapData>,
@@ -79,20 +93,12 @@ pub struct Probes {
 impl Probes {
     pub fn load(opts: &ProbeOptions) -> anyhow::Result<Self> {
         environment::prepare()?;
-        let offsets = kernel_offsets::read().context("reading kernel struct offsets")?;
-        debug!("kernel offsets: {offsets:?}");
+        let mut ebpf = open_object(opts)?;
         let fork_child_pid_offset =
             environment::tracepoint_field_offset("sched", "sched_process_fork", "child_pid")?;
-
-        let mut ebpf = EbpfLoader::new()
-            .map_max_entries(maps::EVENTS, opts.ring_bytes)
-            .load(aya::include_bytes_aligned!(concat!(
-                env!("OUT_DIR"),
-                "/tracer"
-            )))
-            .context("loading the kernel object")?;
-
-        let config = Config {
+        let offsets = kernel_offsets::read().context("reading kernel struct offsets")?;
+        debug!("kernel offsets: {offsets:?}");
+        let mut config = Config {
             agent_tgid: std::process::id(),
             capture_len: opts.capture_len.min(MAX_CAPTURE as u32),
             selective: opts.selective as u8,
@@ -104,32 +110,65 @@ impl Probes {
             ..Config::default()
         };
         let mut config_map: Array<_, Config> = Array::try_from(take(&mut ebpf, maps::CONFIG)?)?;
-        config_map.set(0, config, 0).context("writing CONFIG")?;
         let mut ports: HashMap<_, u16, u8> =
             HashMap::try_from(map(&mut ebpf, maps::TRACED_PORTS)?)?;
         for port in &opts.ports {
             ports.insert(port, 1, 0).context("writing TRACED_PORTS")?;
         }
 
-        let tail_calls = load_tail_calls(&mut ebpf)?;
+        // Optional programs first: what fails among them only turns its
+        // feature off (or stops the agent under --require-all), before
+        // anything is attached.
+        let mut loads = Vec::new();
+        for name in features::optional_programs(opts.inject) {
+            let forced = opts.fail_programs.iter().any(|f| f == name);
+            let load = programs::load(&mut ebpf, name, forced);
+            debug!(
+                "program {name}: {:?} verified instructions, {:?}",
+                load.verified_insns, load.load_time
+            );
+            loads.push(load);
+        }
+        let tail_calls = fill_tail_calls(&mut ebpf, &loads)?;
+        let mut features = Features::new(opts.inject, &loads);
+        if (features.is_on(Feature::Inject) || features.is_on(Feature::InjectHttp2))
+            && let Err(e) = attach_injection(&mut ebpf)
+        {
+            features.turn_off_injection(&format!("{e:#}"));
+        }
+        if !features.is_on(Feature::Inject) && !features.is_on(Feature::InjectHttp2) {
+            // Nothing would carry the header: the kernel need not look for
+            // where it would go.
+            config.inject = 0;
+        }
+        config_map.set(0, config, 0).context("writing CONFIG")?;
+        for warning in features.warnings() {
+            warn!("{warning}");
+        }
+        if opts.require_all && !features.all_wanted_on() {
+            bail!(
+                "--require-all: an optional part of the agent did not load (see the warnings \
+                 above): {}",
+                features.off_summary()
+            );
+        }
+
+        // Capture itself: the agent cannot run without it.
         for (prog, category, name) in ATTACHMENTS {
+            let load = programs::load(&mut ebpf, prog, false);
+            if let Some(e) = &load.error {
+                bail!("the kernel refused program {prog}, without which nothing is captured: {e}");
+            }
             let program: &mut TracePoint = ebpf
                 .program_mut(prog)
                 .ok_or_else(|| anyhow!("program {prog} missing from the kernel object"))?
                 .try_into()?;
-            if program.fd().is_err() {
-                program
-                    .load()
-                    .with_context(|| format!("the kernel refused program {prog}"))?;
-            }
             program
                 .attach(category, name)
                 .with_context(|| format!("attaching {prog} to {category}:{name}"))?;
         }
         info!("{} tracepoints attached", ATTACHMENTS.len());
-        if opts.inject {
-            attach_injection(&mut ebpf);
-        }
+        info!("features: {}", features.summary());
 
         let traced_pids = HashMap::try_from(take(&mut ebpf, maps::TRACED_PIDS)?)?;
         let counters = PerCpuArray::try_from(take(&mut ebpf, maps::COUNTERS)?)?;
@@ -140,6 +179,7 @@ impl Probes {
             counters,
             events: Some(events),
             config: Some(config_map),
+            features,
             _tail_calls: tail_calls,
         })
     }
@@ -156,6 +196,20 @@ impl Probes {
     }
 }
 
+/// The kernel object, its maps created, no program loaded yet.
+fn open_object(opts: &ProbeOptions) -> anyhow::Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    if opts.ring_bytes != 0 {
+        loader.map_max_entries(maps::EVENTS, opts.ring_bytes);
+    }
+    loader
+        .load(aya::include_bytes_aligned!(concat!(
+            env!("OUT_DIR"),
+            "/tracer"
+        )))
+        .context("loading the kernel object")
+}
+
 fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::maps::Map> {
     ebpf.map_mut(name)
         .ok_or_else(|| anyhow!("map {name} missing from the kernel object"))
@@ -166,18 +220,22 @@ fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
         .ok_or_else(|| anyhow!("map {name} missing from the kernel object"))
 }
 
-/// Load the tail-called programs and put them in their slots; they run
-/// inside the attached ones, so they are never attached themselves.
-fn load_tail_calls(ebpf: &mut Ebpf) -> anyhow::Result<ProgramArray<MapData>> {
+/// Put the tail-called programs that loaded into their slots; they run
+/// inside the attached ones, so they are never attached themselves. An
+/// empty slot makes the tail call fall through: the caller goes on without
+/// that step (see the programs' "the chain broke" paths).
+fn fill_tail_calls(
+    ebpf: &mut Ebpf,
+    loads: &[programs::ProgramLoad],
+) -> anyhow::Result<ProgramArray<MapData>> {
     let mut slots = Vec::new();
     for (slot, name) in tail::PROGRAMS.iter().enumerate() {
-        let program: &mut TracePoint = ebpf
-            .program_mut(name)
-            .ok_or_else(|| anyhow!("program {name} missing from the kernel object"))?
-            .try_into()?;
-        program
-            .load()
-            .with_context(|| format!("the kernel refused program {name}"))?;
+        if !loads.iter().any(|l| l.name == *name && l.loaded()) {
+            continue;
+        }
+        let program = ebpf
+            .program(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the kernel object"))?;
         slots.push((slot as u32, program.fd()?.try_clone()?));
     }
     let mut array: ProgramArray<_> = ProgramArray::try_from(take(ebpf, maps::TAIL_CALLS)?)?;
@@ -189,40 +247,29 @@ fn load_tail_calls(ebpf: &mut Ebpf) -> anyhow::Result<ProgramArray<MapData>> {
     Ok(array)
 }
 
-/// Attach sock_ops to the cgroup v2 root and sk_msg to the SockHash. Missing
-/// pieces (no cgroup v2, a kernel without sk_msg) turn injection off with a
-/// warning: tracing goes on.
-fn attach_injection(ebpf: &mut Ebpf) {
-    let Some(root) = environment::cgroup2_root() else {
-        warn!("no cgroup v2 mount: traceparent injection is off");
-        return;
-    };
-    let result = (|| -> anyhow::Result<()> {
-        let sockhash: SockHash<_, u64> = SockHash::try_from(
-            ebpf.map(maps::SOCKHASH)
-                .ok_or_else(|| anyhow!("map {} missing", maps::SOCKHASH))?,
-        )?;
-        let sockhash_fd = sockhash.fd().try_clone()?;
-        let sk_msg: &mut SkMsg = ebpf
-            .program_mut("inject_traceparent")
-            .ok_or_else(|| anyhow!("program inject_traceparent missing"))?
-            .try_into()?;
-        sk_msg.load().context("loading sk_msg")?;
-        sk_msg.attach(&sockhash_fd).context("attaching sk_msg")?;
-        let sock_ops: &mut SockOps = ebpf
-            .program_mut("track_client_sockets")
-            .ok_or_else(|| anyhow!("program track_client_sockets missing"))?
-            .try_into()?;
-        sock_ops.load().context("loading sock_ops")?;
-        let cgroup =
-            std::fs::File::open(&root).with_context(|| format!("opening {}", root.display()))?;
-        sock_ops
-            .attach(cgroup, CgroupAttachMode::Single)
-            .context("attaching sock_ops to the cgroup v2 root")?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => info!("traceparent injection on (sock_ops on {})", root.display()),
-        Err(e) => warn!("traceparent injection is off: {e:#}"),
-    }
+/// Attach sock_ops to the cgroup v2 root and sk_msg to the SockHash (both
+/// loaded already).
+fn attach_injection(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let root = environment::cgroup2_root().ok_or_else(|| anyhow!("no cgroup v2 mount"))?;
+    let sockhash: SockHash<_, u64> = SockHash::try_from(
+        ebpf.map(maps::SOCKHASH)
+            .ok_or_else(|| anyhow!("map {} missing", maps::SOCKHASH))?,
+    )?;
+    let sockhash_fd = sockhash.fd().try_clone()?;
+    let sk_msg: &mut SkMsg = ebpf
+        .program_mut(features::SK_MSG)
+        .ok_or_else(|| anyhow!("program {} missing", features::SK_MSG))?
+        .try_into()?;
+    sk_msg.attach(&sockhash_fd).context("attaching sk_msg")?;
+    let sock_ops: &mut SockOps = ebpf
+        .program_mut(features::SOCK_OPS)
+        .ok_or_else(|| anyhow!("program {} missing", features::SOCK_OPS))?
+        .try_into()?;
+    let cgroup =
+        std::fs::File::open(&root).with_context(|| format!("opening {}", root.display()))?;
+    sock_ops
+        .attach(cgroup, CgroupAttachMode::Single)
+        .context("attaching sock_ops to the cgroup v2 root")?;
+    info!("traceparent injection: sock_ops on {}", root.display());
+    Ok(())
 }

@@ -42,6 +42,10 @@ enum Command {
     /// tests/apps/go/offsets_probe with every Go release (installing the
     /// missing ones) and read the struct offsets from its DWARF.
     GoOffsets,
+    /// Build, then load every kernel program (as root, none attached) and
+    /// print each one's verified instructions and load time against the
+    /// 200,000-instruction budget; exits 1 when one is refused or over it.
+    VerifierReport,
     /// Overhead benchmark: Go and nginx hello servers under wrk, untraced and
     /// traced, as root; prints a markdown table (also target/bench/latest.md).
     Bench(bench::BenchArgs),
@@ -60,6 +64,12 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&paths, &args),
         Command::Lint => lint::run(&paths),
         Command::Bench(args) => bench::run(&paths, &args),
+        Command::VerifierReport => run::run(
+            &paths,
+            run::RunArgs {
+                args: vec!["verifier-report".into()],
+            },
+        ),
         Command::GoOffsets => go_offsets::run(&paths),
     };
     report(result)

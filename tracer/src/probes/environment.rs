@@ -4,7 +4,7 @@
 use std::{fs, path::Path};
 
 use anyhow::{Context as _, bail};
-use log::{info, warn};
+use log::{debug, info, warn};
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 const BPFFS: &str = "/sys/fs/bpf";
@@ -75,8 +75,26 @@ fn raise_memlock() {
     };
     // SAFETY: a valid rlimit struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
-        // Kernels since 5.11 account BPF memory to cgroups instead.
-        warn!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
+        // Kernels since 5.11 account BPF memory to cgroups instead: only
+        // older ones need the limit raised.
+        let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        if kernel_before(&release, (5, 11)) {
+            warn!("could not raise RLIMIT_MEMLOCK: loading may fail on this kernel ({release})");
+        } else {
+            debug!("could not raise RLIMIT_MEMLOCK; not needed on kernels >= 5.11");
+        }
+    }
+}
+
+/// Whether a kernel release string (`6.18.44-fc`) is older than `want`;
+/// an unreadable one counts as older (the cautious answer).
+fn kernel_before(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.trim().split(['.', '-']);
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) < want,
+        _ => true,
     }
 }
 
@@ -111,7 +129,16 @@ fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_field_offset;
+    use super::{kernel_before, parse_field_offset};
+
+    #[test]
+    fn compares_kernel_releases() {
+        assert!(!kernel_before("6.18.44-fc-v1272\n", (5, 11)));
+        assert!(!kernel_before("5.11.0", (5, 11)));
+        assert!(kernel_before("5.10.200-generic", (5, 11)));
+        assert!(kernel_before("4.19.0", (5, 11)));
+        assert!(kernel_before("garbage", (5, 11)));
+    }
 
     #[test]
     fn finds_field_offset_in_format_file() {

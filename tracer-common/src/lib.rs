@@ -11,8 +11,9 @@ pub const DEFAULT_CAPTURE: u32 = 1024;
 /// Bytes copied from the end of a syscall's buffer when the prefix did not
 /// reach it: enough to see the `0\r\n\r\n` that ends a chunked body.
 pub const TAIL_LEN: usize = 8;
-/// iovec entries inspected per readv/writev/recvmsg/sendmsg.
-pub const MAX_IOV: u32 = 8;
+/// iovec entries followed per readv/writev/recvmsg/sendmsg: the kernel's
+/// own limit (UIO_MAXIOV). gRPC's C core sends dozens per sendmsg.
+pub const MAX_IOV: u32 = 1024;
 
 pub mod maps {
     pub const EVENTS: &str = "EVENTS";

@@ -532,6 +532,7 @@ fn emit_data(
     } else {
         total
     };
+    ev.ctx = args.ctx;
     let payload = ev.payload.as_mut_ptr();
     if args.buf != 0 && args.iovcnt == 0 {
         let n = bounded(want);
@@ -542,9 +543,19 @@ fn emit_data(
             copy_tail(ev, args.buf + total - TAIL_LEN as u64);
         }
     } else if args.buf != 0 {
-        copy_iov(ev, args.buf, args.iovcnt, want, total);
+        // HTTP/2 sockets: the whole syscall, in as many events as it takes
+        // (C-core's gRPC batches many frames into one sendmsg of dozens of
+        // iovecs).
+        let chunked = info.http2 != http2::SOCK_NONE && total > MAX_CAPTURE as u64;
+        let want = if chunked {
+            MAX_CHUNKS as u64 * MAX_CAPTURE as u64
+        } else {
+            want
+        };
+        if copy_iov(ev, args.buf, args.iovcnt, want, total, chunked) {
+            return;
+        }
     }
-    ev.ctx = args.ctx;
     let starts_upper = ev.cap_len >= 8 && ev.payload[0].is_ascii_uppercase();
     // An HTTP/2 syscall beyond one event's capture (a batch of gRPC calls
     // read or written at once): the rest follows in events of its own, or
@@ -573,12 +584,7 @@ fn emit_data(
             );
         }
         if rest.left != 0 {
-            // Beyond MAX_CHUNKS: said as bytes not captured (the agent
-            // gives up on the connection and counts it).
-            ev.total_len = rest.left;
-            ev.cap_len = 0;
-            ev.tail_len = 0;
-            output_event(ev);
+            uncaptured(ev, rest.left);
         }
         return;
     }
@@ -590,6 +596,17 @@ fn emit_data(
         // program.
         unsafe { TAIL_CALLS.tail_call(tp, tail::CLASSIFY) };
     }
+    output_event(ev);
+}
+
+/// Bytes of a syscall beyond MAX_CHUNKS events, said as bytes not
+/// captured (the agent gives up on the connection and counts it).
+#[inline(always)]
+fn uncaptured(ev: &mut tracer_common::DataEvent, left: u64) {
+    ev.total_len = left;
+    ev.cap_len = 0;
+    ev.tail_len = 0;
+    ev.ctx = tracer_common::TraceCtx::default();
     output_event(ev);
 }
 
@@ -1008,83 +1025,169 @@ fn copy_tail(ev: &mut tracer_common::DataEvent, src: u64) {
 }
 
 /// Copy the first `want` bytes spread over an iovec array, and the tail of
-/// the `total` bytes the syscall moved: one iovec per bpf_loop iteration,
-/// its state in a per-CPU map (unrolled, with the running offset on the
-/// stack, every iovec multiplied the verifier's states: exit_io needed
-/// over 500,000 instructions).
+/// the `total` bytes the syscall moved, one piece per bpf_loop iteration
+/// (an iovec, or the part of one that fits the event), its state in a
+/// per-CPU map: unrolled, with the running offset on the stack, every iovec
+/// multiplied the verifier's states (exit_io needed over 500,000
+/// instructions for 8 iovecs). `chunked`: each event that fills up is sent
+/// as it is and the copy goes on in the next one, the last one sent here
+/// too; returns true when it sent the events.
 #[inline(always)]
-fn copy_iov(ev: &mut tracer_common::DataEvent, iov_ptr: u64, iovcnt: u32, want: u64, total: u64) {
+fn copy_iov(
+    ev: &mut tracer_common::DataEvent,
+    iov_ptr: u64,
+    iovcnt: u32,
+    want: u64,
+    total: u64,
+    chunked: bool,
+) -> bool {
     ev.cap_len = 0;
     let Some(state) = IOV_COPY.get_ptr_mut(0) else {
-        return;
+        return false;
     };
     // SAFETY: this CPU's slot; programs do not nest on one CPU here.
     unsafe {
         *state = IovCopy {
             iov: iov_ptr,
-            want: bounded(want) as u64,
+            iovcnt: if iovcnt < MAX_IOV { iovcnt } else { MAX_IOV },
+            idx: 0,
+            base: 0,
+            len: 0,
+            off: 0,
+            want,
             total,
             copied: 0,
+            captured: 0,
             seen: 0,
+            sent: 0,
+            chunked: chunked as u32,
         };
     }
-    let n = if iovcnt < MAX_IOV { iovcnt } else { MAX_IOV };
     // SAFETY: the callback only touches the per-CPU IOV_COPY and SCRATCH,
     // and user memory through the probe helper.
-    unsafe { generated::bpf_loop(n, copy_one_iov as *mut _, core::ptr::null_mut(), 0) };
-    // SAFETY: this CPU's slot.
-    ev.cap_len = bounded(unsafe { (*state).copied }) as u32;
+    unsafe { generated::bpf_loop(MAX_PIECES, copy_piece as *mut _, core::ptr::null_mut(), 0) };
+    // SAFETY: this CPU's slot, as the callback left it.
+    let st = unsafe { &*state };
+    ev.cap_len = bounded(st.copied) as u32;
+    if st.sent == 0 {
+        return false;
+    }
+    // The rest of a chunked syscall: what is in this event, then what was
+    // beyond the events' reach.
+    if st.copied != 0 {
+        ev.total_len = st.copied;
+        ev.tail_len = 0;
+        output_event(ev);
+    }
+    if st.total > st.captured {
+        uncaptured(ev, st.total - st.captured);
+    }
+    true
 }
+
+/// Iterations of `copy_piece`: each iovec takes one to be read and at
+/// least one to be copied, and each full event one more.
+const MAX_PIECES: u32 = 2 * MAX_IOV + MAX_CHUNKS + 2;
 
 /// What `copy_iov` has done so far.
 #[repr(C)]
 struct IovCopy {
     iov: u64,
+    iovcnt: u32,
+    /// The next iovec to read.
+    idx: u32,
+    /// The current iovec: where, how many of the syscall's bytes it holds,
+    /// and how far into it the copy is.
+    base: u64,
+    len: u64,
+    off: u64,
     want: u64,
     total: u64,
-    /// Bytes copied into the payload.
+    /// Bytes in the current event's payload.
     copied: u64,
-    /// Bytes of the syscall the iovecs so far hold.
+    /// Bytes copied into every event so far.
+    captured: u64,
+    /// Bytes of the syscall the iovecs read so far hold.
     seen: u64,
+    /// Events sent.
+    sent: u32,
+    /// 1: send each event that fills up and go on in the next.
+    chunked: u32,
 }
 
 #[map]
 static IOV_COPY: PerCpuArray<IovCopy> = PerCpuArray::with_max_entries(1, 0);
 
-/// bpf_loop callback: iovec `i` of IOV_COPY's array. 1 ends the copy.
-extern "C" fn copy_one_iov(i: u32, _: *mut u8) -> i64 {
+/// bpf_loop callback: the next piece of IOV_COPY's bytes. 1 ends the copy.
+extern "C" fn copy_piece(_i: u32, _: *mut u8) -> i64 {
     let (Some(state), Some(scratch)) = (IOV_COPY.get_ptr_mut(0), SCRATCH.get_ptr_mut(0)) else {
         return 1;
     };
     // SAFETY: this CPU's slots, set up by `copy_iov` and `emit_data`.
     let (st, ev) = unsafe { (&mut *state, &mut (*scratch).event) };
-    if st.seen >= st.total {
-        return 1;
-    }
-    // SAFETY: user pointer checked by the helper.
-    let Ok(iov) = (unsafe { bpf_probe_read_user((st.iov + i as u64 * 16) as *const IoVec) }) else {
-        return 1;
-    };
-    // Only the bytes the syscall actually moved count.
-    let len = if iov.len < st.total - st.seen {
-        iov.len
-    } else {
-        st.total - st.seen
-    };
-    if st.copied < st.want && len > 0 {
-        let room = st.want - st.copied;
-        let n = bounded(if len < room { len } else { room });
-        let off = (st.copied as usize) & (MAX_CAPTURE - 1);
-        // SAFETY: off < MAX_CAPTURE and n <= MAX_CAPTURE fit payload+slack.
-        let dst = unsafe { ev.payload.as_mut_ptr().add(off) };
-        if n == 0 || !copy_user(dst, iov.base, n) {
+    if st.off >= st.len {
+        // The next iovec.
+        if st.idx >= st.iovcnt || st.seen >= st.total {
             return 1;
         }
-        st.copied += n as u64;
+        // SAFETY: user pointer checked by the helper.
+        let Ok(iov) =
+            (unsafe { bpf_probe_read_user((st.iov + st.idx as u64 * 16) as *const IoVec) })
+        else {
+            return 1;
+        };
+        st.idx += 1;
+        // Only the bytes the syscall actually moved count.
+        let len = if iov.len < st.total - st.seen {
+            iov.len
+        } else {
+            st.total - st.seen
+        };
+        st.base = iov.base;
+        st.len = len;
+        st.off = 0;
+        st.seen += len;
+        if st.chunked == 0 && st.seen >= st.total && st.total > st.want && len >= TAIL_LEN as u64 {
+            copy_tail(ev, iov.base + len - TAIL_LEN as u64);
+        }
+        return 0;
     }
-    st.seen += len;
-    if st.seen >= st.total && st.total > st.want && len >= TAIL_LEN as u64 {
-        copy_tail(ev, iov.base + len - TAIL_LEN as u64);
+    if st.captured >= st.want {
+        if st.chunked != 0 {
+            return 1;
+        }
+        // Only the tail is wanted now: on to the last iovec.
+        st.off = st.len;
+        return 0;
+    }
+    let room = MAX_CAPTURE as u64 - st.copied;
+    let mut n = st.len - st.off;
+    if n > room {
+        n = room;
+    }
+    if n > st.want - st.captured {
+        n = st.want - st.captured;
+    }
+    let n = bounded(n);
+    let at = (st.copied as usize) & (MAX_CAPTURE - 1);
+    // SAFETY: at < MAX_CAPTURE and n <= MAX_CAPTURE fit payload+slack.
+    let dst = unsafe { ev.payload.as_mut_ptr().add(at) };
+    if n == 0 || !copy_user(dst, st.base + st.off, n) {
+        return 1;
+    }
+    st.copied += n as u64;
+    st.captured += n as u64;
+    st.off += n as u64;
+    if st.chunked != 0 && st.copied >= MAX_CAPTURE as u64 && st.captured < st.total {
+        // A full event: out it goes, with the syscall's context only on
+        // the first.
+        ev.cap_len = MAX_CAPTURE as u32;
+        ev.total_len = MAX_CAPTURE as u64;
+        ev.tail_len = 0;
+        output_event(ev);
+        ev.ctx = tracer_common::TraceCtx::default();
+        st.copied = 0;
+        st.sent += 1;
     }
     0
 }

@@ -52,7 +52,10 @@ const ALL_GO: &[&str] = &["1.21", "1.23", "1.25", "1.27"];
 /// The OpenTelemetry SDK, its OTLP HTTP exporter and the WSGI and urllib
 /// instrumentations instrument the middle service of the context tests'
 /// chain; pinned to one matching set (the instrumentations pin the API).
+/// grpcio is gRPC's C core (shared by Python, Ruby, PHP and C++), for the
+/// tests of HTTP/2 and gRPC from implementations other than Go's.
 const PYTHON_PACKAGES: &[&str] = &[
+    "grpcio==1.85.3",
     "opentelemetry-api==1.45.1",
     "opentelemetry-sdk==1.45.1",
     "opentelemetry-exporter-otlp-proto-http==1.45.1",

@@ -1,0 +1,119 @@
+"""A gRPC service and client on grpcio (the C-core implementation), with no
+tracing library and no generated code: messages are raw bytes.
+
+  grpc_echo.py server [--downstream HOST:PORT]
+      serves demo.Echo: unary Say (NOT_FOUND for b"missing"), server-streaming
+      Count, client-streaming Collect, bidi Chat; with --downstream, Say makes
+      one downstream Say call per request. Prints "LISTENING <port>".
+  grpc_echo.py client HOST:PORT [--sequential N] [--concurrent N]
+      calls Say N times (one in ten asks for b"missing"), then one Count, one
+      Collect and one Chat; prints "RESULT ok=<n> failed=<n>" where NOT_FOUND
+      for b"missing" counts as ok.
+"""
+
+import argparse
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+
+SERVICE = "demo.Echo"
+
+
+def make_server(downstream):
+    stub = None
+    if downstream:
+        stub = grpc.insecure_channel(downstream).unary_unary(f"/{SERVICE}/Say")
+
+    def say(request, context):
+        if request == b"missing":
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such greeting")
+        if stub is not None:
+            return stub(request, timeout=10)
+        return b"hello " + request
+
+    def count(request, context):
+        for i in range(int(request or b"3")):
+            yield str(i).encode()
+
+    def collect(requests, context):
+        return b",".join(requests)
+
+    def chat(requests, context):
+        for r in requests:
+            yield b"echo " + r
+
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Say": grpc.unary_unary_rpc_method_handler(say),
+            "Count": grpc.unary_stream_rpc_method_handler(count),
+            "Collect": grpc.stream_unary_rpc_method_handler(collect),
+            "Chat": grpc.stream_stream_rpc_method_handler(chat),
+        },
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"LISTENING {port}", flush=True)
+    server.wait_for_termination()
+
+
+def run_client(target, sequential, concurrent):
+    channel = grpc.insecure_channel(target)
+    say = channel.unary_unary(f"/{SERVICE}/Say")
+    ok = failed = 0
+    lock = threading.Lock()
+
+    def one(i):
+        nonlocal ok, failed
+        body = b"missing" if i % 10 == 9 else f"n{i}".encode()
+        try:
+            reply = say(body, timeout=10)
+            good = reply.endswith(body)
+        except grpc.RpcError as e:
+            good = body == b"missing" and e.code() == grpc.StatusCode.NOT_FOUND
+            if not good:
+                print(f"ERROR {e.code()} {e.details()}", file=sys.stderr, flush=True)
+        with lock:
+            if good:
+                ok += 1
+            else:
+                failed += 1
+
+    for i in range(sequential):
+        one(i)
+    if concurrent:
+        with futures.ThreadPoolExecutor(max_workers=concurrent) as pool:
+            list(pool.map(one, range(concurrent)))
+    streamed = [
+        list(channel.unary_stream(f"/{SERVICE}/Count")(b"3", timeout=10)) == [b"0", b"1", b"2"],
+        channel.stream_unary(f"/{SERVICE}/Collect")(iter([b"a", b"b"]), timeout=10) == b"a,b",
+        list(channel.stream_stream(f"/{SERVICE}/Chat")(iter([b"x", b"y"]), timeout=10))
+        == [b"echo x", b"echo y"],
+    ]
+    ok += sum(streamed)
+    failed += len(streamed) - sum(streamed)
+    print(f"RESULT ok={ok} failed={failed}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="role", required=True)
+    s = sub.add_parser("server")
+    s.add_argument("--downstream")
+    c = sub.add_parser("client")
+    c.add_argument("target")
+    c.add_argument("--sequential", type=int, default=20)
+    c.add_argument("--concurrent", type=int, default=0)
+    args = parser.parse_args()
+    if args.role == "server":
+        make_server(args.downstream)
+    else:
+        run_client(args.target, args.sequential, args.concurrent)
+
+
+if __name__ == "__main__":
+    main()

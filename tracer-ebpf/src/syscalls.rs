@@ -187,6 +187,9 @@ fn stage_request_head(cfg: &Config, src: u64, len: u64) -> bool {
 /// out), say whether the write starts HTTP/2 requests: HEADERS frames sk_msg
 /// can add `traceparent` to, listed in the per-CPU H2_HEADS_BUF (`client_h2`
 /// still looks whether the app sent its own, and chooses their contexts).
+/// The walk follows the write's bytes across its iovecs (grpc-js writes a
+/// SETTINGS ack and 50 HEADERS frames as 51 iovecs of one writev), at the
+/// offsets sk_msg sees, where the kernel has joined them.
 #[inline(always)]
 fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArgs) -> bool {
     if info.http2 != http2::SOCK_INJECT {
@@ -203,28 +206,41 @@ fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArg
     };
     // SAFETY: per-CPU slot, not shared with a nested program.
     let walk = unsafe { &mut *walk };
+    // The first segment is the first buffer; vectored writes go on in the
+    // iovecs after it. Their sum is not known here: a frame beyond what
+    // the write sends is not injected by sk_msg (and counted there).
+    let vectored = args.iovcnt > 1;
     *walk = FrameWalk {
-        src,
-        len,
+        len: if vectored { u32::MAX as u64 } else { len },
         at: 0,
         untraced: 0,
         ended: 0,
+        iov: args.buf,
+        iovcnt: if args.iovcnt < MAX_IOV {
+            args.iovcnt
+        } else {
+            MAX_IOV
+        },
+        idx: 1,
+        seg_start: 0,
+        seg_base: src,
+        seg_len: len,
     };
-    // One frame per iteration: unrolled, the walk is beyond the verifier.
-    // Its state is in a map, not on the stack: the verifier then need not
-    // tell apart iterations by the values the walk reached.
+    // One frame or one iovec per iteration: unrolled, the walk is beyond
+    // the verifier. Its state is in a map, not on the stack: the verifier
+    // then need not tell apart iterations by the values the walk reached.
     // SAFETY: the callback only touches the per-CPU slots and user memory
     // through the probe helper.
     unsafe {
         generated::bpf_loop(
-            http2::MAX_FRAMES as u32,
+            http2::MAX_FRAMES as u32 + MAX_IOV,
             walk_frame as *mut _,
             core::ptr::null_mut(),
             0,
         );
     }
     // Frames left unexamined may hold requests too: counted as one.
-    if walk.at as u64 + http2::FRAME_HEADER_LEN as u64 <= len && walk.ended == 0 {
+    if walk.ended == 0 {
         walk.untraced += 1;
     }
     if walk.untraced != 0 {
@@ -240,37 +256,71 @@ fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArg
 /// State of `http2_request_head`'s walk over a write's frames.
 #[repr(C)]
 struct FrameWalk {
-    src: u64,
+    /// Bytes of the write (vectored: unknown, u32::MAX).
     len: u64,
-    /// Where the next frame starts.
+    /// Where the next frame starts, as an offset into the write.
     at: u32,
     /// HEADERS frames beyond `http2::MAX_HEADS`.
     untraced: u64,
-    /// 1: the walk stopped before `http2::MAX_FRAMES` frames.
+    /// 1: the walk reached the end of the write (or gave up on bytes no
+    /// HTTP/2 peer sends) before its iteration limit.
     ended: u32,
+    /// The iovec array (vectored writes), its length, the next to read.
+    iov: u64,
+    iovcnt: u32,
+    idx: u32,
+    /// The segment (a buffer or iovec) the walk is in: its offset in the
+    /// write, where it is, how long.
+    seg_start: u64,
+    seg_base: u64,
+    seg_len: u64,
 }
 
 #[map]
 static FRAME_WALK: PerCpuArray<FrameWalk> = PerCpuArray::with_max_entries(1, 0);
 
-/// bpf_loop callback: the frame at FRAME_WALK's `at`; a HEADERS frame to
-/// inject goes into H2_HEADS_BUF. 1 ends the walk.
+/// A frame header split between two iovecs is put together here (a map
+/// value: the halves' offsets vary, which the verifier allows in map
+/// memory but not on the stack).
+#[map]
+static FRAME_HEADER: PerCpuArray<[u8; 32]> = PerCpuArray::with_max_entries(1, 0);
+
+/// bpf_loop callback: the frame at FRAME_WALK's `at` (or first the segment
+/// that holds it); a HEADERS frame to inject goes into H2_HEADS_BUF. 1 ends
+/// the walk.
 extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
     let Some(walk) = FRAME_WALK.get_ptr_mut(0) else {
         return 1;
     };
     // SAFETY: per-CPU slot filled on this CPU by `http2_request_head`.
     let walk = unsafe { &mut *walk };
-    let at = walk.at;
-    if at as u64 + http2::FRAME_HEADER_LEN as u64 > walk.len {
+    let at = walk.at as u64;
+    if at + http2::FRAME_HEADER_LEN as u64 > walk.len {
+        walk.ended = 1;
         return 1;
     }
-    // SAFETY: user pointer checked by the helper.
-    let Ok(h) = (unsafe { bpf_probe_read_user((walk.src + at as u64) as *const [u8; 9]) }) else {
+    let seg_end = walk.seg_start + walk.seg_len;
+    if at >= seg_end {
+        // On to the next iovec.
+        if walk.idx >= walk.iovcnt {
+            walk.ended = 1;
+            return 1;
+        }
+        let Some(iov) = iovec(walk.iov, walk.idx) else {
+            walk.ended = 1;
+            return 1;
+        };
+        walk.idx += 1;
+        walk.seg_start = seg_end;
+        walk.seg_base = iov.base;
+        walk.seg_len = iov.len;
+        return 0;
+    }
+    let Some(h) = frame_header(walk, at) else {
         walk.ended = 1;
         return 1;
     };
-    match http2::next_frame(at, walk.len, &h) {
+    match http2::next_frame(walk.at, walk.len, &h) {
         http2::Frame::End => {
             walk.ended = 1;
             1
@@ -293,13 +343,61 @@ extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
             }
             heads.heads[i] = H2Head {
                 stream_id: stream,
-                frame_at: at,
-                block_end: at + http2::FRAME_HEADER_LEN + n,
+                frame_at: at as u32,
+                block_end: at as u32 + http2::FRAME_HEADER_LEN + n,
                 ..H2Head::default()
             };
             heads.count += 1;
             0
         }
+    }
+}
+
+/// iovec `i` of the array at `iov`.
+#[inline(always)]
+fn iovec(iov: u64, i: u32) -> Option<IoVec> {
+    // SAFETY: user pointer checked by the helper.
+    unsafe { bpf_probe_read_user((iov + i as u64 * 16) as *const IoVec) }.ok()
+}
+
+/// The 9-byte frame header at `at` of the write, which starts in the walk's
+/// current segment and may end in the next iovec.
+#[inline(always)]
+fn frame_header(walk: &FrameWalk, at: u64) -> Option<[u8; 9]> {
+    let off = at - walk.seg_start;
+    let avail = walk.seg_len - off;
+    if avail >= http2::FRAME_HEADER_LEN as u64 {
+        // SAFETY: user pointer checked by the helper.
+        return unsafe { bpf_probe_read_user((walk.seg_base + off) as *const [u8; 9]) }.ok();
+    }
+    if walk.idx >= walk.iovcnt {
+        return None;
+    }
+    let next = iovec(walk.iov, walk.idx)?;
+    let first = (avail & 7) as u32;
+    let rest = http2::FRAME_HEADER_LEN - first;
+    if first == 0 || next.len < rest as u64 {
+        return None;
+    }
+    let buf = FRAME_HEADER.get_ptr_mut(0)?;
+    // SAFETY: this CPU's 32 bytes: `first` <= 7 bytes at 0, then `rest`
+    // (masked to 15) at `first`; user pointers checked by the helper.
+    unsafe {
+        let p = buf as *mut u8;
+        if generated::bpf_probe_read_user(p.cast(), first, (walk.seg_base + off) as *const _) != 0
+            || generated::bpf_probe_read_user(
+                p.add(first as usize).cast(),
+                rest & 15,
+                next.base as *const _,
+            ) != 0
+        {
+            return None;
+        }
+        let mut h = [0u8; 9];
+        for (i, b) in h.iter_mut().enumerate() {
+            *b = *p.add(i);
+        }
+        Some(h)
     }
 }
 
@@ -552,7 +650,7 @@ fn emit_data(
         } else {
             want
         };
-        if copy_iov(ev, args.buf, args.iovcnt, want, total, chunked) {
+        if copy_iov(ev, args.buf, args.iovcnt, want, total, chunked, 0) {
             return;
         }
     }
@@ -930,43 +1028,49 @@ extern "C" fn head_context(i: u32, state: *mut HeadsState) -> i64 {
 /// literal with a new name, raw or Huffman-coded: `http2::names_traceparent`)
 /// in the first `http2::NAME_SCAN_LIMIT` bytes from the start of the header
 /// block of its first HEADERS frame (that block, then whatever frames follow
-/// it in the write's first buffer: the app's first request with its own
+/// it in the write, across its iovecs: the app's first request with its own
 /// header may come after one without in the same write). Staged into the
 /// scratch payload, free at sys_enter.
 #[inline(always)]
 fn app_sends_traceparent(ctx: &TracePointContext, args: &SyscallArgs, frame_at: u32) -> bool {
-    // The write's first buffer, as `first_buffer` found it in `save`.
-    let (src, len) = if args.iovcnt != 0 {
-        // SAFETY: user pointer checked by the helper.
-        match unsafe { bpf_probe_read_user(args.buf as *const IoVec) } {
-            Ok(iov) => (iov.base, iov.len),
-            Err(_) => return false,
-        }
-    } else {
-        // write/sendto: the count follows the buffer.
-        // SAFETY: fixed ABI offset.
-        match unsafe { ctx.read_at::<u64>(arg(2)) } {
-            Ok(len) => (args.buf, len),
-            Err(_) => return false,
-        }
-    };
     let block_at = (frame_at + http2::FRAME_HEADER_LEN) as u64;
-    if src == 0 || len <= block_at {
-        return false;
-    }
+    let limit = http2::NAME_SCAN_LIMIT as u64;
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return false;
     };
-    let limit = http2::NAME_SCAN_LIMIT as u64;
-    let n = if len - block_at < limit {
+    // SAFETY: per-CPU scratch, free while no exit program runs on this CPU.
+    let ev = unsafe { &mut (*scratch).event };
+    if args.iovcnt != 0 {
+        // The write's bytes from the block on, across its iovecs (how many
+        // there are in all is not known here).
+        copy_iov(
+            ev,
+            args.buf,
+            args.iovcnt,
+            limit,
+            u32::MAX as u64,
+            false,
+            block_at,
+        );
+        let n = ev.cap_len;
+        return n != 0 && staged_names_traceparent(n);
+    }
+    // write/sendto: the count follows the buffer.
+    // SAFETY: fixed ABI offset.
+    let Ok(len) = (unsafe { ctx.read_at::<u64>(arg(2)) }) else {
+        return false;
+    };
+    if args.buf == 0 || len <= block_at {
+        return false;
+    }
+    let n = bounded(if len - block_at < limit {
         len - block_at
     } else {
         limit
-    };
-    let n = bounded(n);
-    // SAFETY: per-CPU scratch, free while no exit program runs on this CPU.
-    let payload = unsafe { (*scratch).event.payload.as_mut_ptr() };
-    n != 0 && copy_user(payload, src + block_at, n) && staged_names_traceparent(n as u32)
+    });
+    n != 0
+        && copy_user(ev.payload.as_mut_ptr(), args.buf + block_at, n)
+        && staged_names_traceparent(n as u32)
 }
 
 /// Tail-called from sys_exit of a read that starts a server request: read
@@ -1040,6 +1144,7 @@ fn copy_iov(
     want: u64,
     total: u64,
     chunked: bool,
+    skip: u64,
 ) -> bool {
     ev.cap_len = 0;
     let Some(state) = IOV_COPY.get_ptr_mut(0) else {
@@ -1061,6 +1166,7 @@ fn copy_iov(
             seen: 0,
             sent: 0,
             chunked: chunked as u32,
+            skip,
         };
     }
     // SAFETY: the callback only touches the per-CPU IOV_COPY and SCRATCH,
@@ -1113,6 +1219,8 @@ struct IovCopy {
     sent: u32,
     /// 1: send each event that fills up and go on in the next.
     chunked: u32,
+    /// Bytes of the syscall passed over before the copy starts.
+    skip: u64,
 }
 
 #[map]
@@ -1145,7 +1253,14 @@ extern "C" fn copy_piece(_i: u32, _: *mut u8) -> i64 {
         };
         st.base = iov.base;
         st.len = len;
-        st.off = 0;
+        // The bytes before `skip` are passed over.
+        st.off = if st.skip <= st.seen {
+            0
+        } else if st.skip - st.seen < len {
+            st.skip - st.seen
+        } else {
+            len
+        };
         st.seen += len;
         if st.chunked == 0 && st.seen >= st.total && st.total > st.want && len >= TAIL_LEN as u64 {
             copy_tail(ev, iov.base + len - TAIL_LEN as u64);

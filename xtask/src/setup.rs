@@ -63,6 +63,15 @@ const PYTHON_PACKAGES: &[&str] = &[
     "opentelemetry-instrumentation-urllib==0.66b1",
 ];
 
+/// npm packages the tests use, installed with `npm install --prefix` into
+/// `target/tools/node` (its `node_modules` is passed to the tests as
+/// `TRACER_NODE_PATH`): gRPC's pure-JavaScript implementation.
+const NODE_PACKAGES: &[&str] = &["@grpc/grpc-js@1.14.7"];
+
+/// Debian packages that bring `node` and `npm` where the machine has
+/// neither (the project's machines come with Node.js 20 and npm).
+const NODE_DEBIAN_PACKAGES: &[&str] = &["nodejs", "npm"];
+
 /// bpf-linker must be built against the LLVM that rustc nightly uses.
 const BPF_LINKER_VERSION: &str = "~0.13";
 
@@ -90,6 +99,8 @@ pub struct Tools {
     pub go: Vec<Go>,
     /// The directory the Python packages are in (for PYTHONPATH).
     pub python_path: PathBuf,
+    /// The `node_modules` directory of the npm packages (for NODE_PATH).
+    pub node_path: PathBuf,
 }
 
 pub fn run(paths: &Paths, args: &SetupArgs) -> Result<Tools> {
@@ -97,8 +108,13 @@ pub fn run(paths: &Paths, args: &SetupArgs) -> Result<Tools> {
     debian_packages()?;
     let go = go_toolchains(paths, &args.go_versions)?;
     let python_path = python_packages(paths)?;
+    let node_path = node_packages(paths)?;
     println!("setup: done");
-    Ok(Tools { go, python_path })
+    Ok(Tools {
+        go,
+        python_path,
+        node_path,
+    })
 }
 
 /// The part `build` needs: nightly with rust-src, and bpf-linker.
@@ -396,6 +412,66 @@ fn python_packages(paths: &Paths) -> Result<PathBuf> {
     pip_install_into(&dir, PYTHON_PACKAGES)?;
     fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
     Ok(dir)
+}
+
+/// Installs the npm packages the tests use (and Node.js itself where it is
+/// missing); returns their `node_modules` directory.
+fn node_packages(paths: &Paths) -> Result<PathBuf> {
+    let dir = paths.tools().join("node");
+    let modules = dir.join("node_modules");
+    let stamp = dir.join(".xtask-packages");
+    let wanted = NODE_PACKAGES.join("\n");
+    if fs::read_to_string(&stamp).is_ok_and(|installed| installed == wanted) {
+        println!("setup: npm packages: present ({})", NODE_PACKAGES.join(" "));
+        return Ok(modules);
+    }
+    if !cmd::on_path("node") || !cmd::on_path("npm") {
+        if !cmd::is_root() {
+            println!(
+                "setup: npm packages: skipped, no node/npm and not root (install {})",
+                NODE_DEBIAN_PACKAGES.join(" ")
+            );
+            return Ok(modules);
+        }
+        println!(
+            "setup: node/npm: missing, installing {}",
+            NODE_DEBIAN_PACKAGES.join(" ")
+        );
+        cmd::run(
+            cmd::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        cmd::run(
+            cmd::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends"])
+                .args(NODE_DEBIAN_PACKAGES)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    println!(
+        "setup: npm packages: installing {}",
+        NODE_PACKAGES.join(" ")
+    );
+    if dir.exists() {
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    cmd::run(
+        cmd::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--prefix",
+            ])
+            .arg(&dir)
+            .args(NODE_PACKAGES),
+    )
+    .context("npm install failed")?;
+    fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(modules)
 }
 
 /// `pip install --target` into a scratch directory that replaces `dir` only

@@ -21,6 +21,8 @@ const ENV_TRACER_GO_VERSIONS: &str = "TRACER_GO_VERSIONS";
 const ENV_TRACER_REPO: &str = "TRACER_REPO";
 /// Where the Python packages the tests import are (for PYTHONPATH).
 const ENV_TRACER_PYTHONPATH: &str = "TRACER_PYTHONPATH";
+/// The `node_modules` of the npm packages the tests use (for NODE_PATH).
+const ENV_TRACER_NODE_PATH: &str = "TRACER_NODE_PATH";
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -85,6 +87,7 @@ pub fn run(paths: &Paths, args: &TestArgs) -> Result<()> {
                     .env(ENV_TRACER_GO_VERSIONS, go_versions)
                     .env(ENV_TRACER_REPO, &paths.root)
                     .env(ENV_TRACER_PYTHONPATH, &tools.python_path)
+                    .env(ENV_TRACER_NODE_PATH, &tools.node_path)
                     .current_dir(&paths.root),
             )
         }));

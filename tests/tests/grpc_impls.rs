@@ -1,0 +1,374 @@
+//! gRPC from implementations other than Go's, with no tracing library:
+//! gRPC's C core (grpcio, the implementation Python, Ruby, PHP and C++
+//! share) and @grpc/grpc-js (Node's pure-JavaScript one). A client calls a
+//! front service that makes one downstream call per unary request. C core
+//! batches many frames into one `sendmsg` of dozens of iovecs and both
+//! index and Huffman-code their headers: every connection must decode,
+//! every call be one span per end, and every server span the child of its
+//! client span. Under 50 concurrent calls the `traceparent` the kernel adds
+//! to each HEADERS frame must never break a stream.
+//!
+//! Needs root, the agent binary, grpcio in `TRACER_PYTHONPATH` and
+//! @grpc/grpc-js in `TRACER_NODE_PATH` (`cargo xtask test` installs both);
+//! without them a test prints `SKIPPED <test>: ...`.
+use std::{collections::BTreeMap, ffi::OsString, path::PathBuf, process::Command, time::Duration};
+
+use integration_tests::{
+    Protocol, ReceivedSpan, Receiver,
+    agent::Agent,
+    apps, flow,
+    process::Proc,
+    require_root,
+    skip::{self, TestEnv},
+};
+
+/// A gRPC implementation and how to run its `grpc_echo` program.
+#[derive(Clone, Copy, Debug)]
+enum Impl {
+    /// grpcio from PyPI: tests/apps/python/grpc_echo.py.
+    Grpcio,
+    /// @grpc/grpc-js from npm: tests/apps/node/grpc_echo.js.
+    GrpcJs,
+}
+
+impl Impl {
+    /// (variable the tests get the packages from, the one the program
+    /// reads them from, the import that proves they are there)
+    fn packages(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Grpcio => ("TRACER_PYTHONPATH", "PYTHONPATH"),
+            Self::GrpcJs => ("TRACER_NODE_PATH", "NODE_PATH"),
+        }
+    }
+
+    fn command(self) -> (PathBuf, PathBuf) {
+        let apps = skip::repo_root().join("tests/apps");
+        match self {
+            Self::Grpcio => (apps::python3(), apps.join("python/grpc_echo.py")),
+            Self::GrpcJs => (PathBuf::from("node"), apps.join("node/grpc_echo.js")),
+        }
+    }
+
+    fn import_check(self) -> Vec<&'static str> {
+        match self {
+            Self::Grpcio => vec!["-c", "import grpc"],
+            Self::GrpcJs => vec!["-e", "require('@grpc/grpc-js')"],
+        }
+    }
+
+    /// The packages' directory: an unset variable skips, a set one whose
+    /// packages do not load fails (setup is broken).
+    fn packages_dir(self, test: &str) -> Option<OsString> {
+        let (var, program_var) = self.packages();
+        let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty()) else {
+            skip::skip(test, &format!("{var} is not set (run `cargo xtask test`)"));
+            return None;
+        };
+        let (program, _) = self.command();
+        let out = match Command::new(&program)
+            .args(self.import_check())
+            .env(program_var, &dir)
+            .output()
+        {
+            Ok(out) => out,
+            Err(e) => panic!("running {}: {e}", program.display()),
+        };
+        assert!(
+            out.status.success(),
+            "{self:?} does not load from {dir:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(dir)
+    }
+
+    fn echo(self, packages: &OsString, args: &[&str]) -> Command {
+        let (program, script) = self.command();
+        let mut cmd = Command::new(program);
+        if matches!(self, Self::Grpcio) {
+            cmd.arg("-u");
+        }
+        cmd.arg(script).args(args).env(self.packages().1, packages);
+        cmd
+    }
+}
+
+/// A grpc_echo server; its port once it listens.
+fn server(imp: Impl, packages: &OsString, name: &str, args: &[&str]) -> (Proc, u16) {
+    let mut full = vec!["server"];
+    full.extend_from_slice(args);
+    let proc = Proc::spawn(name, imp.echo(packages, &full), true).expect("starting a gRPC server");
+    assert!(
+        proc.stdout
+            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
+        "{name} did not listen: {}",
+        proc.stdout.text()
+    );
+    let port = proc
+        .stdout
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("LISTENING "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a port");
+    (proc, port)
+}
+
+fn start_agent(env: &TestEnv, receiver: &Receiver, args: &[&str]) -> Agent {
+    match Agent::start(&env.tracer_bin, args, receiver, Protocol::Grpc) {
+        Ok(agent) => agent,
+        Err(e) => panic!("{}: starting the agent: {e:#}", env.test),
+    }
+}
+
+fn pid_of(span: &ReceivedSpan) -> u32 {
+    match span.resource.get("process.pid") {
+        Some(integration_tests::AttrValue::Int(p)) => *p as u32,
+        other => panic!("no process.pid in {span}: {other:?}"),
+    }
+}
+
+/// (name, status code) → count, for one process and kind.
+fn calls_of(spans: &[ReceivedSpan], pid: u32, kind: &str) -> BTreeMap<(String, i64), usize> {
+    let mut out = BTreeMap::new();
+    for s in spans.iter().filter(|s| pid_of(s) == pid && s.kind == kind) {
+        let code = s.attr_int("rpc.grpc.status_code").unwrap_or(-1);
+        *out.entry((s.name.clone(), code)).or_default() += 1;
+    }
+    out
+}
+
+fn expected(unary: usize, not_found: usize, streaming: bool) -> BTreeMap<(String, i64), usize> {
+    let mut out = BTreeMap::from([(("demo.Echo/Say".to_owned(), 0), unary - not_found)]);
+    if not_found != 0 {
+        out.insert(("demo.Echo/Say".to_owned(), 5), not_found);
+    }
+    if streaming {
+        for m in ["Count", "Collect", "Chat"] {
+            out.insert((format!("demo.Echo/{m}"), 0), 1);
+        }
+    }
+    out
+}
+
+/// What one run drives.
+#[derive(Clone, Copy)]
+struct Run {
+    imp: Impl,
+    /// `traceparent` injection on (else hops are linked by connection).
+    inject: bool,
+    /// A front service between the client and the back one.
+    front: bool,
+    sequential: usize,
+    concurrent: usize,
+}
+
+fn run(r: Run) {
+    let env = require_root!();
+    let Some(packages) = r.imp.packages_dir(&env.test) else {
+        return;
+    };
+    let unary = r.sequential + r.concurrent;
+    // One in ten unary calls asks for a greeting that is NOT_FOUND; then
+    // one each of server-, client- and bidi-streaming.
+    let not_found = r.sequential / 10 + r.concurrent / 10;
+    let calls = unary + 3;
+    // The front calls downstream for every unary call it does not refuse.
+    let downstream = if r.front { unary - not_found } else { 0 };
+
+    let receiver = Receiver::start().expect("starting the OTLP receiver");
+    let (back, back_port) = server(r.imp, &packages, "grpc-back", &[]);
+    let front = r.front.then(|| {
+        let to = format!("127.0.0.1:{back_port}");
+        server(r.imp, &packages, "grpc-front", &["--downstream", &to])
+    });
+    let (bp, entry_port) = match &front {
+        Some((_, port)) => (back.pid(), *port),
+        None => (back.pid(), back_port),
+    };
+    let fp = front.as_ref().map(|(f, _)| f.pid());
+    let ports = [back_port, entry_port].map(|p| p.to_string());
+    let mut args = vec!["--port", &ports[0], "--port", &ports[1]];
+    if !r.inject {
+        args.push("--no-inject");
+    }
+    let agent = start_agent(&env, &receiver, &args);
+
+    let target = format!("127.0.0.1:{entry_port}");
+    let (seq, conc) = (r.sequential.to_string(), r.concurrent.to_string());
+    let client = Proc::spawn(
+        "grpc-client",
+        r.imp.echo(
+            &packages,
+            &[
+                "client",
+                &target,
+                "--sequential",
+                &seq,
+                "--concurrent",
+                &conc,
+            ],
+        ),
+        true,
+    )
+    .expect("starting the gRPC client");
+    let finished = client
+        .finish(Duration::from_secs(120))
+        .expect("the gRPC client");
+    assert!(
+        finished
+            .stdout
+            .contains(&format!("RESULT ok={calls} failed=0")),
+        "calls failed through the traced services: {}",
+        finished.stdout
+    );
+    let cp = finished.pid;
+    let total = 2 * calls + 2 * downstream;
+    let out = flow::finish_at(&receiver, agent, total);
+    let spans = &out.spans;
+
+    // One span per call per end, with the status each end saw.
+    let entry = fp.unwrap_or(bp);
+    assert_eq!(
+        calls_of(spans, cp, "CLIENT"),
+        expected(unary, not_found, true),
+        "client spans"
+    );
+    assert_eq!(
+        calls_of(spans, entry, "SERVER"),
+        expected(unary, not_found, true),
+        "server spans of the service the client called"
+    );
+    let mut hops = vec![(entry, cp)];
+    if let Some(fp) = fp {
+        assert_eq!(
+            calls_of(spans, fp, "CLIENT"),
+            expected(downstream, 0, false),
+            "front client spans"
+        );
+        assert_eq!(
+            calls_of(spans, bp, "SERVER"),
+            expected(downstream, 0, false),
+            "back server spans"
+        );
+        hops.push((bp, fp));
+    }
+    assert_eq!(spans.len(), total, "no other spans");
+
+    // Every server span is the child of the client span of its call, on
+    // the other process, with the same method: injected or by connection.
+    let mut how: BTreeMap<String, usize> = BTreeMap::new();
+    for (server_pid, client_pid) in hops {
+        for s in spans
+            .iter()
+            .filter(|s| pid_of(s) == server_pid && s.kind == "SERVER")
+        {
+            let parent = spans
+                .iter()
+                .find(|c| Some(&c.span_id) == s.parent_span_id.as_ref())
+                .unwrap_or_else(|| panic!("server span without its client span: {s}"));
+            assert!(
+                pid_of(parent) == client_pid
+                    && parent.kind == "CLIENT"
+                    && parent.name == s.name
+                    && parent.trace_id == s.trace_id,
+                "wrong parent {parent}\nfor {s}"
+            );
+            let source = s.attr_str("tracer.parent.source").unwrap_or("?");
+            *how.entry(source.to_owned()).or_default() += 1;
+        }
+    }
+    // The front's downstream calls: nested under its request, or roots;
+    // never under anything else.
+    let nested = spans
+        .iter()
+        .filter(|s| Some(pid_of(s)) == fp && s.kind == "CLIENT")
+        .filter(|c| {
+            let Some(parent) = &c.parent_span_id else {
+                return false;
+            };
+            let p = spans
+                .iter()
+                .find(|p| &p.span_id == parent)
+                .unwrap_or_else(|| panic!("a parent that was not exported: {c}"));
+            assert!(
+                Some(pid_of(p)) == fp && p.kind == "SERVER",
+                "wrong parent {p}\nfor {c}"
+            );
+            true
+        })
+        .count();
+    eprintln!(
+        "{:?} (inject {}, {} sequential, {} concurrent): {} spans, server spans linked \
+         by {how:?}, {nested} of {downstream} front calls nested under their request",
+        r.imp,
+        r.inject,
+        r.sequential,
+        r.concurrent,
+        spans.len()
+    );
+    let linked = calls + downstream;
+    if r.inject {
+        // Every call carried the `traceparent` the kernel wrote, across
+        // iovecs and batched HEADERS frames alike.
+        assert_eq!(how.get("injected").copied(), Some(linked), "{how:?}");
+        assert_eq!(out.exit.counter("context_injected"), linked as u64);
+        assert_eq!(out.exit.counter("context_inject_failed"), 0);
+        assert_eq!(out.exit.counter("http2_client_no_context"), 0);
+    } else {
+        assert_eq!(how.get("connection").copied(), Some(linked), "{how:?}");
+    }
+    assert_eq!(out.exit.counter("drop_http2_desync"), 0);
+    out.assert_clean();
+    drop((back, front));
+}
+
+fn chain(imp: Impl, inject: bool) -> Run {
+    Run {
+        imp,
+        inject,
+        front: true,
+        sequential: 20,
+        concurrent: 20,
+    }
+}
+
+/// Injection under load: 50 calls at once on one connection.
+fn concurrent_50(imp: Impl) -> Run {
+    Run {
+        imp,
+        inject: true,
+        front: false,
+        sequential: 0,
+        concurrent: 50,
+    }
+}
+
+#[test]
+fn grpcio_chain_with_injection() {
+    run(chain(Impl::Grpcio, true));
+}
+
+#[test]
+fn grpcio_chain_linked_by_connection() {
+    run(chain(Impl::Grpcio, false));
+}
+
+#[test]
+fn grpcio_server_takes_50_concurrent_injected_calls() {
+    run(concurrent_50(Impl::Grpcio));
+}
+
+#[test]
+fn grpc_js_chain_with_injection() {
+    run(chain(Impl::GrpcJs, true));
+}
+
+#[test]
+fn grpc_js_chain_linked_by_connection() {
+    run(chain(Impl::GrpcJs, false));
+}
+
+#[test]
+fn grpc_js_server_takes_50_concurrent_injected_calls() {
+    run(concurrent_50(Impl::GrpcJs));
+}

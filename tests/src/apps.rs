@@ -665,10 +665,20 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// An HTTP/1.1 reverse proxy (`proxy_pass`).
     pub fn start(backend_port: u16) -> anyhow::Result<Nginx> {
+        Nginx::start_from("proxy.conf.template", backend_port)
+    }
+
+    /// A gRPC reverse proxy: an h2c listener, `grpc_pass`.
+    pub fn start_grpc(backend_port: u16) -> anyhow::Result<Nginx> {
+        Nginx::start_from("grpc.conf.template", backend_port)
+    }
+
+    fn start_from(template: &str, backend_port: u16) -> anyhow::Result<Nginx> {
         let nginx = tool("nginx").map_err(anyhow::Error::msg)?;
-        let template = std::fs::read_to_string(apps_dir().join("nginx/proxy.conf.template"))
-            .context("reading the nginx template")?;
+        let template = std::fs::read_to_string(apps_dir().join("nginx").join(template))
+            .with_context(|| format!("reading the nginx template {template}"))?;
         let dir = TempDir::new("tracer-nginx")?;
         let dir_str = dir.path.to_string_lossy().into_owned();
         let server = start_server("nginx", false, |port| {

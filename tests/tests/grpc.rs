@@ -238,6 +238,70 @@ fn h2c_requests_give_http_spans() {
     out.assert_clean();
 }
 
+/// curl over HTTP/2 with prior knowledge (nghttp2, HPACK with Huffman
+/// coding) to Go's h2c server: 200, 404 and 503, each a client and a server
+/// span with protocol version 2, the server span the child of curl's
+/// through the injected `traceparent`. One curl per request: x/net 0.7's h2c
+/// handler resets a prior-knowledge connection's second stream (curl exits
+/// 16 there with no agent running).
+#[test]
+fn curl_http2_prior_knowledge_to_a_go_h2c_server() {
+    let env = require_root!();
+    let server_bin = skip_unless!(env, program("h2c_server"));
+    let receiver = Receiver::start().expect("receiver");
+    let server = apps::go_h2c_server(&server_bin).expect("starting the h2c server");
+    let pid = server.pid().to_string();
+    let agent = start_agent(&env, &receiver, &["--pid", &pid, "--exe", "curl"]);
+    let paths = ["/hello", "/status/404", "/status/503"];
+    let mut curls = Vec::new();
+    for (path, want) in paths.iter().zip(["2 200", "2 404", "2 503"]) {
+        let url = server.url(path);
+        let args = [
+            "--http2-prior-knowledge",
+            "-w",
+            "%{http_version} %{http_code}\\n",
+            "-o",
+            "/dev/null",
+            url.as_str(),
+        ];
+        let finished = apps::curl(&args).expect("curl");
+        assert_eq!(finished.stdout.trim(), want, "curl's view of {path}");
+        curls.push(finished.pid);
+    }
+    let out = flow::finish_at(&receiver, agent, 2 * paths.len());
+    let servers = out.exact(flow::server(server.pid(), paths.len()));
+    let clients: Vec<_> = curls.iter().map(|&pid| out.one(pid, "CLIENT")).collect();
+    for (span, want) in clients.iter().zip([200, 404, 503]) {
+        assert_eq!(
+            span.attr_str("network.protocol.version"),
+            Some("2"),
+            "{span}"
+        );
+        assert_eq!(int(span, "http.response.status_code"), Some(want), "{span}");
+        let child =
+            child_of(&out.spans, span).unwrap_or_else(|| panic!("no server child of {span}"));
+        assert_eq!(child.pid(), Some(server.pid()));
+        assert_eq!(child.attr_str("url.path"), span.attr_str("url.path"));
+        assert_eq!(
+            int(child, "http.response.status_code"),
+            Some(want),
+            "{child}"
+        );
+        assert_eq!(
+            child.attr_str("tracer.parent.source"),
+            Some("injected"),
+            "{child}"
+        );
+    }
+    // 5xx is an error on both ends, 4xx only on the client's.
+    for span in servers.iter().chain(&clients) {
+        let code = int(span, "http.response.status_code").unwrap_or(0);
+        let error = code >= 500 || (span.kind == "CLIENT" && code >= 400);
+        assert_eq!(span.status_code == "ERROR", error, "{span}");
+    }
+    out.assert_clean();
+}
+
 /// A traced gRPC client that sends its own `traceparent` metadata is left
 /// alone: the kernel sees the name in the first request's HEADERS (grpc-go
 /// Huffman-codes it), adds nothing, and never injects that connection again

@@ -127,16 +127,6 @@ fn pid_of(span: &ReceivedSpan) -> u32 {
     }
 }
 
-/// (name, status code) → count, for one process and kind.
-fn calls_of(spans: &[ReceivedSpan], pid: u32, kind: &str) -> BTreeMap<(String, i64), usize> {
-    let mut out = BTreeMap::new();
-    for s in spans.iter().filter(|s| pid_of(s) == pid && s.kind == kind) {
-        let code = s.attr_int("rpc.grpc.status_code").unwrap_or(-1);
-        *out.entry((s.name.clone(), code)).or_default() += 1;
-    }
-    out
-}
-
 fn expected(unary: usize, not_found: usize, streaming: bool) -> BTreeMap<(String, i64), usize> {
     let mut out = BTreeMap::from([(("demo.Echo/Say".to_owned(), 0), unary - not_found)]);
     if not_found != 0 {
@@ -150,16 +140,63 @@ fn expected(unary: usize, not_found: usize, streaming: bool) -> BTreeMap<(String
     out
 }
 
+/// Which processes are one end of a hop.
+type Processes<'a> = &'a dyn Fn(u32) -> bool;
+
+/// What stands between the client and the back service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Front {
+    /// The client calls the back service itself.
+    None,
+    /// A grpc_echo front service: one downstream call per unary request
+    /// it does not refuse.
+    Service,
+    /// nginx: `grpc_pass` of every call, its `traceparent` forwarded.
+    Nginx,
+}
+
 /// What one run drives.
 #[derive(Clone, Copy)]
 struct Run {
     imp: Impl,
     /// `traceparent` injection on (else hops are linked by connection).
     inject: bool,
-    /// A front service between the client and the back one.
-    front: bool,
+    front: Front,
     sequential: usize,
     concurrent: usize,
+}
+
+/// The front's processes and the port the client calls.
+struct Started {
+    _service: Option<Proc>,
+    _nginx: Option<apps::Nginx>,
+    pids: Vec<u32>,
+    port: u16,
+}
+
+fn start_front(r: &Run, packages: &OsString, back_port: u16) -> Option<Started> {
+    match r.front {
+        Front::None => None,
+        Front::Service => {
+            let to = format!("127.0.0.1:{back_port}");
+            let (proc, port) = server(r.imp, packages, "grpc-front", &["--downstream", &to]);
+            Some(Started {
+                pids: vec![proc.pid()],
+                _service: Some(proc),
+                _nginx: None,
+                port,
+            })
+        }
+        Front::Nginx => {
+            let nginx = apps::Nginx::start_grpc(back_port).expect("starting nginx");
+            Some(Started {
+                pids: nginx.pids(),
+                port: nginx.port(),
+                _service: None,
+                _nginx: Some(nginx),
+            })
+        }
+    }
 }
 
 fn run(r: Run) {
@@ -167,25 +204,33 @@ fn run(r: Run) {
     let Some(packages) = r.imp.packages_dir(&env.test) else {
         return;
     };
+    if r.front == Front::Nginx
+        && let Err(reason) = apps::tool("nginx")
+    {
+        skip::skip(&env.test, &reason);
+        return;
+    }
     let unary = r.sequential + r.concurrent;
     // One in ten unary calls asks for a greeting that is NOT_FOUND; then
     // one each of server-, client- and bidi-streaming.
     let not_found = r.sequential / 10 + r.concurrent / 10;
     let calls = unary + 3;
-    // The front calls downstream for every unary call it does not refuse.
-    let downstream = if r.front { unary - not_found } else { 0 };
+    let all_calls = expected(unary, not_found, true);
+    // What the front sends downstream: the front service calls once per
+    // unary call it does not refuse; nginx passes on every call.
+    let (downstream, downstream_calls) = match r.front {
+        Front::None => (0, BTreeMap::new()),
+        Front::Service => (unary - not_found, expected(unary - not_found, 0, false)),
+        Front::Nginx => (calls, all_calls.clone()),
+    };
 
     let receiver = Receiver::start().expect("starting the OTLP receiver");
     let (back, back_port) = server(r.imp, &packages, "grpc-back", &[]);
-    let front = r.front.then(|| {
-        let to = format!("127.0.0.1:{back_port}");
-        server(r.imp, &packages, "grpc-front", &["--downstream", &to])
-    });
-    let (bp, entry_port) = match &front {
-        Some((_, port)) => (back.pid(), *port),
-        None => (back.pid(), back_port),
-    };
-    let fp = front.as_ref().map(|(f, _)| f.pid());
+    let front = start_front(&r, &packages, back_port);
+    let bp = back.pid();
+    let entry_port = front.as_ref().map_or(back_port, |f| f.port);
+    let front_pids: Vec<u32> = front.as_ref().map(|f| f.pids.clone()).unwrap_or_default();
+    let in_front = |pid: u32| front_pids.contains(&pid);
     let ports = [back_port, entry_port].map(|p| p.to_string());
     let mut args = vec!["--port", &ports[0], "--port", &ports[1]];
     if !r.inject {
@@ -227,47 +272,62 @@ fn run(r: Run) {
     let spans = &out.spans;
 
     // One span per call per end, with the status each end saw.
-    let entry = fp.unwrap_or(bp);
+    let of = |pids: &dyn Fn(u32) -> bool, kind: &str| {
+        let mut out: BTreeMap<(String, i64), usize> = BTreeMap::new();
+        for s in spans.iter().filter(|s| pids(pid_of(s)) && s.kind == kind) {
+            let code = s.attr_int("rpc.grpc.status_code").unwrap_or(-1);
+            *out.entry((s.name.clone(), code)).or_default() += 1;
+        }
+        out
+    };
+    let is_client = |p: u32| p == cp;
+    let is_back = |p: u32| p == bp;
+    let is_entry = |p: u32| {
+        if front.is_some() {
+            in_front(p)
+        } else {
+            p == bp
+        }
+    };
+    assert_eq!(of(&is_client, "CLIENT"), all_calls, "client spans");
     assert_eq!(
-        calls_of(spans, cp, "CLIENT"),
-        expected(unary, not_found, true),
-        "client spans"
-    );
-    assert_eq!(
-        calls_of(spans, entry, "SERVER"),
-        expected(unary, not_found, true),
+        of(&is_entry, "SERVER"),
+        all_calls,
         "server spans of the service the client called"
     );
-    let mut hops = vec![(entry, cp)];
-    if let Some(fp) = fp {
+    if front.is_some() {
         assert_eq!(
-            calls_of(spans, fp, "CLIENT"),
-            expected(downstream, 0, false),
+            of(&in_front, "CLIENT"),
+            downstream_calls,
             "front client spans"
         );
         assert_eq!(
-            calls_of(spans, bp, "SERVER"),
-            expected(downstream, 0, false),
+            of(&is_back, "SERVER"),
+            downstream_calls,
             "back server spans"
         );
-        hops.push((bp, fp));
     }
     assert_eq!(spans.len(), total, "no other spans");
 
     // Every server span is the child of the client span of its call, on
-    // the other process, with the same method: injected or by connection.
+    // the process at the other end, with the same method: injected or by
+    // connection.
     let mut how: BTreeMap<String, usize> = BTreeMap::new();
-    for (server_pid, client_pid) in hops {
+    let mut hops: Vec<(Processes, Processes)> = vec![(&is_entry, &is_client)];
+    if front.is_some() {
+        hops.push((&is_back, &in_front));
+    }
+    for (server_end, client_end) in hops {
         for s in spans
             .iter()
-            .filter(|s| pid_of(s) == server_pid && s.kind == "SERVER")
+            .filter(|s| server_end(pid_of(s)) && s.kind == "SERVER")
         {
             let parent = spans
                 .iter()
                 .find(|c| Some(&c.span_id) == s.parent_span_id.as_ref())
                 .unwrap_or_else(|| panic!("server span without its client span: {s}"));
             assert!(
-                pid_of(parent) == client_pid
+                client_end(pid_of(parent))
                     && parent.kind == "CLIENT"
                     && parent.name == s.name
                     && parent.trace_id == s.trace_id,
@@ -277,11 +337,11 @@ fn run(r: Run) {
             *how.entry(source.to_owned()).or_default() += 1;
         }
     }
-    // The front's downstream calls: nested under its request, or roots;
-    // never under anything else.
+    // The front's downstream calls: nested under the request they serve,
+    // or roots; never under anything else.
     let nested = spans
         .iter()
-        .filter(|s| Some(pid_of(s)) == fp && s.kind == "CLIENT")
+        .filter(|s| in_front(pid_of(s)) && s.kind == "CLIENT")
         .filter(|c| {
             let Some(parent) = &c.parent_span_id else {
                 return false;
@@ -291,32 +351,49 @@ fn run(r: Run) {
                 .find(|p| &p.span_id == parent)
                 .unwrap_or_else(|| panic!("a parent that was not exported: {c}"));
             assert!(
-                Some(pid_of(p)) == fp && p.kind == "SERVER",
+                pid_of(p) == pid_of(c)
+                    && p.kind == "SERVER"
+                    && p.trace_id == c.trace_id
+                    && (r.front == Front::Service || p.name == c.name),
                 "wrong parent {p}\nfor {c}"
             );
             true
         })
         .count();
     eprintln!(
-        "{:?} (inject {}, {} sequential, {} concurrent): {} spans, server spans linked \
-         by {how:?}, {nested} of {downstream} front calls nested under their request",
+        "{:?} via {:?} (inject {}, {} sequential, {} concurrent): {} spans, server spans \
+         linked by {how:?}, {nested} of {downstream} front calls nested under their request",
         r.imp,
+        r.front,
         r.inject,
         r.sequential,
         r.concurrent,
         spans.len()
     );
     let linked = calls + downstream;
-    if r.inject {
-        // Every call carried the `traceparent` the kernel wrote, across
-        // iovecs and batched HEADERS frames alike.
-        assert_eq!(how.get("injected").copied(), Some(linked), "{how:?}");
-        assert_eq!(out.exit.counter("context_injected"), linked as u64);
-        assert_eq!(out.exit.counter("context_inject_failed"), 0);
-        assert_eq!(out.exit.counter("http2_client_no_context"), 0);
-    } else {
-        assert_eq!(how.get("connection").copied(), Some(linked), "{how:?}");
+    match (r.inject, r.front) {
+        (true, Front::Nginx) => {
+            // nginx forwards the header the kernel wrote for the client:
+            // left alone, its calls are the children of the requests whose
+            // header they carry, and the back's spans those calls'
+            // children through the connection.
+            assert_eq!(how.get("injected").copied(), Some(calls), "{how:?}");
+            assert_eq!(how.get("connection").copied(), Some(downstream), "{how:?}");
+            assert_eq!(nested, downstream, "nginx calls nested");
+            assert_eq!(out.exit.counter("context_injected"), calls as u64);
+        }
+        (true, _) => {
+            // Every call carried the `traceparent` the kernel wrote, across
+            // iovecs and batched HEADERS frames alike.
+            assert_eq!(how.get("injected").copied(), Some(linked), "{how:?}");
+            assert_eq!(out.exit.counter("context_injected"), linked as u64);
+            assert_eq!(out.exit.counter("http2_client_no_context"), 0);
+        }
+        (false, _) => {
+            assert_eq!(how.get("connection").copied(), Some(linked), "{how:?}");
+        }
     }
+    assert_eq!(out.exit.counter("context_inject_failed"), 0);
     assert_eq!(out.exit.counter("drop_http2_desync"), 0);
     out.assert_clean();
     drop((back, front));
@@ -326,7 +403,7 @@ fn chain(imp: Impl, inject: bool) -> Run {
     Run {
         imp,
         inject,
-        front: true,
+        front: Front::Service,
         sequential: 20,
         concurrent: 20,
     }
@@ -337,10 +414,36 @@ fn concurrent_50(imp: Impl) -> Run {
     Run {
         imp,
         inject: true,
-        front: false,
+        front: Front::None,
         sequential: 0,
         concurrent: 50,
     }
+}
+
+/// nginx `grpc_pass` between a client and a server of `imp`.
+fn through_nginx(imp: Impl, inject: bool) -> Run {
+    Run {
+        imp,
+        inject,
+        front: Front::Nginx,
+        sequential: 20,
+        concurrent: 20,
+    }
+}
+
+#[test]
+fn grpcio_through_nginx_grpc_pass() {
+    run(through_nginx(Impl::Grpcio, true));
+}
+
+#[test]
+fn grpc_js_through_nginx_grpc_pass() {
+    run(through_nginx(Impl::GrpcJs, true));
+}
+
+#[test]
+fn grpcio_through_nginx_grpc_pass_linked_by_connection() {
+    run(through_nginx(Impl::Grpcio, false));
 }
 
 #[test]

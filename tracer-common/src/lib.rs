@@ -193,6 +193,9 @@ pub mod ctx_source {
     /// The request of the goroutine (or an ancestor goroutine) that made
     /// the call, in a Go process.
     pub const GOROUTINE: u8 = 4;
+    /// The request a proxy serves whose context header it forwards in this
+    /// client request.
+    pub const FORWARDED: u8 = 5;
 }
 
 /// The trace context the kernel chose for one request, as seen by one

@@ -168,6 +168,9 @@ pub fn client_request(
             }
         }
         child_of(cfg, thread, ctx);
+        if forwarded {
+            ctx.source = ctx_source::FORWARDED;
+        }
     }
     ctx.span_id = new_span_id();
     let seq = next_seq((pid_tgid >> 32) as u32, fd);

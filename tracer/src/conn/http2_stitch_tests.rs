@@ -694,3 +694,107 @@ fn kernel_contexts_for_an_unknown_connection_are_counted() {
     assert_eq!(host.counter("drop_http2_heads_orphaned"), 1);
     assert!(host.spans().is_empty());
 }
+
+/// A proxy (nginx `grpc_pass`) forwards the `traceparent` of the request it
+/// serves: its call is that request's child (`forwarded`), and the server
+/// at the other end of the proxy's connection, on this host, is the child of
+/// the proxy's call (`connection`), not of the header's caller, whichever
+/// end of the proxy's connection the ring buffer hands over first.
+#[test]
+fn a_proxy_forwarding_the_header_it_serves_is_nested_both_ways() {
+    use opentelemetry::trace::SpanKind;
+    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    const CALLER: [u8; 8] = [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31];
+    let conversation = || {
+        let mut ch = Hpack::default();
+        let mut sh = Hpack::default();
+        let mut first = PREFACE.to_vec();
+        first.extend(settings(&[]));
+        let mut request = ch.headers(
+            1,
+            &grpc_request("/pkg.Svc/Proxied", &[("traceparent", TP)]),
+            false,
+        );
+        request.extend(grpc_message(1, 3, true));
+        let mut response = sh.headers(
+            1,
+            &[(":status", "200"), ("content-type", "application/grpc")],
+            false,
+        );
+        response.extend(sh.headers(1, &[("grpc-status", "0")], true));
+        let chunk = |dir, data| Step::Chunk {
+            dir,
+            data,
+            uncaptured: 0,
+            tail: Vec::new(),
+        };
+        [
+            chunk(Direction::Egress, first),
+            chunk(Direction::Ingress, settings(&[])),
+            chunk(Direction::Egress, request),
+            chunk(Direction::Ingress, response),
+        ]
+    };
+    // The caller (its own process) calls the proxy (pid 8), which calls the
+    // back end (pid 9) on a connection of its own.
+    let (caller, proxy_server) = End::pair(40_000);
+    let proxy_client = End {
+        pid: proxy_server.pid,
+        fd: 9_000,
+        sock_id: 9_000,
+        client_port: 41_000,
+        client: true,
+    };
+    let back = End {
+        pid: 9,
+        fd: 9_001,
+        sock_id: 9_001,
+        client_port: 41_000,
+        client: false,
+    };
+    for order in [Order::WriterFirst, Order::ReaderFirst] {
+        let mut host = Host::always_on();
+        let inbound = conversation();
+        let outbound = conversation();
+        let n = play(
+            &mut host,
+            (caller, proxy_server),
+            &inbound[..3],
+            Order::WriterFirst,
+            None,
+            0,
+        );
+        let n = play(&mut host, (proxy_client, back), &outbound, order, None, n);
+        play(
+            &mut host,
+            (caller, proxy_server),
+            &inbound[3..],
+            Order::WriterFirst,
+            None,
+            n,
+        );
+        let spans = host.spans();
+        assert_eq!(spans.len(), 4, "{order:?}");
+        let find = |pid: u32, kind: SpanKind| {
+            spans
+                .iter()
+                .find(|s| s.process.pid == pid && s.kind == kind)
+                .unwrap_or_else(|| panic!("{order:?}: no {kind:?} span of {pid}"))
+        };
+        let served = find(proxy_server.pid, SpanKind::Server);
+        let call = find(proxy_client.pid, SpanKind::Client);
+        let downstream = find(back.pid, SpanKind::Server);
+        assert_eq!(
+            (source(served).as_str(), served.parent_span_id),
+            ("header", Some(CALLER))
+        );
+        assert_eq!(source(call), "forwarded", "{order:?}");
+        assert_eq!(call.parent_span_id, Some(served.span_id), "{order:?}");
+        assert!(!call.parent_is_remote);
+        assert_eq!(source(downstream), "connection", "{order:?}");
+        assert_eq!(downstream.parent_span_id, Some(call.span_id), "{order:?}");
+        for s in [served, call, downstream] {
+            assert_eq!(s.trace_id[..2], [0x0a, 0xf7], "{order:?}: one trace");
+        }
+    }
+}

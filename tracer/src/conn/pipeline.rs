@@ -9,7 +9,10 @@ use super::{
     table::{Conn, ConnKey, ConnTable, OpenStream, Slot},
 };
 use crate::{
-    context::parent::{self, ParentSource, SpanIdentity},
+    context::{
+        forwarded::{Forwarded, Served},
+        parent::{self, ParentSource, SpanIdentity},
+    },
     events::{DataHeader, Event, reader::EventHandler},
     process::{ProcessTable, selection::Selection},
     protocols::{
@@ -83,6 +86,9 @@ struct SpanMaker<S> {
     injected: RecentIds,
     /// HTTP/2 client streams, for the server end on this host.
     stitch: Stitch,
+    /// HTTP/2 server requests by the caller their header named, for the
+    /// client requests of proxies that forward that header.
+    forwarded: Forwarded,
     /// The pipeline's "now" (newest kernel timestamp seen).
     now: u64,
 }
@@ -114,6 +120,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 opts: config.span_options,
                 injected: RecentIds::new(8192),
                 stitch: Stitch::new(stitch::CAPACITY),
+                forwarded: Forwarded::new(stitch::CAPACITY),
                 now: 0,
             },
             now: 0,
@@ -386,16 +393,60 @@ impl<S: SpanSink> SpanMaker<S> {
             Stats::inc(&self.stats.context_invalid_header);
         }
         let key = StreamKey::new(&conn.ends, client, started.stream_id);
+        let pid = conn.process.key.pid;
         let mut decided = true;
+        let mut recheck_forwarder = false;
+        let from_header = matches!(
+            identity.source,
+            ParentSource::Header | ParentSource::Injected
+        );
+        let forwarding = match identity.parent_span_id {
+            Some(caller) if client && kernel.is_none() && from_header => {
+                self.forwarded
+                    .forwarding(pid, caller, identity.trace_id, started.request_start)
+            }
+            _ => None,
+        };
         if kernel.is_some() {
             // The kernel's ids, already sent: its sampling decision stands
             // for its roots. Remembered for stitching too, should the
             // server end not see the header (injection failed).
             identity.sampled = sample(&mut self.sampling, &identity, true);
             self.remember_client(key, &identity, &started);
+        } else if let Some(served) = forwarding {
+            // A proxy passing on the header of the request it serves: the
+            // call of that request. Its server end on this host takes this
+            // span as its parent (by the connection), not the header.
+            identity.parent_span_id = Some(served.span_id);
+            identity.parent_is_remote = false;
+            identity.source = ParentSource::Forwarded;
+            identity.sampled = served.sampled;
+            self.remember_client(key, &identity, &started);
         } else if identity.source != ParentSource::None {
             // The request's own context (the server will read the same).
             identity.sampled = sample(&mut self.sampling, &identity, false);
+            if !client && let Some(caller) = identity.parent_span_id {
+                self.forwarded.served(
+                    pid,
+                    caller,
+                    Served {
+                        trace_id: identity.trace_id,
+                        span_id: identity.span_id,
+                        sampled: identity.sampled,
+                        at: started.request_start,
+                    },
+                );
+                if let Some(key) = key {
+                    let fingerprint = stitch::fingerprint(&started.request);
+                    match self
+                        .stitch
+                        .take(&key, fingerprint, started.request_start, self.now)
+                    {
+                        Some(c) => identity = by_forwarder(identity, &c),
+                        None => recheck_forwarder = true,
+                    }
+                }
+            }
         } else if client {
             identity.sampled = sample(&mut self.sampling, &identity, false);
             self.remember_client(key, &identity, &started);
@@ -417,6 +468,7 @@ impl<S: SpanSink> SpanMaker<S> {
                 identity,
                 client,
                 decided,
+                recheck_forwarder,
             },
         );
     }
@@ -429,6 +481,20 @@ impl<S: SpanSink> SpanMaker<S> {
         let key = StreamKey::new(&conn.ends, client, ex.stream_id);
         let end = ex.response_end.max(ex.request_end);
         let mut identity = match conn.http2_streams.remove(&ex.stream_id) {
+            Some(open) if open.decided && open.recheck_forwarder => {
+                // The client end's events may have come after the request
+                // was read: a proxy on this host that forwarded the header
+                // is found now or never.
+                let fingerprint = stitch::fingerprint(&ex.request);
+                let found = key.and_then(|key| {
+                    self.stitch
+                        .take(&key, fingerprint, ex.request_start, self.now)
+                });
+                match found {
+                    Some(c) => by_forwarder(open.identity, &c),
+                    None => open.identity,
+                }
+            }
             Some(open) if open.decided => open.identity,
             Some(open) => {
                 // Looked for the client end at the start, in vain: it may
@@ -491,6 +557,21 @@ impl<S: SpanSink> SpanMaker<S> {
         );
         self.send(span);
     }
+}
+
+/// A server span whose header named its caller, and `client`, the client
+/// stream at the other end of its connection on this host: when that
+/// client did not write the header itself but forwarded it (a proxy), the
+/// client's span is the parent, as HTTP/1 proxies' in-place rewrite makes
+/// it. When the client's span is the header's (injected or the app's own),
+/// nothing changes.
+fn by_forwarder(identity: SpanIdentity, client: &ClientStream) -> SpanIdentity {
+    if identity.parent_span_id == Some(client.span_id) || identity.trace_id != client.trace_id {
+        return identity;
+    }
+    let mut stitched = stitch::child_of(client, identity.span_id);
+    stitched.trace_state = identity.trace_state;
+    stitched
 }
 
 /// The sampling decision for a span whose identity is chosen. Roots the

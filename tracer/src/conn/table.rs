@@ -52,6 +52,10 @@ pub struct OpenStream {
     /// whose client end was not found (yet) looks again when it ends, and
     /// is otherwise this root.
     pub decided: bool,
+    /// A server stream whose parent came from its header: should a client
+    /// on this host turn out to have forwarded that header (a proxy), its
+    /// own span, found when the stream ends, is the parent instead.
+    pub recheck_forwarder: bool,
 }
 
 /// Contexts kept per connection for exchanges not finished yet (pipelining

@@ -1,2 +1,3 @@
+pub mod forwarded;
 pub mod parent;
 pub mod propagation;

@@ -23,6 +23,9 @@ pub enum ParentSource {
     /// The server request of the goroutine that made the call, or of the
     /// goroutine that started it (Go).
     Goroutine,
+    /// The server request whose context header a proxy forwards in this
+    /// client request (same process).
+    Forwarded,
 }
 
 impl ParentSource {
@@ -34,6 +37,7 @@ impl ParentSource {
             Self::Thread => "thread",
             Self::Connection => "connection",
             Self::Goroutine => "goroutine",
+            Self::Forwarded => "forwarded",
         }
     }
 }
@@ -96,13 +100,16 @@ pub fn choose(
         let source = match (parent, k.source) {
             (None, _) => ParentSource::None,
             (Some(p), _)
-                if !matches!(k.source, ctx_source::THREAD | ctx_source::GOROUTINE)
-                    && was_injected(&p) =>
+                if !matches!(
+                    k.source,
+                    ctx_source::THREAD | ctx_source::GOROUTINE | ctx_source::FORWARDED
+                ) && was_injected(&p) =>
             {
                 ParentSource::Injected
             }
             (Some(_), ctx_source::THREAD) => ParentSource::Thread,
             (Some(_), ctx_source::GOROUTINE) => ParentSource::Goroutine,
+            (Some(_), ctx_source::FORWARDED) => ParentSource::Forwarded,
             (Some(_), ctx_source::CONNECTION) => ParentSource::Connection,
             (Some(_), _) => ParentSource::Header,
         };
@@ -113,7 +120,10 @@ pub fn choose(
                 parent_span_id: parent,
                 parent_is_remote: !matches!(
                     source,
-                    ParentSource::Thread | ParentSource::Goroutine | ParentSource::None
+                    ParentSource::Thread
+                        | ParentSource::Goroutine
+                        | ParentSource::Forwarded
+                        | ParentSource::None
                 ),
                 sampled: k.flags & 1 == 1,
                 trace_state: caller.and_then(|c| c.trace_state),

@@ -2,7 +2,8 @@
 // implementation), with no tracing library and no generated code: messages
 // are raw bytes. The same roles and output as tests/apps/python/grpc_echo.py:
 //
-//   node grpc_echo.js server [--downstream HOST:PORT]   prints "LISTENING <port>"
+//   node grpc_echo.js server [--downstream HOST:PORT] [--port PORT]
+//                                                       prints "LISTENING <port>"
 //   node grpc_echo.js client HOST:PORT [--sequential N] [--concurrent N]
 //                                                       prints "RESULT ok=<n> failed=<n>"
 'use strict';
@@ -41,7 +42,7 @@ function deadline() {
   return { deadline: Date.now() + 10000 };
 }
 
-function serve(downstream) {
+function serve(downstream, port) {
   const down = downstream ? new Client(downstream, grpc.credentials.createInsecure()) : null;
   const server = new grpc.Server();
   server.addService(SERVICE, {
@@ -70,12 +71,12 @@ function serve(downstream) {
       call.on('end', () => call.end());
     },
   });
-  server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
+  server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => {
     if (err) {
       console.error(`bind: ${err}`);
       process.exit(1);
     }
-    console.log(`LISTENING ${port}`);
+    console.log(`LISTENING ${bound}`);
   });
 }
 
@@ -142,7 +143,7 @@ async function run(target, sequential, concurrent) {
 
 const args = process.argv.slice(2);
 if (args[0] === 'server') {
-  serve(option(args, '--downstream', null));
+  serve(option(args, '--downstream', null), parseInt(option(args, '--port', '0'), 10));
 } else if (args[0] === 'client' && args[1]) {
   run(args[1], parseInt(option(args, '--sequential', '20'), 10),
     parseInt(option(args, '--concurrent', '0'), 10));

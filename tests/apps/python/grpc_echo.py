@@ -1,7 +1,7 @@
 """A gRPC service and client on grpcio (the C-core implementation), with no
 tracing library and no generated code: messages are raw bytes.
 
-  grpc_echo.py server [--downstream HOST:PORT]
+  grpc_echo.py server [--downstream HOST:PORT] [--port PORT]
       serves demo.Echo: unary Say (NOT_FOUND for b"missing"), server-streaming
       Count, client-streaming Collect, bidi Chat; with --downstream, Say makes
       one downstream Say call per request. Prints "LISTENING <port>".
@@ -21,7 +21,7 @@ import grpc
 SERVICE = "demo.Echo"
 
 
-def make_server(downstream):
+def make_server(downstream, port=0):
     stub = None
     if downstream:
         stub = grpc.insecure_channel(downstream).unary_unary(f"/{SERVICE}/Say")
@@ -55,7 +55,7 @@ def make_server(downstream):
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print(f"LISTENING {port}", flush=True)
     server.wait_for_termination()
@@ -104,13 +104,14 @@ def main():
     sub = parser.add_subparsers(dest="role", required=True)
     s = sub.add_parser("server")
     s.add_argument("--downstream")
+    s.add_argument("--port", type=int, default=0)
     c = sub.add_parser("client")
     c.add_argument("target")
     c.add_argument("--sequential", type=int, default=20)
     c.add_argument("--concurrent", type=int, default=0)
     args = parser.parse_args()
     if args.role == "server":
-        make_server(args.downstream)
+        make_server(args.downstream, args.port)
     else:
         run_client(args.target, args.sequential, args.concurrent)
 

@@ -143,6 +143,33 @@ fn expected(unary: usize, not_found: usize, streaming: bool) -> BTreeMap<(String
 /// Which processes are one end of a hop.
 type Processes<'a> = &'a dyn Fn(u32) -> bool;
 
+/// tests/apps/python/h2_injection_check.py in front of `back_port`; its
+/// port.
+fn checking_proxy(pythonpath: &OsString, back_port: u16) -> (Proc, u16) {
+    let mut checker = Command::new(apps::python3());
+    checker
+        .arg("-u")
+        .arg(skip::repo_root().join("tests/apps/python/h2_injection_check.py"))
+        .args(["0", &back_port.to_string()])
+        .env("PYTHONPATH", pythonpath);
+    let checker = Proc::spawn("h2-check", checker, true).expect("starting the checking proxy");
+    assert!(
+        checker
+            .stdout
+            .wait_line(Duration::from_secs(30), |l| l.starts_with("ready ")),
+        "the checking proxy did not start: {}",
+        checker.stdout.text()
+    );
+    let port = checker
+        .stdout
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("ready "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a port");
+    (checker, port)
+}
+
 /// What stands between the client and the back service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Front {
@@ -429,6 +456,198 @@ fn through_nginx(imp: Impl, inject: bool) -> Run {
         sequential: 20,
         concurrent: 20,
     }
+}
+
+/// The bytes a traced client sent, as a proxy between it and the server
+/// received them: HPACK stays in sync on every header block (one decoder
+/// for the whole connection), every frame length holds, and each of 50
+/// concurrent requests carries exactly one `traceparent`, last in its
+/// block, whose value names exactly the client span the agent exported
+/// for it.
+fn injection_byte_exact(imp: Impl) {
+    let env = require_root!();
+    let Some(packages) = imp.packages_dir(&env.test) else {
+        return;
+    };
+    let Some(pythonpath) = Impl::Grpcio.packages_dir(&env.test) else {
+        return;
+    };
+    const CONCURRENT: usize = 50;
+    let calls = CONCURRENT + 3;
+    let receiver = Receiver::start().expect("starting the OTLP receiver");
+    let (back, back_port) = server(imp, &packages, "grpc-back", &[]);
+    let (checker, proxy_port) = checking_proxy(&pythonpath, back_port);
+    let port = proxy_port.to_string();
+    let agent = start_agent(&env, &receiver, &["--port", &port]);
+    let target = format!("127.0.0.1:{proxy_port}");
+    let conc = CONCURRENT.to_string();
+    let client = Proc::spawn(
+        "grpc-client",
+        imp.echo(
+            &packages,
+            &[
+                "client",
+                &target,
+                "--sequential",
+                "0",
+                "--concurrent",
+                &conc,
+            ],
+        ),
+        true,
+    )
+    .expect("starting the gRPC client");
+    let finished = client
+        .finish(Duration::from_secs(120))
+        .expect("the gRPC client");
+    assert!(
+        finished
+            .stdout
+            .contains(&format!("RESULT ok={calls} failed=0")),
+        "calls failed: {}",
+        finished.stdout
+    );
+    let checked = checker
+        .finish(Duration::from_secs(30))
+        .expect("the checking proxy");
+    let out = flow::finish_when_or_quiet(
+        &receiver,
+        agent,
+        |spans| spans.iter().filter(|s| pid_of(s) == finished.pid).count() >= calls,
+        Duration::from_secs(10),
+    );
+    eprintln!(
+        "{:?}: {}",
+        imp,
+        checked
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with("TRACEPARENT"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    assert!(
+        checked.stdout.contains(&format!(
+            "CHECKED requests={calls} injected={calls} last={calls} "
+        )) && checked.stdout.contains(" errors=0"),
+        "what the server received:\n{}",
+        checked.stdout
+    );
+    let mut received: Vec<String> = checked
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("TRACEPARENT "))
+        .map(str::to_owned)
+        .collect();
+    let mut exported: Vec<String> = out
+        .spans
+        .iter()
+        .filter(|s| pid_of(s) == finished.pid && s.kind == "CLIENT")
+        .map(|s| format!("00-{}-{}-01", s.trace_id, s.span_id))
+        .collect();
+    received.sort();
+    exported.sort();
+    assert_eq!(received, exported, "each request names its own client span");
+    drop(back);
+}
+
+#[test]
+fn grpcio_injection_keeps_hpack_in_sync_byte_for_byte() {
+    injection_byte_exact(Impl::Grpcio);
+}
+
+#[test]
+fn grpc_js_injection_keeps_hpack_in_sync_byte_for_byte() {
+    injection_byte_exact(Impl::GrpcJs);
+}
+
+/// A client whose HEADERS frames are cut across writes (frames by hand,
+/// tests/apps/python/h2_split_client.py) against a grpcio server, through
+/// the checking proxy: frames cut in their header block are followed into
+/// the next write (the cut calls are not injected, the others are, and the
+/// kernel never loses its place); a frame header cut in two makes the
+/// kernel stop injecting that connection, counted. Never a corrupted
+/// stream: every call answers, every block decodes.
+fn frames_cut_across_writes(mode: &str) {
+    const CALLS: usize = 10;
+    let env = require_root!();
+    let Some(pythonpath) = Impl::Grpcio.packages_dir(&env.test) else {
+        return;
+    };
+    let receiver = Receiver::start().expect("starting the OTLP receiver");
+    let (back, back_port) = server(Impl::Grpcio, &pythonpath, "grpc-back", &[]);
+    let (checker, proxy_port) = checking_proxy(&pythonpath, back_port);
+    let port = proxy_port.to_string();
+    let agent = start_agent(&env, &receiver, &["--port", &port]);
+    let mut client = Command::new(apps::python3());
+    client
+        .arg("-u")
+        .arg(skip::repo_root().join("tests/apps/python/h2_split_client.py"))
+        .args([
+            format!("127.0.0.1:{proxy_port}"),
+            CALLS.to_string(),
+            mode.to_owned(),
+        ])
+        .env("PYTHONPATH", &pythonpath);
+    let finished = Proc::spawn("h2-split-client", client, true)
+        .expect("starting the client")
+        .finish(Duration::from_secs(60))
+        .expect("the client");
+    assert!(
+        finished
+            .stdout
+            .contains(&format!("RESULT ok={CALLS} failed=0")),
+        "calls failed: {}",
+        finished.stdout
+    );
+    let checked = checker
+        .finish(Duration::from_secs(30))
+        .expect("the checking proxy");
+    let out = flow::finish_at(&receiver, agent, 2 * CALLS);
+    // Block cuts: every even call injected. Header cut: the first call
+    // only, then the connection is given up for injection.
+    let (injected, lost) = if mode == "block" {
+        (CALLS / 2, 0)
+    } else {
+        (1, 1)
+    };
+    assert!(
+        checked.stdout.contains(&format!(
+            "CHECKED requests={CALLS} injected={injected} last={injected} "
+        )) && checked.stdout.contains(" errors=0"),
+        "what the server received:\n{}",
+        checked.stdout
+    );
+    assert_eq!(out.exit.counter("context_injected"), injected as u64);
+    assert_eq!(out.exit.counter("http2_inject_sync_lost"), lost);
+    assert_eq!(out.exit.counter("context_inject_failed"), 0);
+    let servers: Vec<&ReceivedSpan> = out
+        .spans
+        .iter()
+        // The checking proxy is the server end of the traced connection.
+        .filter(|s| pid_of(s) == checked.pid && s.kind == "SERVER")
+        .collect();
+    assert_eq!(servers.len(), CALLS, "server spans of the proxy");
+    for s in servers {
+        let parent = out
+            .spans
+            .iter()
+            .find(|c| Some(&c.span_id) == s.parent_span_id.as_ref())
+            .unwrap_or_else(|| panic!("no client span for {s}"));
+        assert_eq!(pid_of(parent), finished.pid, "{s}");
+    }
+    out.assert_clean();
+    drop(back);
+}
+
+#[test]
+fn frames_cut_in_their_header_block_are_followed_across_writes() {
+    frames_cut_across_writes("block");
+}
+
+#[test]
+fn a_frame_header_cut_across_writes_stops_injection_safely() {
+    frames_cut_across_writes("header");
 }
 
 #[test]

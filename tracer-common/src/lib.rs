@@ -115,7 +115,11 @@ pub mod counter {
     /// sent before the call's uprobe recorded its caller: that client span
     /// starts a new trace.
     pub const GO_GRPC_STREAM_LATE: u32 = 12;
-    pub const COUNT: u32 = 13;
+    /// HTTP/2 client connections no longer injected because the kernel
+    /// could not tell where a write's frames start (a partial write, a frame
+    /// header cut by the end of a write, bytes no peer sends).
+    pub const H2_INJECT_SYNC_LOST: u32 = 13;
+    pub const COUNT: u32 = 14;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.
@@ -178,6 +182,11 @@ pub struct SockInfo {
     /// Requests started on this socket since the agent saw it: pairs the
     /// client's and the server's view of a request on one host.
     pub request_seq: u32,
+    /// HTTP/2 client sockets: bytes at the start of the next write that
+    /// still belong to a frame of an earlier one (frames may be cut across
+    /// writes), so the frame walk starts past them.
+    pub h2_skip: u32,
+    pub _pad: u32,
 }
 
 /// How the parent of a span was found (`TraceCtx::source`).
@@ -267,6 +276,12 @@ pub struct SyscallArgs {
     /// Offset of the value of a `traceparent` the process forwarded from
     /// the request it serves: sk_msg overwrites it in place. 0: none.
     pub overwrite_at: u32,
+    /// Writes on HTTP/2 client sockets (`h2_len != 0` once walked): where
+    /// the first frame after those the walk went through starts, from the
+    /// start of the write (`http2::END_UNKNOWN` when the walk could not
+    /// tell), and the bytes the write was asked to send.
+    pub h2_end: u32,
+    pub h2_len: u32,
 }
 
 /// One HTTP/2 request a write starts: where its HEADERS frame is, and the
@@ -339,6 +354,12 @@ pub mod http2 {
     /// syscall, because frame headers beyond the captured bytes would
     /// lose the whole connection's framing.
     pub const SOCK_SERVER: u8 = 3;
+    /// A client socket whose frame boundaries the kernel lost: captured and
+    /// parsed like the others, never injected again (a HEADERS frame looked
+    /// for at a wrong offset could be a DATA payload's bytes).
+    pub const SOCK_NO_SYNC: u8 = 4;
+    /// `SyscallArgs::h2_end` when the walk could not tell.
+    pub const END_UNKNOWN: u32 = u32::MAX;
     pub const FRAME_HEADER_LEN: u32 = 9;
     /// SETTINGS_MAX_FRAME_SIZE until the peer says otherwise; a grown frame
     /// never exceeds it.

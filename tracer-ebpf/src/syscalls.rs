@@ -212,9 +212,11 @@ fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArg
     let vectored = args.iovcnt > 1;
     *walk = FrameWalk {
         len: if vectored { u32::MAX as u64 } else { len },
-        at: 0,
+        // Past what is left of a frame an earlier write started.
+        at: info.h2_skip,
         untraced: 0,
         ended: 0,
+        end: http2::END_UNKNOWN as u64,
         iov: args.buf,
         iovcnt: if args.iovcnt < MAX_IOV {
             args.iovcnt
@@ -239,6 +241,22 @@ fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArg
             0,
         );
     }
+    // Where the next write's frames start, checked at sys_exit.
+    args.h2_end = if walk.end < http2::END_UNKNOWN as u64 {
+        walk.end as u32
+    } else {
+        http2::END_UNKNOWN
+    };
+    let total = if vectored {
+        walk.seg_start + walk.seg_len
+    } else {
+        len
+    };
+    args.h2_len = if total < u32::MAX as u64 {
+        total as u32
+    } else {
+        u32::MAX
+    };
     // Frames left unexamined may hold requests too: counted as one.
     if walk.ended == 0 {
         walk.untraced += 1;
@@ -265,6 +283,9 @@ struct FrameWalk {
     /// 1: the walk reached the end of the write (or gave up on bytes no
     /// HTTP/2 peer sends) before its iteration limit.
     ended: u32,
+    /// Where the frame after the last one walked starts (at or past the
+    /// end of the write), or END_UNKNOWN.
+    end: u64,
     /// The iovec array (vectored writes), its length, the next to read.
     iov: u64,
     iovcnt: u32,
@@ -295,7 +316,9 @@ extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
     // SAFETY: per-CPU slot filled on this CPU by `http2_request_head`.
     let walk = unsafe { &mut *walk };
     let at = walk.at as u64;
-    if at + http2::FRAME_HEADER_LEN as u64 > walk.len {
+    if at >= walk.len {
+        // Single buffer: the frames end at or past its end.
+        walk.end = at;
         walk.ended = 1;
         return 1;
     }
@@ -303,11 +326,12 @@ extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
     if at >= seg_end {
         // On to the next iovec.
         if walk.idx >= walk.iovcnt {
+            // The write's bytes end here.
+            walk.end = at;
             walk.ended = 1;
             return 1;
         }
         let Some(iov) = iovec(walk.iov, walk.idx) else {
-            walk.ended = 1;
             return 1;
         };
         walk.idx += 1;
@@ -316,8 +340,15 @@ extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
         walk.seg_len = iov.len;
         return 0;
     }
-    let Some(h) = frame_header(walk, at) else {
+    if at + http2::FRAME_HEADER_LEN as u64 > walk.len {
+        // A frame header cut by the end of the write: where its frame
+        // ends is not known here.
         walk.ended = 1;
+        return 1;
+    }
+    // A header not read (cut over more than two iovecs, or unreadable):
+    // the rest of the write is not examined (counted as untraced).
+    let Some(h) = frame_header(walk, at) else {
         return 1;
     };
     match http2::next_frame(walk.at, walk.len, &h) {
@@ -374,13 +405,17 @@ fn frame_header(walk: &FrameWalk, at: u64) -> Option<[u8; 9]> {
         return None;
     }
     let next = iovec(walk.iov, walk.idx)?;
-    let first = (avail & 7) as u32;
+    // 1 to 8 bytes here, the rest (8 to 1) at the start of the next iovec.
+    let first = avail as u32;
+    if first == 0 || first >= http2::FRAME_HEADER_LEN {
+        return None;
+    }
     let rest = http2::FRAME_HEADER_LEN - first;
-    if first == 0 || next.len < rest as u64 {
+    if next.len < rest as u64 {
         return None;
     }
     let buf = FRAME_HEADER.get_ptr_mut(0)?;
-    // SAFETY: this CPU's 32 bytes: `first` <= 7 bytes at 0, then `rest`
+    // SAFETY: this CPU's 32 bytes: `first` <= 8 bytes at 0, then `rest`
     // (masked to 15) at `first`; user pointers checked by the helper.
     unsafe {
         let p = buf as *mut u8;
@@ -546,6 +581,9 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
                 return 0;
             };
             if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
+                if args.op == op::WRITE && info.http2 == http2::SOCK_INJECT && cfg.inject != 0 {
+                    follow_frames(tgid, args, ret as u64);
+                }
                 if args.http2 != 0 {
                     send_http2_heads(pid_tgid);
                 }
@@ -558,6 +596,27 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
         let _ = H2_HEADS.remove(pid_tgid);
     }
     0
+}
+
+/// After a write on an HTTP/2 client socket that may be injected: where
+/// the next write's first frame starts (a frame may go on in the next
+/// write). When that cannot be told (a partial write, a walk that could not
+/// finish), the socket is never injected again rather than have a HEADERS
+/// frame looked for at a wrong offset.
+#[inline(always)]
+fn follow_frames(tgid: u32, args: &SyscallArgs, ret: u64) {
+    let Some(entry) = SOCKS.get_ptr_mut(sock_key(tgid, args.fd)) else {
+        return;
+    };
+    // SAFETY: a live entry of this process's socket.
+    let entry = unsafe { &mut *entry };
+    let walked = args.h2_len != 0 && args.h2_end != http2::END_UNKNOWN;
+    if walked && ret == args.h2_len as u64 && args.h2_end >= args.h2_len {
+        entry.h2_skip = args.h2_end - args.h2_len;
+    } else {
+        entry.http2 = http2::SOCK_NO_SYNC;
+        count(counter::H2_INJECT_SYNC_LOST, 1);
+    }
 }
 
 /// Send the contexts of the HTTP/2 requests this write started, ahead of

@@ -224,6 +224,7 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
         (counter::GO_NO_GOROUTINE, &stats.go_no_goroutine),
         (counter::GO_HANDOFF_FAILED, &stats.go_handoff_failed),
         (counter::H2_HEADS_UNTRACED, &stats.http2_heads_untraced),
+        (counter::H2_INJECT_SYNC_LOST, &stats.http2_inject_sync_lost),
         (counter::GO_GRPC_STREAM_FAILED, &stats.go_grpc_stream_failed),
         (counter::GO_GRPC_STREAM_LATE, &stats.go_grpc_stream_late),
         (counter::READ_FAILED, &stats.kernel_read_failed),

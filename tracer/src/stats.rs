@@ -103,6 +103,11 @@ counters! {
     /// HTTP/2 requests beyond the first `http2::MAX_HEADS` of one write:
     /// no kernel context, no `traceparent` (from the kernel).
     http2_heads_untraced,
+    /// HTTP/2 client connections no longer injected: the kernel could not
+    /// tell where a write's frames start (a partial write, a frame header
+    /// cut by the end of a write). Their spans are still linked by
+    /// connection on this host.
+    http2_inject_sync_lost,
     /// gRPC calls of Go processes whose stream or connection could not be
     /// read at the uprobe (their parent comes from the writing goroutine;
     /// from the kernel).

@@ -54,8 +54,11 @@ const ALL_GO: &[&str] = &["1.21", "1.23", "1.25", "1.27"];
 /// chain; pinned to one matching set (the instrumentations pin the API).
 /// grpcio is gRPC's C core (shared by Python, Ruby, PHP and C++), for the
 /// tests of HTTP/2 and gRPC from implementations other than Go's.
+/// hpack decodes what a traced client sent through the tests' HTTP/2
+/// checking proxy (tests/apps/python/h2_injection_check.py).
 const PYTHON_PACKAGES: &[&str] = &[
     "grpcio==1.85.3",
+    "hpack==4.2.0",
     "opentelemetry-api==1.45.1",
     "opentelemetry-sdk==1.45.1",
     "opentelemetry-exporter-otlp-proto-http==1.45.1",

@@ -191,6 +191,9 @@ struct Run {
     front: Front,
     sequential: usize,
     concurrent: usize,
+    /// KiB of one more unary call's message (0: none): many DATA frames in
+    /// one vectored write, beyond one event's 8 KiB.
+    big_kib: usize,
 }
 
 /// The front's processes and the port the client calls.
@@ -237,7 +240,7 @@ fn run(r: Run) {
         skip::skip(&env.test, &reason);
         return;
     }
-    let unary = r.sequential + r.concurrent;
+    let unary = r.sequential + r.concurrent + usize::from(r.big_kib > 0);
     // One in ten unary calls asks for a greeting that is NOT_FOUND; then
     // one each of server-, client- and bidi-streaming.
     let not_found = r.sequential / 10 + r.concurrent / 10;
@@ -266,7 +269,11 @@ fn run(r: Run) {
     let agent = start_agent(&env, &receiver, &args);
 
     let target = format!("127.0.0.1:{entry_port}");
-    let (seq, conc) = (r.sequential.to_string(), r.concurrent.to_string());
+    let (seq, conc, big) = (
+        r.sequential.to_string(),
+        r.concurrent.to_string(),
+        r.big_kib.to_string(),
+    );
     let client = Proc::spawn(
         "grpc-client",
         r.imp.echo(
@@ -278,6 +285,8 @@ fn run(r: Run) {
                 &seq,
                 "--concurrent",
                 &conc,
+                "--big-kib",
+                &big,
             ],
         ),
         true,
@@ -433,6 +442,7 @@ fn chain(imp: Impl, inject: bool) -> Run {
         front: Front::Service,
         sequential: 20,
         concurrent: 20,
+        big_kib: 40,
     }
 }
 
@@ -444,6 +454,7 @@ fn concurrent_50(imp: Impl) -> Run {
         front: Front::None,
         sequential: 0,
         concurrent: 50,
+        big_kib: 0,
     }
 }
 
@@ -455,6 +466,7 @@ fn through_nginx(imp: Impl, inject: bool) -> Run {
         front: Front::Nginx,
         sequential: 20,
         concurrent: 20,
+        big_kib: 40,
     }
 }
 

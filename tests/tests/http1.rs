@@ -1313,6 +1313,88 @@ fn exit_summary_counts_what_was_exported() {
     );
 }
 
+/// A traced client socket (in the tracer's SockHash, for `traceparent`
+/// injection) still says how much is waiting to be read: with sk_msg alone
+/// the kernel answered FIONREAD from an empty queue (0), and nginx, which
+/// sizes its reads with it, stalled on upstream responses larger than its
+/// buffer.
+#[test]
+fn a_traced_client_socket_reports_what_is_waiting_to_be_read() {
+    let env = require_root!();
+    let receiver = receiver();
+    let mut cmd = std::process::Command::new(apps::python3());
+    cmd.arg("-u")
+        .arg(apps::apps_dir().join("python/fionread_client.py"));
+    let mut proc = Proc::spawn("fionread", cmd, true).expect("starting the client");
+    assert!(
+        proc.stdout
+            .wait_line(Duration::from_secs(20), |l| l.starts_with("PORT ")),
+        "{}",
+        proc.stdout.text()
+    );
+    let port = proc
+        .stdout
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("PORT "))
+        .map(|p| p.trim().to_owned())
+        .expect("a port");
+    let agent = start_agent(&env, &receiver, Protocol::Grpc, &["--port", &port]);
+    proc.write_stdin("go\n").expect("releasing the client");
+    let finished = proc.finish(apps::CLIENT_TIMEOUT).expect("the client");
+    let exit = agent.stop().expect("stopping the agent");
+    assert!(exit.status.success(), "{}", exit.stderr);
+    assert_eq!(
+        finished.stdout.lines().find(|l| l.starts_with("FIONREAD")),
+        Some("FIONREAD 100000"),
+        "{}",
+        finished.stdout
+    );
+}
+
+/// nginx proxying a 1 MiB response while it and its upstream are traced:
+/// its upstream socket is in the tracer's SockHash, and the whole body
+/// arrives (see the FIONREAD test above).
+#[test]
+fn nginx_proxies_a_large_response_while_traced() {
+    let env = require_root!();
+    if let Err(reason) = apps::tool("nginx") {
+        skip::skip(&env.test, &reason);
+        return;
+    }
+    let receiver = receiver();
+    let backend = py_server(Some("py-backend"));
+    let nginx = apps::Nginx::start(backend.port()).expect("starting nginx");
+    let agent = start_agent(
+        &env,
+        &receiver,
+        Protocol::Grpc,
+        &[
+            "--pid",
+            &backend.pid().to_string(),
+            "--exe",
+            "nginx",
+            "--exe",
+            "curl",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{}/big?bytes=1048576", nginx.port());
+    let finished = apps::curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        &url,
+    ])
+    .expect("curl through nginx");
+    assert_eq!(finished.stdout.trim(), "200 1048576", "curl's view");
+    let bp = backend.pid();
+    let out = flow::finish(&receiver, agent, &[server(bp, 1), client(finished.pid, 1)]);
+    let s = out.one(bp, "SERVER");
+    assert_eq!(s.attr_int("http.response.status_code"), Some(200), "{s}");
+    out.assert_clean();
+}
+
 #[test]
 fn bad_flag_is_rejected() {
     let Some(bin) = skip::require_binary(integration_tests::function_name!()) else {

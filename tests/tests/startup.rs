@@ -40,6 +40,7 @@ const PROGRAMS: &[&str] = &[
     "go_grpc_new_stream",
     "go_http_round_trip",
     "inject_traceparent",
+    "pass_ingress",
     "sched_exec",
     "sched_exit",
     "sched_fork",

@@ -411,7 +411,9 @@ pub mod http2 {
     /// first `MAX_FRAMES` frames: `found(offset, payload length, stream id)`
     /// for each that is wholly within the `len` bytes and
     /// `injectable_headers`, until it returns false. The walk stops at a
-    /// frame that cannot be read or is longer than the default maximum.
+    /// frame that cannot be read. Frames of any length are stepped over: a
+    /// peer may allow frames beyond the default maximum (nginx allows 16
+    /// MiB, and gRPC's C core then sends a 40 KiB message as one frame).
     pub fn headers_frames(
         len: u64,
         mut header_at: impl FnMut(u32) -> Option<[u8; 9]>,
@@ -424,7 +426,6 @@ pub mod http2 {
             }
             let Some(h) = header_at(at) else { return };
             match next_frame(at, len, &h) {
-                Frame::End => return,
                 Frame::Other { next } => at = next,
                 Frame::Headers { n, stream, next } => {
                     if !found(at, n, stream) {
@@ -439,8 +440,6 @@ pub mod http2 {
     /// One step of `headers_frames` (the kernel takes them in a bpf_loop).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub enum Frame {
-        /// The walk ends here.
-        End,
         /// A frame to pass over; the next starts at `next`.
         Other { next: u32 },
         /// A HEADERS frame to add `traceparent` to, with `n` payload bytes.
@@ -450,11 +449,7 @@ pub mod http2 {
     /// The frame at `at` of a write of `len` bytes, whose header is `h`.
     #[inline(always)]
     pub fn next_frame(at: u32, len: u64, h: &[u8; 9]) -> Frame {
-        let n = frame_len(h);
-        if n > DEFAULT_MAX_FRAME_SIZE {
-            return Frame::End;
-        }
-        let next = at + FRAME_HEADER_LEN + n;
+        let next = at + FRAME_HEADER_LEN + frame_len(h);
         match injectable_headers(h) {
             Some((n, stream)) if next as u64 <= len => Frame::Headers { n, stream, next },
             _ => Frame::Other { next },
@@ -637,9 +632,14 @@ pub mod http2 {
             assert_eq!(find(&bytes[..20]), []);
             assert_eq!(find(&frames(&[data], &[9])), []);
             assert_eq!(find(&[]), []);
-            // A frame longer than the default maximum ends the walk.
-            let huge = header(DEFAULT_MAX_FRAME_SIZE + 1, 0, 0, 1);
-            assert_eq!(find(&frames(&[huge, hdrs], &[0, 16])), []);
+            // A frame longer than the default maximum (a peer allowed it)
+            // is stepped over like any other.
+            let big = DEFAULT_MAX_FRAME_SIZE as usize + 100;
+            let huge = header(big as u32, 0, 0, 1);
+            assert_eq!(
+                find(&frames(&[huge, hdrs], &[big, 16])),
+                [(big as u32 + 9, 16, 3)]
+            );
         }
 
         /// A gRPC client's writer batches calls: HEADERS and DATA of

@@ -9,9 +9,9 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_socket_cookie,
         generated::{bpf_msg_pop_data, bpf_msg_pull_data, bpf_msg_push_data},
     },
-    macros::{map, sk_msg, sock_ops},
+    macros::{map, sk_msg, sock_ops, stream_verdict},
     maps::{LruHashMap, SockHash},
-    programs::{SkMsgContext, SockOpsContext},
+    programs::{SkBuffContext, SkMsgContext, SockOpsContext},
 };
 use tracer_common::{TRACEPARENT_LINE_LEN, TraceCtx, counter, http2, op};
 
@@ -82,6 +82,16 @@ pub fn track_client_sockets(ctx: SockOpsContext) -> u32 {
         _ => {}
     }
     0
+}
+
+/// Every byte a socket of the SockHash receives, passed on unchanged. A
+/// socket in a SockHash answers FIONREAD (SIOCINQ) from the queue this
+/// program fills, not from TCP's: with sk_msg alone it said 0 however much
+/// was waiting, and nginx, which sizes its reads with FIONREAD, stalled on
+/// responses larger than its buffer.
+#[stream_verdict]
+pub fn pass_ingress(_ctx: SkBuffContext) -> u32 {
+    sk_action::SK_PASS
 }
 
 #[sk_msg]

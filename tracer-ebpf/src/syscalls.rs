@@ -352,10 +352,6 @@ extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
         return 1;
     };
     match http2::next_frame(walk.at, walk.len, &h) {
-        http2::Frame::End => {
-            walk.ended = 1;
-            1
-        }
         http2::Frame::Other { next } => {
             walk.at = next;
             0

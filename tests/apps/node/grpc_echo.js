@@ -4,7 +4,7 @@
 //
 //   node grpc_echo.js server [--downstream HOST:PORT] [--port PORT]
 //                                                       prints "LISTENING <port>"
-//   node grpc_echo.js client HOST:PORT [--sequential N] [--concurrent N]
+//   node grpc_echo.js client HOST:PORT [--sequential N] [--concurrent N] [--big-kib K]
 //                                                       prints "RESULT ok=<n> failed=<n>"
 'use strict';
 
@@ -128,10 +128,22 @@ function chat(client) {
   });
 }
 
-async function run(target, sequential, concurrent) {
+function sayBig(client, kib) {
+  const body = Buffer.concat([Buffer.from('big'), Buffer.alloc(kib * 1024, 'x')]);
+  return new Promise((resolve) => {
+    client.Say(body, deadline(), (err, reply) => {
+      if (err) console.error(`ERROR big ${err.code} ${err.details}`);
+      resolve(!err && reply.subarray(reply.length - body.length).equals(body));
+    });
+  });
+}
+
+async function run(target, sequential, concurrent, bigKib) {
   const client = new Client(target, grpc.credentials.createInsecure());
   const results = [];
   for (let i = 0; i < sequential; i++) results.push(await say(client, i));
+  // One large message: many DATA frames in one write.
+  if (bigKib > 0) results.push(await sayBig(client, bigKib));
   const batch = [];
   for (let i = 0; i < concurrent; i++) batch.push(say(client, i));
   results.push(...(await Promise.all(batch)));
@@ -146,7 +158,8 @@ if (args[0] === 'server') {
   serve(option(args, '--downstream', null), parseInt(option(args, '--port', '0'), 10));
 } else if (args[0] === 'client' && args[1]) {
   run(args[1], parseInt(option(args, '--sequential', '20'), 10),
-    parseInt(option(args, '--concurrent', '0'), 10));
+    parseInt(option(args, '--concurrent', '0'), 10),
+    parseInt(option(args, '--big-kib', '0'), 10));
 } else {
   console.error('usage: grpc_echo.js server [--downstream HOST:PORT] | client HOST:PORT [--sequential N] [--concurrent N]');
   process.exit(2);

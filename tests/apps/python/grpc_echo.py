@@ -5,8 +5,9 @@ tracing library and no generated code: messages are raw bytes.
       serves demo.Echo: unary Say (NOT_FOUND for b"missing"), server-streaming
       Count, client-streaming Collect, bidi Chat; with --downstream, Say makes
       one downstream Say call per request. Prints "LISTENING <port>".
-  grpc_echo.py client HOST:PORT [--sequential N] [--concurrent N]
-      calls Say N times (one in ten asks for b"missing"), then one Count, one
+  grpc_echo.py client HOST:PORT [--sequential N] [--concurrent N] [--big-kib K]
+      calls Say N times (one in ten asks for b"missing"), with --big-kib one
+      more with a K KiB message, then one Count, one
       Collect and one Chat; prints "RESULT ok=<n> failed=<n>" where NOT_FOUND
       for b"missing" counts as ok.
 """
@@ -61,7 +62,7 @@ def make_server(downstream, port=0):
     server.wait_for_termination()
 
 
-def run_client(target, sequential, concurrent):
+def run_client(target, sequential, concurrent, big_kib=0):
     channel = grpc.insecure_channel(target)
     say = channel.unary_unary(f"/{SERVICE}/Say")
     ok = failed = 0
@@ -85,6 +86,15 @@ def run_client(target, sequential, concurrent):
 
     for i in range(sequential):
         one(i)
+    if big_kib:
+        # One large message: C core sends it as one sendmsg of many iovecs.
+        body = b"big" + b"x" * (big_kib * 1024)
+        try:
+            good = say(body, timeout=10).endswith(body)
+        except grpc.RpcError as e:
+            print(f"ERROR big {e.code()} {e.details()}", file=sys.stderr, flush=True)
+            good = False
+        ok, failed = ok + good, failed + (not good)
     if concurrent:
         with futures.ThreadPoolExecutor(max_workers=concurrent) as pool:
             list(pool.map(one, range(concurrent)))
@@ -109,11 +119,12 @@ def main():
     c.add_argument("target")
     c.add_argument("--sequential", type=int, default=20)
     c.add_argument("--concurrent", type=int, default=0)
+    c.add_argument("--big-kib", type=int, default=0)
     args = parser.parse_args()
     if args.role == "server":
         make_server(args.downstream, args.port)
     else:
-        run_client(args.target, args.sequential, args.concurrent)
+        run_client(args.target, args.sequential, args.concurrent, args.big_kib)
 
 
 if __name__ == "__main__":

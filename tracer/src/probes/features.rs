@@ -10,6 +10,8 @@ use super::programs::ProgramLoad;
 pub const SK_MSG: &str = "inject_traceparent";
 /// The sock_ops program that puts client sockets into its SockHash.
 pub const SOCK_OPS: &str = "track_client_sockets";
+/// The sk_skb verdict program that passes on what those sockets receive.
+pub const SK_SKB: &str = "pass_ingress";
 
 const CLASSIFY: &str = tail::PROGRAMS[tail::CLASSIFY as usize];
 const SERVER_CONTEXT: &str = tail::PROGRAMS[tail::SERVER_CONTEXT as usize];
@@ -90,8 +92,8 @@ impl Feature {
                 CLIENT_CONTEXT,
                 CLIENT_DECIDE,
             ],
-            Self::Inject => &[CLIENT_CONTEXT, CLIENT_DECIDE, SK_MSG, SOCK_OPS],
-            Self::InjectHttp2 => &[CLIENT_H2, SK_MSG, SOCK_OPS],
+            Self::Inject => &[CLIENT_CONTEXT, CLIENT_DECIDE, SK_MSG, SK_SKB, SOCK_OPS],
+            Self::InjectHttp2 => &[CLIENT_H2, SK_MSG, SK_SKB, SOCK_OPS],
             Self::GoHttpCalls => &[go_probes::HTTP_ROUND_TRIP.0],
             Self::GoGrpcCalls => &[go_probes::GRPC_NEW_STREAM.0],
         }

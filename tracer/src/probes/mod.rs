@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf, SockHash},
-    programs::{CgroupAttachMode, SkMsg, SockOps, TracePoint},
+    programs::{CgroupAttachMode, SkMsg, SkSkb, SockOps, TracePoint},
 };
 use log::{debug, info, warn};
 
@@ -261,6 +261,14 @@ fn attach_injection(ebpf: &mut Ebpf) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow!("program {} missing", features::SK_MSG))?
         .try_into()?;
     sk_msg.attach(&sockhash_fd).context("attaching sk_msg")?;
+    // Before any socket joins the SockHash: see `pass_ingress`.
+    let sk_skb: &mut SkSkb = ebpf
+        .program_mut(features::SK_SKB)
+        .ok_or_else(|| anyhow!("program {} missing", features::SK_SKB))?
+        .try_into()?;
+    sk_skb
+        .attach(&sockhash_fd)
+        .context("attaching the sk_skb verdict")?;
     let sock_ops: &mut SockOps = ebpf
         .program_mut(features::SOCK_OPS)
         .ok_or_else(|| anyhow!("program {} missing", features::SOCK_OPS))?

@@ -83,6 +83,7 @@ pub fn load(ebpf: &mut Ebpf, name: &str, forced_failure: bool) -> ProgramLoad {
         Program::TracePoint(p) => p.load(),
         Program::UProbe(p) => p.load(),
         Program::SkMsg(p) => p.load(),
+        Program::SkSkb(p) => p.load(),
         Program::SockOps(p) => p.load(),
         _ => Err(ProgramError::UnexpectedProgramType),
     };
@@ -108,6 +109,7 @@ fn kind(program: &Program) -> &'static str {
         Program::TracePoint(_) => "tracepoint",
         Program::UProbe(_) => "uprobe",
         Program::SkMsg(_) => "sk_msg",
+        Program::SkSkb(_) => "sk_skb",
         Program::SockOps(_) => "sock_ops",
         _ => "other",
     }

@@ -578,8 +578,9 @@ fn grpc_js_injection_keeps_hpack_in_sync_byte_for_byte() {
 /// the checking proxy: frames cut in their header block are followed into
 /// the next write (the cut calls are not injected, the others are, and the
 /// kernel never loses its place); a frame header cut in two makes the
-/// kernel stop injecting that connection, counted. Never a corrupted
-/// stream: every call answers, every block decodes.
+/// kernel stop injecting that connection, counted; a write the kernel takes
+/// in part (a small send buffer, 40 KiB messages) is followed into the
+/// rest. Never a corrupted stream: every call answers, every block decodes.
 fn frames_cut_across_writes(mode: &str) {
     const CALLS: usize = 10;
     let env = require_root!();
@@ -617,11 +618,13 @@ fn frames_cut_across_writes(mode: &str) {
         .expect("the checking proxy");
     let out = flow::finish_at(&receiver, agent, 2 * CALLS);
     // Block cuts: every even call injected. Header cut: the first call
-    // only, then the connection is given up for injection.
-    let (injected, lost) = if mode == "block" {
-        (CALLS / 2, 0)
-    } else {
-        (1, 1)
+    // only, then the connection is given up for injection. Writes taken in
+    // part: every call, the rest of each write followed from inside its
+    // frame.
+    let (injected, lost) = match mode {
+        "block" => (CALLS / 2, 0),
+        "header" => (1, 1),
+        _ => (CALLS, 0),
     };
     assert!(
         checked.stdout.contains(&format!(
@@ -660,6 +663,11 @@ fn frames_cut_in_their_header_block_are_followed_across_writes() {
 #[test]
 fn a_frame_header_cut_across_writes_stops_injection_safely() {
     frames_cut_across_writes("header");
+}
+
+#[test]
+fn writes_taken_in_part_keep_the_frames_followed() {
+    frames_cut_across_writes("partial");
 }
 
 #[test]

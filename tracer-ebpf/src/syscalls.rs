@@ -210,13 +210,16 @@ fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArg
     // iovecs after it. Their sum is not known here: a frame beyond what
     // the write sends is not injected by sk_msg (and counted there).
     let vectored = args.iovcnt > 1;
+    let write_len = if vectored { u32::MAX as u64 } else { len };
     *walk = FrameWalk {
-        len: if vectored { u32::MAX as u64 } else { len },
+        len: write_len,
+        stop: write_len,
         // Past what is left of a frame an earlier write started.
         at: info.h2_skip,
         untraced: 0,
         ended: 0,
         end: http2::END_UNKNOWN as u64,
+        record: 1,
         iov: args.buf,
         iovcnt: if args.iovcnt < MAX_IOV {
             args.iovcnt
@@ -276,6 +279,9 @@ fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArg
 struct FrameWalk {
     /// Bytes of the write (vectored: unknown, u32::MAX).
     len: u64,
+    /// The walk ends at the first frame starting at or past this offset:
+    /// the end of the write, or where a write taken in part stopped.
+    stop: u64,
     /// Where the next frame starts, as an offset into the write.
     at: u32,
     /// HEADERS frames beyond `http2::MAX_HEADS`.
@@ -286,6 +292,8 @@ struct FrameWalk {
     /// Where the frame after the last one walked starts (at or past the
     /// end of the write), or END_UNKNOWN.
     end: u64,
+    /// 1: HEADERS frames found go into H2_HEADS_BUF (0: only boundaries).
+    record: u32,
     /// The iovec array (vectored writes), its length, the next to read.
     iov: u64,
     iovcnt: u32,
@@ -316,8 +324,8 @@ extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
     // SAFETY: per-CPU slot filled on this CPU by `http2_request_head`.
     let walk = unsafe { &mut *walk };
     let at = walk.at as u64;
-    if at >= walk.len {
-        // Single buffer: the frames end at or past its end.
+    if at >= walk.stop {
+        // The first frame at or past where the walk was to stop.
         walk.end = at;
         walk.ended = 1;
         return 1;
@@ -358,6 +366,9 @@ extern "C" fn walk_frame(_i: u32, _: *mut u8) -> i64 {
         }
         http2::Frame::Headers { n, stream, next } => {
             walk.at = next;
+            if walk.record == 0 {
+                return 0;
+            }
             let Some(heads) = H2_HEADS_BUF.get_ptr_mut(0) else {
                 return 1;
             };
@@ -607,12 +618,73 @@ fn follow_frames(tgid: u32, args: &SyscallArgs, ret: u64) {
     // SAFETY: a live entry of this process's socket.
     let entry = unsafe { &mut *entry };
     let walked = args.h2_len != 0 && args.h2_end != http2::END_UNKNOWN;
-    if walked && ret == args.h2_len as u64 && args.h2_end >= args.h2_len {
-        entry.h2_skip = args.h2_end - args.h2_len;
+    let skip = if !walked || args.h2_end < args.h2_len {
+        None
+    } else if ret == args.h2_len as u64 {
+        Some(args.h2_end - args.h2_len)
+    } else if ret < args.h2_len as u64 {
+        // Sent in part: the app sends the rest next, which starts inside
+        // the frame that holds byte `ret`; walked again up to it.
+        frame_after(args, entry.h2_skip, ret).map(|end| (end - ret) as u32)
     } else {
-        entry.http2 = http2::SOCK_NO_SYNC;
-        count(counter::H2_INJECT_SYNC_LOST, 1);
+        None
+    };
+    match skip {
+        Some(skip) => entry.h2_skip = skip,
+        None => {
+            entry.http2 = http2::SOCK_NO_SYNC;
+            count(counter::H2_INJECT_SYNC_LOST, 1);
+        }
     }
+}
+
+/// Where the first frame at or past byte `upto` of the write `args` made
+/// starts, walking its frames from `skip` (the write's buffer or iovecs are
+/// still as the app passed them).
+#[inline(always)]
+fn frame_after(args: &SyscallArgs, skip: u32, upto: u64) -> Option<u64> {
+    let (src, len) = if args.iovcnt != 0 {
+        let first = iovec(args.buf, 0)?;
+        (first.base, first.len)
+    } else {
+        (args.buf, args.h2_len as u64)
+    };
+    let walk = FRAME_WALK.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot, free at sys_exit.
+    let walk = unsafe { &mut *walk };
+    *walk = FrameWalk {
+        len: if args.iovcnt > 1 {
+            u32::MAX as u64
+        } else {
+            len
+        },
+        stop: upto,
+        at: skip,
+        untraced: 0,
+        ended: 0,
+        end: http2::END_UNKNOWN as u64,
+        record: 0,
+        iov: args.buf,
+        iovcnt: if args.iovcnt < MAX_IOV {
+            args.iovcnt
+        } else {
+            MAX_IOV
+        },
+        idx: 1,
+        seg_start: 0,
+        seg_base: src,
+        seg_len: len,
+    };
+    // SAFETY: as in `http2_request_head`.
+    unsafe {
+        generated::bpf_loop(
+            http2::MAX_FRAMES as u32 + MAX_IOV,
+            walk_frame as *mut _,
+            core::ptr::null_mut(),
+            0,
+        );
+    }
+    (walk.end >= upto && walk.end < http2::END_UNKNOWN as u64).then_some(walk.end)
 }
 
 /// Send the contexts of the HTTP/2 requests this write started, ahead of

@@ -2,12 +2,15 @@
 test how the tracer follows frames across writes. No gRPC library: frames
 by hand, headers with the `hpack` package.
 
-    h2_split_client.py HOST:PORT N [block|header]
+    h2_split_client.py HOST:PORT N [block|header|partial]
 
 Sends N unary calls to /demo.Echo/Say, one at a time on one connection:
 even calls in one write (HEADERS and DATA together), odd calls with their
 HEADERS frame cut in two writes: in the middle of its header block
-(`block`, the default), or inside its 9-byte frame header (`header`). Waits for each call's trailers and
+(`block`, the default), or inside its 9-byte frame header (`header`); or
+(`partial`) odd calls carry a 40 KiB message in three DATA frames, written
+at once on a socket with a small send buffer, so the kernel takes the
+write in part and the rest follows from inside a frame. Waits for each call's trailers and
 prints "RESULT ok=<n> failed=<n>" (ok: grpc-status 0 and the echoed body).
 """
 import socket
@@ -23,6 +26,18 @@ END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 
 def frame(kind, flags, stream, payload):
     return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def send_in_part(sock, data):
+    """One send of everything, which the kernel takes in part; then the rest."""
+    sock.setblocking(False)
+    sent = 0
+    while sent < len(data):
+        try:
+            sent += sock.send(data[sent:])
+        except BlockingIOError:
+            time.sleep(0.005)
+    sock.setblocking(True)
 
 
 class Reader:
@@ -48,12 +63,16 @@ def main():
     mode = sys.argv[3] if len(sys.argv) > 3 else "block"
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if mode == "partial":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     sock.sendall(PREFACE + frame(SETTINGS, 0, 0, b""))
     reader, encoder, decoder = Reader(sock), hpack.Encoder(), hpack.Decoder()
     ok = failed = 0
     for i in range(n):
         stream = 2 * i + 1
         body = f"n{i}".encode()
+        if mode == "partial" and i % 2 == 1:
+            body += b"x" * (40 * 1024 - len(body))
         block = encoder.encode(
             [
                 (":method", "POST"),
@@ -65,9 +84,18 @@ def main():
             ]
         )
         headers = frame(HEADERS, END_HEADERS, stream, block)
-        data = frame(DATA, END_STREAM, stream, b"\0" + len(body).to_bytes(4, "big") + body)
+        message = b"\0" + len(body).to_bytes(4, "big") + body
+        # DATA frames of at most the default maximum size, the last ending
+        # the stream.
+        chunks = [message[at : at + 16384] for at in range(0, len(message), 16384)]
+        data = b"".join(
+            frame(DATA, END_STREAM if k == len(chunks) - 1 else 0, stream, c)
+            for k, c in enumerate(chunks)
+        )
         if i % 2 == 0:
             sock.sendall(headers + data)
+        elif mode == "partial":
+            send_in_part(sock, headers + data)
         else:
             cut = 9 + len(block) // 2 if mode == "block" else 4
             sock.sendall(headers[:cut])
@@ -85,18 +113,20 @@ def main():
             elif sid != stream:
                 continue
             elif kind == DATA:
-                echoed += payload[5:]
+                # One gRPC message, maybe over several frames: its 5-byte
+                # prefix is taken off at the end.
+                echoed += payload
                 if payload:
                     sock.sendall(frame(WINDOW_UPDATE, 0, 0, len(payload).to_bytes(4, "big")))
             elif kind == HEADERS:
                 fields = dict(decoder.decode(payload))
                 if flags & END_STREAM:
                     status = fields.get("grpc-status", "?")
-        if status == "0" and echoed.endswith(body):
+        if status == "0" and echoed[5:].endswith(body):
             ok += 1
         else:
             failed += 1
-            print(f"ERROR call {i}: grpc-status {status} body {echoed!r}", file=sys.stderr)
+            print(f"ERROR call {i}: grpc-status {status}, {len(echoed)} bytes back", file=sys.stderr)
     print(f"RESULT ok={ok} failed={failed}", flush=True)
     sock.close()
 

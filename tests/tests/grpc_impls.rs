@@ -344,6 +344,16 @@ fn run(r: Run) {
         );
     }
     assert_eq!(spans.len(), total, "no other spans");
+    for span in spans {
+        let method = span.name.strip_prefix("demo.Echo/").unwrap_or("?");
+        assert_eq!(span.attr_str("rpc.system"), Some("grpc"), "{span}");
+        assert_eq!(span.attr_str("rpc.service"), Some("demo.Echo"), "{span}");
+        assert_eq!(span.attr_str("rpc.method"), Some(method), "{span}");
+        // NOT_FOUND is an error for the caller only (semantic conventions).
+        let code = span.attr_int("rpc.grpc.status_code");
+        let error = code == Some(5) && span.kind == "CLIENT";
+        assert_eq!(span.status_code == "ERROR", error, "{span}");
+    }
 
     // Every server span is the child of the client span of its call, on
     // the process at the other end, with the same method: injected or by
@@ -580,7 +590,8 @@ fn grpc_js_injection_keeps_hpack_in_sync_byte_for_byte() {
 /// kernel never loses its place); a frame header cut in two makes the
 /// kernel stop injecting that connection, counted; a write the kernel takes
 /// in part (a small send buffer, 40 KiB messages) is followed into the
-/// rest. Never a corrupted stream: every call answers, every block decodes.
+/// rest; header blocks continued in CONTINUATION frames are left alone.
+/// Never a corrupted stream: every call answers, every block decodes.
 fn frames_cut_across_writes(mode: &str) {
     const CALLS: usize = 10;
     let env = require_root!();
@@ -622,7 +633,7 @@ fn frames_cut_across_writes(mode: &str) {
     // part: every call, the rest of each write followed from inside its
     // frame.
     let (injected, lost) = match mode {
-        "block" => (CALLS / 2, 0),
+        "block" | "continuation" => (CALLS / 2, 0),
         "header" => (1, 1),
         _ => (CALLS, 0),
     };
@@ -668,6 +679,14 @@ fn a_frame_header_cut_across_writes_stops_injection_safely() {
 #[test]
 fn writes_taken_in_part_keep_the_frames_followed() {
     frames_cut_across_writes("partial");
+}
+
+/// Header blocks continued in CONTINUATION frames are left alone (the
+/// kernel only appends to a HEADERS frame that ends its block), the calls
+/// around them injected, the block boundaries intact.
+#[test]
+fn header_blocks_in_continuation_frames_are_left_whole() {
+    frames_cut_across_writes("continuation");
 }
 
 #[test]

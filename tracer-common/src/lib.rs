@@ -119,7 +119,10 @@ pub mod counter {
     /// could not tell where a write's frames start (a partial write, a frame
     /// header cut by the end of a write, bytes no peer sends).
     pub const H2_INJECT_SYNC_LOST: u32 = 13;
-    pub const COUNT: u32 = 14;
+    /// Go gRPC calls whose HEADERS went out with no caller recorded for
+    /// their stream (the uprobe came late, or not at all): new traces.
+    pub const GO_GRPC_STREAM_NO_CALLER: u32 = 14;
+    pub const COUNT: u32 = 15;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.

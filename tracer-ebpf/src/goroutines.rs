@@ -383,6 +383,7 @@ pub fn stream_caller(tgid: u32, sock_id: u64, stream: u32, now: u64) -> Option<O
     };
     // SAFETY: copied out at once.
     let Some(h) = (unsafe { GO_GRPC_STREAMS.get(&key) }).copied() else {
+        count(counter::GO_GRPC_STREAM_NO_CALLER, 1);
         let written = ThreadCtx {
             ts: now,
             pending: STREAM_WRITTEN,

@@ -227,6 +227,10 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
         (counter::H2_INJECT_SYNC_LOST, &stats.http2_inject_sync_lost),
         (counter::GO_GRPC_STREAM_FAILED, &stats.go_grpc_stream_failed),
         (counter::GO_GRPC_STREAM_LATE, &stats.go_grpc_stream_late),
+        (
+            counter::GO_GRPC_STREAM_NO_CALLER,
+            &stats.go_grpc_stream_no_caller,
+        ),
         (counter::READ_FAILED, &stats.kernel_read_failed),
         (counter::INJECTED, &stats.context_injected),
         (counter::INJECT_FAILED, &stats.context_inject_failed),

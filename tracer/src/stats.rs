@@ -116,6 +116,9 @@ counters! {
     /// call's uprobe ran (a writer goroutine on another CPU): their client
     /// spans start new traces (from the kernel).
     go_grpc_stream_late,
+    /// Go gRPC calls whose HEADERS went out with no caller recorded (late
+    /// ones included, and any whose uprobe did not run): new traces.
+    go_grpc_stream_no_caller,
     /// HTTP/2 client requests that neither the kernel nor the app gave a
     /// context (no `traceparent` either): their spans start new traces.
     http2_client_no_context,

@@ -2,7 +2,7 @@
 test how the tracer follows frames across writes. No gRPC library: frames
 by hand, headers with the `hpack` package.
 
-    h2_split_client.py HOST:PORT N [block|header|partial]
+    h2_split_client.py HOST:PORT N [block|header|partial|continuation]
 
 Sends N unary calls to /demo.Echo/Say, one at a time on one connection:
 even calls in one write (HEADERS and DATA together), odd calls with their
@@ -10,7 +10,9 @@ HEADERS frame cut in two writes: in the middle of its header block
 (`block`, the default), or inside its 9-byte frame header (`header`); or
 (`partial`) odd calls carry a 40 KiB message in three DATA frames, written
 at once on a socket with a small send buffer, so the kernel takes the
-write in part and the rest follows from inside a frame. Waits for each call's trailers and
+write in part and the rest follows from inside a frame; or
+(`continuation`) odd calls send their header block as a HEADERS frame and
+a CONTINUATION frame, in one write. Waits for each call's trailers and
 prints "RESULT ok=<n> failed=<n>" (ok: grpc-status 0 and the echoed body).
 """
 import socket
@@ -20,7 +22,7 @@ import time
 import hpack
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 4, 6, 7, 8
+DATA, HEADERS, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 0, 1, 4, 6, 7, 8, 9
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
 
 
@@ -96,6 +98,13 @@ def main():
             sock.sendall(headers + data)
         elif mode == "partial":
             send_in_part(sock, headers + data)
+        elif mode == "continuation":
+            half = len(block) // 2
+            sock.sendall(
+                frame(HEADERS, 0, stream, block[:half])
+                + frame(CONTINUATION, END_HEADERS, stream, block[half:])
+                + data
+            )
         else:
             cut = 9 + len(block) // 2 if mode == "block" else 4
             sock.sendall(headers[:cut])

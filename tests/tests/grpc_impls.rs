@@ -325,11 +325,17 @@ fn run(r: Run) {
             p == bp
         }
     };
-    assert_eq!(of(&is_client, "CLIENT"), all_calls, "client spans");
+    // On a mismatch, what the agent counted says where spans went.
+    let counters = out.exit.counters();
+    assert_eq!(
+        of(&is_client, "CLIENT"),
+        all_calls,
+        "client spans; agent counters {counters:?}"
+    );
     assert_eq!(
         of(&is_entry, "SERVER"),
         all_calls,
-        "server spans of the service the client called"
+        "server spans of the service the client called; agent counters {counters:?}"
     );
     if front.is_some() {
         assert_eq!(

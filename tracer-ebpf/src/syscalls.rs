@@ -210,40 +210,8 @@ fn http2_request_head(info: &SockInfo, src: u64, len: u64, args: &mut SyscallArg
     // iovecs after it. Their sum is not known here: a frame beyond what
     // the write sends is not injected by sk_msg (and counted there).
     let vectored = args.iovcnt > 1;
-    let write_len = if vectored { u32::MAX as u64 } else { len };
-    *walk = FrameWalk {
-        len: write_len,
-        stop: write_len,
-        // Past what is left of a frame an earlier write started.
-        at: info.h2_skip,
-        untraced: 0,
-        ended: 0,
-        end: http2::END_UNKNOWN as u64,
-        record: 1,
-        iov: args.buf,
-        iovcnt: if args.iovcnt < MAX_IOV {
-            args.iovcnt
-        } else {
-            MAX_IOV
-        },
-        idx: 1,
-        seg_start: 0,
-        seg_base: src,
-        seg_len: len,
-    };
-    // One frame or one iovec per iteration: unrolled, the walk is beyond
-    // the verifier. Its state is in a map, not on the stack: the verifier
-    // then need not tell apart iterations by the values the walk reached.
-    // SAFETY: the callback only touches the per-CPU slots and user memory
-    // through the probe helper.
-    unsafe {
-        generated::bpf_loop(
-            http2::MAX_FRAMES as u32 + MAX_IOV,
-            walk_frame as *mut _,
-            core::ptr::null_mut(),
-            0,
-        );
-    }
+    // Past what is left of a frame an earlier write started; to the end.
+    walk.run(args, (src, len), info.h2_skip, None, true);
     // Where the next write's frames start, checked at sys_exit.
     args.h2_end = if walk.end < http2::END_UNKNOWN as u64 {
         walk.end as u32
@@ -303,6 +271,62 @@ struct FrameWalk {
     seg_start: u64,
     seg_base: u64,
     seg_len: u64,
+}
+
+impl FrameWalk {
+    /// Walk the frames of the write `args` makes, whose first buffer (or
+    /// iovec) is `first` (where, how long), from offset `skip` to the first
+    /// frame at or past `stop` (default: the end of the write), listing its
+    /// HEADERS frames in H2_HEADS_BUF when `record`. One frame or one iovec
+    /// per iteration: unrolled, the walk is beyond the verifier. Its state
+    /// is in a map, not on the stack: the verifier then need not tell apart
+    /// iterations by the values the walk reached.
+    #[inline(always)]
+    fn run(
+        &mut self,
+        args: &SyscallArgs,
+        first: (u64, u64),
+        skip: u32,
+        stop: Option<u64>,
+        record: bool,
+    ) {
+        // The first segment is the first buffer; vectored writes go on in
+        // the iovecs after it, whose sum is not known here.
+        let len = if args.iovcnt > 1 {
+            u32::MAX as u64
+        } else {
+            first.1
+        };
+        *self = FrameWalk {
+            len,
+            stop: stop.unwrap_or(len),
+            at: skip,
+            untraced: 0,
+            ended: 0,
+            end: http2::END_UNKNOWN as u64,
+            record: record as u32,
+            iov: args.buf,
+            iovcnt: if args.iovcnt < MAX_IOV {
+                args.iovcnt
+            } else {
+                MAX_IOV
+            },
+            idx: 1,
+            seg_start: 0,
+            seg_base: first.0,
+            seg_len: first.1,
+        };
+        // SAFETY: the callback only touches the per-CPU slots and user
+        // memory through the probe helper.
+        unsafe {
+            generated::bpf_loop(
+                http2::MAX_FRAMES as u32 + MAX_IOV,
+                walk_frame as *mut _,
+                core::ptr::null_mut(),
+                0,
+            );
+        }
+    }
 }
 
 #[map]
@@ -652,38 +676,7 @@ fn frame_after(args: &SyscallArgs, skip: u32, upto: u64) -> Option<u64> {
     let walk = FRAME_WALK.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot, free at sys_exit.
     let walk = unsafe { &mut *walk };
-    *walk = FrameWalk {
-        len: if args.iovcnt > 1 {
-            u32::MAX as u64
-        } else {
-            len
-        },
-        stop: upto,
-        at: skip,
-        untraced: 0,
-        ended: 0,
-        end: http2::END_UNKNOWN as u64,
-        record: 0,
-        iov: args.buf,
-        iovcnt: if args.iovcnt < MAX_IOV {
-            args.iovcnt
-        } else {
-            MAX_IOV
-        },
-        idx: 1,
-        seg_start: 0,
-        seg_base: src,
-        seg_len: len,
-    };
-    // SAFETY: as in `http2_request_head`.
-    unsafe {
-        generated::bpf_loop(
-            http2::MAX_FRAMES as u32 + MAX_IOV,
-            walk_frame as *mut _,
-            core::ptr::null_mut(),
-            0,
-        );
-    }
+    walk.run(args, (src, len), skip, Some(upto), false);
     (walk.end >= upto && walk.end < http2::END_UNKNOWN as u64).then_some(walk.end)
 }
 

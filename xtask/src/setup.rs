@@ -288,6 +288,11 @@ fn debian_packages() -> Result<()> {
         "setup: Debian packages: missing {}, installing",
         missing.join(" ")
     );
+    apt_install(&missing)
+}
+
+/// `apt-get update`, then install `packages` (as root).
+fn apt_install(packages: &[&str]) -> Result<()> {
     cmd::run(
         cmd::new("apt-get")
             .arg("update")
@@ -296,7 +301,7 @@ fn debian_packages() -> Result<()> {
     cmd::run(
         cmd::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
@@ -440,17 +445,7 @@ fn node_packages(paths: &Paths) -> Result<PathBuf> {
             "setup: node/npm: missing, installing {}",
             NODE_DEBIAN_PACKAGES.join(" ")
         );
-        cmd::run(
-            cmd::new("apt-get")
-                .arg("update")
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        cmd::run(
-            cmd::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends"])
-                .args(NODE_DEBIAN_PACKAGES)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        apt_install(NODE_DEBIAN_PACKAGES)?;
     }
     println!(
         "setup: npm packages: installing {}",

@@ -477,18 +477,16 @@ fn concurrent_streams_and_connections_never_cross_link() {
     }
 }
 
-#[test]
-fn a_server_stream_with_its_own_traceparent_keeps_the_header_parent() {
+/// One gRPC call on a new connection whose request carries `traceparent`
+/// `00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01`: preface and
+/// SETTINGS, the request, then the response with its trailers.
+fn traced_call(path: &str) -> [Step; 4] {
     const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let mut ch = Hpack::default();
     let mut sh = Hpack::default();
     let mut first = PREFACE.to_vec();
     first.extend(settings(&[]));
-    let mut request = ch.headers(
-        1,
-        &grpc_request("/pkg.Svc/Traced", &[("traceparent", TP)]),
-        false,
-    );
+    let mut request = ch.headers(1, &grpc_request(path, &[("traceparent", TP)]), false);
     request.extend(grpc_message(1, 3, true));
     let mut response = sh.headers(
         1,
@@ -502,12 +500,17 @@ fn a_server_stream_with_its_own_traceparent_keeps_the_header_parent() {
         uncaptured: 0,
         tail: Vec::new(),
     };
-    let steps = [
+    [
         chunk(Direction::Egress, first),
         chunk(Direction::Ingress, settings(&[])),
         chunk(Direction::Egress, request),
         chunk(Direction::Ingress, response),
-    ];
+    ]
+}
+
+#[test]
+fn a_server_stream_with_its_own_traceparent_keeps_the_header_parent() {
+    let steps = traced_call("/pkg.Svc/Traced");
     for order in [Order::WriterFirst, Order::ReaderFirst] {
         let mut host = Host::always_on();
         play(&mut host, End::pair(40_000), &steps, order, None, 0);
@@ -703,38 +706,8 @@ fn kernel_contexts_for_an_unknown_connection_are_counted() {
 #[test]
 fn a_proxy_forwarding_the_header_it_serves_is_nested_both_ways() {
     use opentelemetry::trace::SpanKind;
-    const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     const CALLER: [u8; 8] = [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31];
-    let conversation = || {
-        let mut ch = Hpack::default();
-        let mut sh = Hpack::default();
-        let mut first = PREFACE.to_vec();
-        first.extend(settings(&[]));
-        let mut request = ch.headers(
-            1,
-            &grpc_request("/pkg.Svc/Proxied", &[("traceparent", TP)]),
-            false,
-        );
-        request.extend(grpc_message(1, 3, true));
-        let mut response = sh.headers(
-            1,
-            &[(":status", "200"), ("content-type", "application/grpc")],
-            false,
-        );
-        response.extend(sh.headers(1, &[("grpc-status", "0")], true));
-        let chunk = |dir, data| Step::Chunk {
-            dir,
-            data,
-            uncaptured: 0,
-            tail: Vec::new(),
-        };
-        [
-            chunk(Direction::Egress, first),
-            chunk(Direction::Ingress, settings(&[])),
-            chunk(Direction::Egress, request),
-            chunk(Direction::Ingress, response),
-        ]
-    };
+    let conversation = || traced_call("/pkg.Svc/Proxied");
     // The caller (its own process) calls the proxy (pid 8), which calls the
     // back end (pid 9) on a connection of its own.
     let (caller, proxy_server) = End::pair(40_000);

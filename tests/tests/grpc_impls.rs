@@ -641,6 +641,9 @@ fn frames_cut_across_writes(mode: &str) {
     let (injected, lost) = match mode {
         "block" | "continuation" => (CALLS / 2, 0),
         "header" => (1, 1),
+        // All in the write that carries the preface: the socket is known
+        // to speak HTTP/2 only once it is sent.
+        "burst" => (0, 0),
         _ => (CALLS, 0),
     };
     assert!(
@@ -693,6 +696,14 @@ fn writes_taken_in_part_keep_the_frames_followed() {
 #[test]
 fn header_blocks_in_continuation_frames_are_left_whole() {
     frames_cut_across_writes("continuation");
+}
+
+/// A server that reads the connection preface together with more than
+/// 8 KiB of requests (the client sent them all in one write) decodes every
+/// one: the event is captured again, in full, once the preface is seen.
+#[test]
+fn the_preface_read_with_a_burst_of_requests_decodes_every_one() {
+    frames_cut_across_writes("burst");
 }
 
 #[test]

@@ -889,7 +889,9 @@ pub fn classify(ctx: TracePointContext) -> u32 {
         // HTTP/2: the preface often arrives with the first requests'
         // frames, whose headers must not fall beyond the capture.
         // SAFETY: this CPU's scratch and args, as above.
-        unsafe { recapture(&mut (*scratch).event, &*args) };
+        if unsafe { recapture(&mut (*scratch).event, &*args) } {
+            return 0;
+        }
     }
     if op == op::READ && is_request_start(&first) {
         // Does not return when it works: `server_context` sends the event.
@@ -905,17 +907,24 @@ pub fn classify(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Copy the payload again, as much as an HTTP/2 socket gets (single-buffer
-/// syscalls; vectored ones keep what they had).
+/// Copy the payload again, as much as an HTTP/2 socket gets: the whole
+/// syscall, in as many events as it takes (a server may read the preface
+/// together with the client's first burst of frames, 50 requests' worth;
+/// frames beyond the capture would lose the connection). True when it sent
+/// the events itself.
 #[inline(always)]
-fn recapture(ev: &mut tracer_common::DataEvent, args: &SyscallArgs) {
-    if args.buf == 0 || args.iovcnt != 0 || ev.total_len <= ev.cap_len as u64 {
-        return;
+fn recapture(ev: &mut tracer_common::DataEvent, args: &SyscallArgs) -> bool {
+    if args.buf == 0 || ev.total_len <= ev.cap_len as u64 {
+        return false;
     }
-    let n = bounded(ev.total_len);
-    if n > 0 && copy_user(ev.payload.as_mut_ptr(), args.buf, n) {
-        ev.cap_len = n as u32;
-    }
+    let total = ev.total_len;
+    let chunked = total > MAX_CAPTURE as u64;
+    let want = if chunked {
+        MAX_CHUNKS as u64 * MAX_CAPTURE as u64
+    } else {
+        total
+    };
+    copy_iov(ev, args.buf, args.iovcnt, want, total, chunked, 0)
 }
 
 /// The first 8 bytes of the HTTP/2 connection preface.
@@ -1248,7 +1257,8 @@ fn copy_tail(ev: &mut tracer_common::DataEvent, src: u64) {
     }
 }
 
-/// Copy the first `want` bytes spread over an iovec array, and the tail of
+/// Copy the first `want` bytes spread over an iovec array (or of the single
+/// buffer at `iov_ptr` when `iovcnt` is 0), and the tail of
 /// the `total` bytes the syscall moved, one piece per bpf_loop iteration
 /// (an iovec, or the part of one that fits the event), its state in a
 /// per-CPU map: unrolled, with the running offset on the stack, every iovec
@@ -1270,20 +1280,28 @@ fn copy_iov(
     let Some(state) = IOV_COPY.get_ptr_mut(0) else {
         return false;
     };
+    // A single buffer (`iovcnt` 0) is the one segment, already read.
+    let single = iovcnt == 0;
     // SAFETY: this CPU's slot; programs do not nest on one CPU here.
     unsafe {
         *state = IovCopy {
             iov: iov_ptr,
             iovcnt: if iovcnt < MAX_IOV { iovcnt } else { MAX_IOV },
             idx: 0,
-            base: 0,
-            len: 0,
-            off: 0,
+            base: if single { iov_ptr } else { 0 },
+            len: if single { total } else { 0 },
+            off: if !single {
+                0
+            } else if skip < total {
+                skip
+            } else {
+                total
+            },
             want,
             total,
             copied: 0,
             captured: 0,
-            seen: 0,
+            seen: if single { total } else { 0 },
             sent: 0,
             chunked: chunked as u32,
             skip,

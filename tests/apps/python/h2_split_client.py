@@ -2,7 +2,7 @@
 test how the tracer follows frames across writes. No gRPC library: frames
 by hand, headers with the `hpack` package.
 
-    h2_split_client.py HOST:PORT N [block|header|partial|continuation]
+    h2_split_client.py HOST:PORT N [block|header|partial|continuation|burst]
 
 Sends N unary calls to /demo.Echo/Say, one at a time on one connection:
 even calls in one write (HEADERS and DATA together), odd calls with their
@@ -12,7 +12,9 @@ HEADERS frame cut in two writes: in the middle of its header block
 at once on a socket with a small send buffer, so the kernel takes the
 write in part and the rest follows from inside a frame; or
 (`continuation`) odd calls send their header block as a HEADERS frame and
-a CONTINUATION frame, in one write. Waits for each call's trailers and
+a CONTINUATION frame, in one write; or (`burst`) every call, each with a
+1 KiB message, goes out in the very write that carries the connection
+preface, so the server reads the preface with more than 8 KiB of frames. Waits for each call's trailers and
 prints "RESULT ok=<n> failed=<n>" (ok: grpc-status 0 and the echoed body).
 """
 import socket
@@ -59,6 +61,54 @@ class Reader:
             self.buf += data
 
 
+def request(encoder, authority, stream, body):
+    """HEADERS and DATA of one unary call."""
+    block = encoder.encode(
+        [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/demo.Echo/Say"),
+            (":authority", authority),
+            ("content-type", "application/grpc"),
+            ("te", "trailers"),
+        ]
+    )
+    message = b"\0" + len(body).to_bytes(4, "big") + body
+    return frame(HEADERS, END_HEADERS, stream, block) + frame(DATA, END_STREAM, stream, message)
+
+
+def burst(sock, reader, encoder, decoder, authority, n):
+    """Every call in the write that carries the preface; then the answers."""
+    bodies = {2 * i + 1: f"n{i}".encode() + b"x" * 1024 for i in range(n)}
+    data = PREFACE + frame(SETTINGS, 0, 0, b"")
+    for stream, body in bodies.items():
+        data += request(encoder, authority, stream, body)
+    sock.sendall(data)
+    echoed = {stream: b"" for stream in bodies}
+    status = {}
+    while len(status) < n:
+        kind, flags, sid, payload = reader.frame()
+        if kind == SETTINGS and not flags & ACK:
+            sock.sendall(frame(SETTINGS, ACK, 0, b""))
+        elif kind == PING and not flags & ACK:
+            sock.sendall(frame(PING, ACK, 0, payload))
+        elif kind == GOAWAY:
+            raise ConnectionError(f"GOAWAY {payload.hex()}")
+        elif kind == DATA and sid in echoed:
+            echoed[sid] += payload
+            if payload:
+                sock.sendall(frame(WINDOW_UPDATE, 0, 0, len(payload).to_bytes(4, "big")))
+        elif kind == HEADERS and flags & END_STREAM and sid in echoed:
+            status[sid] = dict(decoder.decode(payload)).get("grpc-status", "?")
+        elif kind == HEADERS:
+            decoder.decode(payload)
+    ok = sum(
+        1 for s, body in bodies.items() if status[s] == "0" and echoed[s][5:].endswith(body)
+    )
+    print(f"RESULT ok={ok} failed={n - ok}", flush=True)
+    sock.close()
+
+
 def main():
     host, port = sys.argv[1].rsplit(":", 1)
     n = int(sys.argv[2])
@@ -67,8 +117,11 @@ def main():
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if mode == "partial":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    sock.sendall(PREFACE + frame(SETTINGS, 0, 0, b""))
     reader, encoder, decoder = Reader(sock), hpack.Encoder(), hpack.Decoder()
+    if mode == "burst":
+        burst(sock, reader, encoder, decoder, sys.argv[1], n)
+        return
+    sock.sendall(PREFACE + frame(SETTINGS, 0, 0, b""))
     ok = failed = 0
     for i in range(n):
         stream = 2 * i + 1

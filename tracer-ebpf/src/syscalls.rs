@@ -751,20 +751,20 @@ fn emit_data(
         total
     };
     ev.ctx = args.ctx;
-    let payload = ev.payload.as_mut_ptr();
-    if args.buf != 0 && args.iovcnt == 0 {
+    // HTTP/2 sockets: a syscall beyond one event's capture (a batch of gRPC
+    // calls read or written at once; C core's sendmsg of dozens of iovecs)
+    // goes out whole, in as many events as it takes, or the frames after
+    // the first 8 KiB would be lost to the parser.
+    let chunked = info.http2 != http2::SOCK_NONE && total > MAX_CAPTURE as u64;
+    if args.buf != 0 && args.iovcnt == 0 && !chunked {
         let n = bounded(want);
-        if n > 0 && copy_user(payload, args.buf, n) {
+        if n > 0 && copy_user(ev.payload.as_mut_ptr(), args.buf, n) {
             ev.cap_len = n as u32;
         }
         if total > n as u64 && total >= TAIL_LEN as u64 {
             copy_tail(ev, args.buf + total - TAIL_LEN as u64);
         }
     } else if args.buf != 0 {
-        // HTTP/2 sockets: the whole syscall, in as many events as it takes
-        // (C-core's gRPC batches many frames into one sendmsg of dozens of
-        // iovecs).
-        let chunked = info.http2 != http2::SOCK_NONE && total > MAX_CAPTURE as u64;
         let want = if chunked {
             MAX_CHUNKS as u64 * MAX_CAPTURE as u64
         } else {
@@ -775,37 +775,6 @@ fn emit_data(
         }
     }
     let starts_upper = ev.cap_len >= 8 && ev.payload[0].is_ascii_uppercase();
-    // An HTTP/2 syscall beyond one event's capture (a batch of gRPC calls
-    // read or written at once): the rest follows in events of its own, or
-    // the frames after the first 8 KiB would be lost to the parser.
-    if info.http2 != http2::SOCK_NONE
-        && !starts_upper
-        && args.iovcnt == 0
-        && args.buf != 0
-        && total > MAX_CAPTURE as u64
-        && ev.cap_len as usize == MAX_CAPTURE
-    {
-        ev.total_len = MAX_CAPTURE as u64;
-        output_event(ev);
-        let mut rest = Rest {
-            buf: args.buf + MAX_CAPTURE as u64,
-            left: total - MAX_CAPTURE as u64,
-        };
-        // SAFETY: the callback only touches `rest`, the per-CPU scratch and
-        // user memory through the probe helper.
-        unsafe {
-            generated::bpf_loop(
-                MAX_CHUNKS - 1,
-                send_chunk as *mut _,
-                &mut rest as *mut Rest as *mut _,
-                0,
-            );
-        }
-        if rest.left != 0 {
-            uncaptured(ev, rest.left);
-        }
-        return;
-    }
     // Messages that may start an HTTP request or response (an upper-case
     // letter first) are classified in a program of their own, which keeps
     // this one within the verifier's budget. It sends the event.
@@ -831,37 +800,6 @@ fn uncaptured(ev: &mut tracer_common::DataEvent, left: u64) {
 /// Events one HTTP/2 syscall may take (8 KiB each): grpc-go and Go's
 /// HTTP/2 read and write through 32 KiB buffers.
 const MAX_CHUNKS: u32 = 8;
-
-/// What is left of a syscall's bytes after the events sent so far.
-#[repr(C)]
-struct Rest {
-    buf: u64,
-    left: u64,
-}
-
-/// bpf_loop callback: the next up to 8 KiB of `rest` as an event of its
-/// own (same syscall, same times; the context went with the first).
-extern "C" fn send_chunk(_i: u32, rest: *mut Rest) -> i64 {
-    // SAFETY: bpf_loop hands back the pointer it was given.
-    let rest = unsafe { &mut *rest };
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return 1;
-    };
-    // SAFETY: per-CPU scratch, filled by `emit_data` on this CPU.
-    let ev = unsafe { &mut (*scratch).event };
-    let n = bounded(rest.left);
-    if n == 0 || !copy_user(ev.payload.as_mut_ptr(), rest.buf, n) {
-        return 1;
-    }
-    ev.cap_len = n as u32;
-    ev.total_len = n as u64;
-    ev.tail_len = 0;
-    ev.ctx = tracer_common::TraceCtx::default();
-    output_event(ev);
-    rest.buf += n as u64;
-    rest.left -= n as u64;
-    (rest.left == 0) as i64
-}
 
 /// Tail-called from sys_exit with the data event in the scratch: a server
 /// request starting goes on to `server_context`; a response ends the

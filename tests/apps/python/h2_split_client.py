@@ -62,7 +62,9 @@ class Reader:
 
 
 def request(encoder, authority, stream, body):
-    """HEADERS and DATA of one unary call."""
+    """The header block, the HEADERS frame and the DATA frames (each at most
+    the default maximum frame size, the last ending the stream) of a unary
+    call."""
     block = encoder.encode(
         [
             (":method", "POST"),
@@ -74,19 +76,21 @@ def request(encoder, authority, stream, body):
         ]
     )
     message = b"\0" + len(body).to_bytes(4, "big") + body
-    return frame(HEADERS, END_HEADERS, stream, block) + frame(DATA, END_STREAM, stream, message)
+    chunks = [message[at : at + 16384] for at in range(0, len(message), 16384)]
+    data = b"".join(
+        frame(DATA, END_STREAM if k == len(chunks) - 1 else 0, stream, c)
+        for k, c in enumerate(chunks)
+    )
+    return block, frame(HEADERS, END_HEADERS, stream, block), data
 
 
-def burst(sock, reader, encoder, decoder, authority, n):
-    """Every call in the write that carries the preface; then the answers."""
-    bodies = {2 * i + 1: f"n{i}".encode() + b"x" * 1024 for i in range(n)}
-    data = PREFACE + frame(SETTINGS, 0, 0, b"")
-    for stream, body in bodies.items():
-        data += request(encoder, authority, stream, body)
-    sock.sendall(data)
-    echoed = {stream: b"" for stream in bodies}
+def answers(sock, reader, decoder, streams):
+    """Reads until every stream in `streams` has ended, answering SETTINGS
+    and PING and giving the server's flow control back: stream -> (grpc
+    status, the message with its 5-byte prefix taken off)."""
+    echoed = {stream: b"" for stream in streams}
     status = {}
-    while len(status) < n:
+    while len(status) < len(streams):
         kind, flags, sid, payload = reader.frame()
         if kind == SETTINGS and not flags & ACK:
             sock.sendall(frame(SETTINGS, ACK, 0, b""))
@@ -95,16 +99,27 @@ def burst(sock, reader, encoder, decoder, authority, n):
         elif kind == GOAWAY:
             raise ConnectionError(f"GOAWAY {payload.hex()}")
         elif kind == DATA and sid in echoed:
+            # One gRPC message, maybe over several frames.
             echoed[sid] += payload
             if payload:
                 sock.sendall(frame(WINDOW_UPDATE, 0, 0, len(payload).to_bytes(4, "big")))
-        elif kind == HEADERS and flags & END_STREAM and sid in echoed:
-            status[sid] = dict(decoder.decode(payload)).get("grpc-status", "?")
         elif kind == HEADERS:
-            decoder.decode(payload)
-    ok = sum(
-        1 for s, body in bodies.items() if status[s] == "0" and echoed[s][5:].endswith(body)
-    )
+            fields = dict(decoder.decode(payload))
+            if flags & END_STREAM and sid in echoed:
+                status[sid] = fields.get("grpc-status", "?")
+    return {s: (status[s], echoed[s][5:]) for s in streams}
+
+
+def burst(sock, reader, encoder, decoder, authority, n):
+    """Every call in the write that carries the preface; then the answers."""
+    bodies = {2 * i + 1: f"n{i}".encode() + b"x" * 1024 for i in range(n)}
+    data = PREFACE + frame(SETTINGS, 0, 0, b"")
+    for stream, body in bodies.items():
+        _, headers, frames = request(encoder, authority, stream, body)
+        data += headers + frames
+    sock.sendall(data)
+    got = answers(sock, reader, decoder, list(bodies))
+    ok = sum(1 for s, body in bodies.items() if got[s][0] == "0" and got[s][1].endswith(body))
     print(f"RESULT ok={ok} failed={n - ok}", flush=True)
     sock.close()
 
@@ -128,25 +143,7 @@ def main():
         body = f"n{i}".encode()
         if mode == "partial" and i % 2 == 1:
             body += b"x" * (40 * 1024 - len(body))
-        block = encoder.encode(
-            [
-                (":method", "POST"),
-                (":scheme", "http"),
-                (":path", "/demo.Echo/Say"),
-                (":authority", sys.argv[1]),
-                ("content-type", "application/grpc"),
-                ("te", "trailers"),
-            ]
-        )
-        headers = frame(HEADERS, END_HEADERS, stream, block)
-        message = b"\0" + len(body).to_bytes(4, "big") + body
-        # DATA frames of at most the default maximum size, the last ending
-        # the stream.
-        chunks = [message[at : at + 16384] for at in range(0, len(message), 16384)]
-        data = b"".join(
-            frame(DATA, END_STREAM if k == len(chunks) - 1 else 0, stream, c)
-            for k, c in enumerate(chunks)
-        )
+        block, headers, data = request(encoder, sys.argv[1], stream, body)
         if i % 2 == 0:
             sock.sendall(headers + data)
         elif mode == "partial":
@@ -163,28 +160,8 @@ def main():
             sock.sendall(headers[:cut])
             time.sleep(0.02)
             sock.sendall(headers[cut:] + data)
-        status, echoed = None, b""
-        while status is None:
-            kind, flags, sid, payload = reader.frame()
-            if kind == SETTINGS and not flags & ACK:
-                sock.sendall(frame(SETTINGS, ACK, 0, b""))
-            elif kind == PING and not flags & ACK:
-                sock.sendall(frame(PING, ACK, 0, payload))
-            elif kind == GOAWAY:
-                raise ConnectionError(f"GOAWAY {payload.hex()}")
-            elif sid != stream:
-                continue
-            elif kind == DATA:
-                # One gRPC message, maybe over several frames: its 5-byte
-                # prefix is taken off at the end.
-                echoed += payload
-                if payload:
-                    sock.sendall(frame(WINDOW_UPDATE, 0, 0, len(payload).to_bytes(4, "big")))
-            elif kind == HEADERS:
-                fields = dict(decoder.decode(payload))
-                if flags & END_STREAM:
-                    status = fields.get("grpc-status", "?")
-        if status == "0" and echoed[5:].endswith(body):
+        status, echoed = answers(sock, reader, decoder, [stream])[stream]
+        if status == "0" and echoed.endswith(body):
             ok += 1
         else:
             failed += 1

@@ -14,6 +14,7 @@ use crate::{
     },
     events::reader,
     export::{self, ExportConfig, ExportHandle, OtlpConfig, Protocol},
+    metrics::{self, config::MetricsFlags},
     probes::{
         ProbeOptions, Probes,
         go::{self, GoCommand, GoTracing},
@@ -94,6 +95,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..ExportConfig::default()
     };
     let (exporter, export_task) = export::spawn(export_config, stats.clone())?;
+    let metrics_config = metrics::config::resolve(
+        &MetricsFlags {
+            no_otlp: args.no_otlp,
+            otlp_endpoint: args.otlp_endpoint.clone(),
+            otlp_metrics_endpoint: args.otlp_metrics_endpoint.clone(),
+            otlp_protocol: args.otlp_protocol.map(|p| match p {
+                OtlpProtocol::Grpc => Protocol::Grpc,
+                OtlpProtocol::HttpProtobuf => Protocol::HttpProtobuf,
+            }),
+            prometheus_port: args.prometheus_port,
+            prometheus_address: args.prometheus_address.clone(),
+            cardinality_limit: args.metrics_cardinality_limit,
+        },
+        |name| std::env::var(name).ok(),
+    )
+    .context("choosing the metrics exporters")?;
 
     let mut probes = Probes::load(&ProbeOptions {
         capture_len: args.capture_bytes,
@@ -149,9 +166,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     unsafe { libc::malloc_trim(0) };
 
     let host = args.host_name.clone().unwrap_or_else(host_name);
+    let probes = Arc::new(probes);
+    let metrics = start_metrics(&metrics_config, &stats, &probes, &host).await;
     let mut pipeline = Pipeline::new(
         ConnTable::new(MAX_CONNECTIONS, Limits::default()),
-        ProcessTable::new(args.proc_root.clone(), host),
+        ProcessTable::new(args.proc_root.clone(), host.clone()),
         kernel,
         exporter,
         stats.clone(),
@@ -161,10 +180,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 capture_query: args.capture_query,
             },
             sampling,
+            metrics: metrics.as_ref().map(|m| m.shared.recorder()),
         },
     );
 
-    let probes = Arc::new(probes);
     let reporter = tokio::spawn(report_periodically(
         args.stats_interval(),
         stats.clone(),
@@ -181,11 +200,91 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(pipeline);
     exporter.shutdown().await;
     let _ = tokio::time::timeout(Duration::from_secs(6), export_task).await;
+    if let Some(metrics) = metrics {
+        metrics.stop().await;
+    }
     pull_kernel_counters(&probes, &stats);
     eprintln!("tracer: stats: {}", stats.summary());
     // Dropping the probes detaches every program.
     drop(probes);
     Ok(())
+}
+
+/// The metrics stage while it runs.
+struct RunningMetrics {
+    shared: metrics::Shared,
+    otlp: Option<metrics::otlp::ExportHandle>,
+    prometheus: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningMetrics {
+    async fn stop(self) {
+        if let Some(otlp) = self.otlp {
+            otlp.shutdown(export::SHUTDOWN_TIMEOUT).await;
+        }
+        if let Some(server) = self.prometheus {
+            server.abort();
+        }
+    }
+}
+
+/// Starts the Prometheus endpoint and the OTLP metrics exporter that the
+/// configuration asks for. Metrics are optional: an exporter that cannot
+/// start is left out with a warning, and the agent goes on.
+async fn start_metrics(
+    config: &metrics::config::MetricsConfig,
+    stats: &Arc<Stats>,
+    probes: &Arc<Probes>,
+    host: &str,
+) -> Option<RunningMetrics> {
+    if !config.enabled() {
+        info!("metrics: off (OTEL_METRICS_EXPORTER=none and no --prometheus-port)");
+        return None;
+    }
+    let shared = metrics::Shared::new(config.cardinality_limit, stats.clone());
+    let prometheus = match &config.prometheus {
+        Some((address, port)) => {
+            let probes = probes.clone();
+            let counters = stats.clone();
+            let refresh: metrics::prometheus::Refresh =
+                Arc::new(move || pull_kernel_counters(&probes, &counters));
+            let registry =
+                metrics::prometheus::registry(shared.clone(), stats.clone(), Some(refresh));
+            let bound = match metrics::config::prometheus_addr(address, *port) {
+                Ok(addr) => metrics::server::spawn(addr, registry).await,
+                Err(e) => Err(anyhow::anyhow!("cannot resolve {address}: {e}")),
+            };
+            match bound {
+                Ok((addr, task)) => {
+                    info!("serving Prometheus metrics on http://{addr}/metrics");
+                    Some(task)
+                }
+                Err(e) => {
+                    warn!("Prometheus endpoint off: {e:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let otlp = match &config.otlp {
+        Some(otlp) => {
+            match metrics::otlp::spawn(otlp.clone(), shared.clone(), stats.clone(), host.to_owned())
+            {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    warn!("OTLP metrics export off: {e:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    Some(RunningMetrics {
+        shared,
+        otlp,
+        prometheus,
+    })
 }
 
 /// Every process id under `proc_root`.

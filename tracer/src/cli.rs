@@ -83,6 +83,30 @@ pub struct Args {
     #[arg(long)]
     pub capture_query: bool,
 
+    /// Serve metrics for Prometheus on this port (path /metrics): RED
+    /// metrics, the service graph, and the agent's own counters. Default:
+    /// off, unless OTEL_METRICS_EXPORTER names prometheus (then
+    /// OTEL_EXPORTER_PROMETHEUS_PORT, else 9464).
+    #[arg(long, value_name = "PORT")]
+    pub prometheus_port: Option<u16>,
+
+    /// Address the Prometheus endpoint listens on. Default:
+    /// OTEL_EXPORTER_PROMETHEUS_HOST, else localhost.
+    #[arg(long, value_name = "ADDRESS")]
+    pub prometheus_address: Option<String>,
+
+    /// OTLP metrics endpoint. Default: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    /// else --otlp-endpoint (for http/protobuf with /v1/metrics), else
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, else localhost's 4317 or 4318.
+    #[arg(long, value_name = "URL")]
+    pub otlp_metrics_endpoint: Option<String>,
+
+    /// Distinct attribute sets per process and instrument family before
+    /// new ones fold into one overflow series (counted).
+    #[arg(long, value_name = "N", default_value_t = crate::metrics::store::DEFAULT_CARDINALITY_LIMIT,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub metrics_cardinality_limit: usize,
+
     /// Seconds between counter summaries on stderr (0: only at exit).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub stats_interval: u64,

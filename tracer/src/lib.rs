@@ -8,6 +8,7 @@ pub mod context;
 pub mod events;
 pub mod export;
 pub mod golang;
+pub mod metrics;
 pub mod probes;
 pub mod process;
 pub mod protocols;

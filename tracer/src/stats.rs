@@ -125,6 +125,27 @@ counters! {
     /// Kernel contexts of HTTP/2 requests whose connection the agent did
     /// not have (their spans start new traces).
     drop_http2_heads_orphaned,
+    /// Metric series created (one per process, instrument and attribute set).
+    metrics_series_created,
+    /// Observations folded into a process's overflow series: it had
+    /// reached the cardinality limit (`--metrics-cardinality-limit`).
+    metrics_series_folded,
+    /// Service-graph names beyond the limit, reported as `other`.
+    metrics_graph_names_folded,
+    /// Server exchanges whose client was never seen (its parent came from
+    /// another host, or its client's exchange was lost): no graph edge.
+    metrics_graph_unpaired,
+    /// Dropped from the service graph: too many exchanges waiting for
+    /// their other side.
+    drop_metrics_graph_pending_full,
+    /// Dropped from the service graph: too many edges.
+    drop_metrics_graph_edges_full,
+    /// Metric data points the OTLP backend accepted.
+    metric_points_exported,
+    /// OTLP metrics exports that failed.
+    metrics_export_errors,
+    /// Dropped: delta data points of failed OTLP metrics exports.
+    drop_metric_points_export_failed,
 }
 
 impl Stats {

@@ -118,6 +118,7 @@ fn run(steps: &[Step], mode: Mode) -> String {
             sampling: SamplingState::new(Sampler::ParentBased {
                 root: Box::new(Sampler::AlwaysOn),
             }),
+            metrics: None,
         },
     );
     pipeline.set_clock(Clock::identity());

@@ -97,6 +97,7 @@ impl Host {
                 selection: Selection::default(),
                 span_options: HttpSpanOptions::default(),
                 sampling: SamplingState::new(sampler),
+                metrics: None,
             },
         );
         pipeline.set_clock(Clock::identity());

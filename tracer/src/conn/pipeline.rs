@@ -14,6 +14,7 @@ use crate::{
         parent::{self, ParentSource, SpanIdentity},
     },
     events::{DataHeader, Event, reader::EventHandler},
+    metrics::Recorder,
     process::{ProcessTable, selection::Selection},
     protocols::{
         http1::{self, Chunk, Direction, ParseError},
@@ -52,6 +53,9 @@ pub struct PipelineConfig {
     pub selection: Selection,
     pub span_options: HttpSpanOptions,
     pub sampling: SamplingState,
+    /// RED metrics and the service graph from every exchange; None when
+    /// no metrics exporter runs.
+    pub metrics: Option<Recorder>,
 }
 
 /// How long a connection may stay silent before its state is dropped.
@@ -91,6 +95,7 @@ struct SpanMaker<S> {
     forwarded: Forwarded,
     /// The pipeline's "now" (newest kernel timestamp seen).
     now: u64,
+    metrics: Option<Recorder>,
 }
 
 impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
@@ -122,6 +127,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 stitch: Stitch::new(stitch::CAPACITY),
                 forwarded: Forwarded::new(stitch::CAPACITY),
                 now: 0,
+                metrics: config.metrics,
             },
             now: 0,
             last_sweep: 0,
@@ -219,6 +225,10 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     fn on_exec(&mut self, pid: u32, comm: &[u8; 16]) {
         let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
         let comm = String::from_utf8_lossy(&comm[..comm_len]);
+        if let (Some(old), Some(metrics)) = (self.processes.peek(pid), &mut self.spans.metrics) {
+            // Another program from now on: its series start afresh.
+            metrics.retire(old.key);
+        }
         let info = self.processes.refresh_with_comm(pid, &comm);
         if !self.selection.exes.is_empty()
             && let Some(path) = &info.exe_path
@@ -233,7 +243,9 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         for conn in self.conns.remove_pid(pid) {
             self.finish(conn, self.now);
         }
-        self.processes.remove(pid);
+        if let (Some(gone), Some(metrics)) = (self.processes.remove(pid), &mut self.spans.metrics) {
+            metrics.retire(gone.key);
+        }
         self.kernel.process_exited(pid);
     }
 
@@ -277,6 +289,9 @@ impl<S: SpanSink> SpanMaker<S> {
                 Stats::inc(&stats.context_invalid_header);
             }
             identity.sampled = sample(&mut self.sampling, &identity, kernel.is_some());
+            if let Some(metrics) = &mut self.metrics {
+                metrics.http1(&ex, &conn.ends, &conn.process, &identity, self.now);
+            }
             if identity.sampled {
                 let span = http::build(
                     &ex,
@@ -542,6 +557,9 @@ impl<S: SpanSink> SpanMaker<S> {
             self.stitch.end(&key, end, self.now);
         } else if identity.source == ParentSource::Connection {
             Stats::inc(&stats.http2_stitched);
+        }
+        if let Some(metrics) = &mut self.metrics {
+            metrics.http2(&ex, &conn.ends, &conn.process, &identity, self.now);
         }
         if !identity.sampled {
             Stats::inc(&stats.spans_unsampled);

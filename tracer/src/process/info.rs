@@ -19,6 +19,9 @@ pub struct ProcessInfo {
     pub exe_path: Option<String>,
     pub exe_name: String,
     pub service_name: String,
+    /// `service.instance.id`: `host:pid`, unique among the processes of
+    /// one host while they live.
+    pub instance_id: String,
     pub resource: Resource,
 }
 
@@ -121,7 +124,9 @@ impl ProcessInfo {
             .env_service_name
             .clone()
             .unwrap_or_else(|| exe_name.clone());
+        let instance_id = format!("{host_name}:{pid}");
         let mut attrs = vec![
+            KeyValue::new("service.instance.id", instance_id.clone()),
             KeyValue::new("process.pid", i64::from(pid)),
             KeyValue::new("process.executable.name", exe_name.clone()),
             KeyValue::new("host.name", host_name.to_owned()),
@@ -163,6 +168,7 @@ impl ProcessInfo {
             exe_path: details.exe_path,
             exe_name,
             service_name,
+            instance_id,
             resource,
         }
     }
@@ -208,8 +214,13 @@ impl ProcessTable {
         info
     }
 
-    pub fn remove(&mut self, pid: u32) {
-        self.by_pid.remove(&pid);
+    /// What is known of `pid`, without reading /proc.
+    pub fn peek(&self, pid: u32) -> Option<&Arc<ProcessInfo>> {
+        self.by_pid.get(&pid)
+    }
+
+    pub fn remove(&mut self, pid: u32) -> Option<Arc<ProcessInfo>> {
+        self.by_pid.remove(&pid)
     }
 }
 

@@ -65,8 +65,13 @@ pub fn build(
     identity: SpanIdentity,
     opts: HttpSpanOptions,
 ) -> SpanRecord {
+    build_call(&call_of(ex), ends, process, clock, identity, opts)
+}
+
+/// What the span (and the metrics) of an HTTP/1 exchange are made of.
+pub fn call_of(ex: &Exchange) -> HttpCall<'_> {
     let req = &ex.request;
-    let call = HttpCall {
+    HttpCall {
         server: ex.request_direction == Direction::Ingress,
         method: &req.method,
         target: &req.target,
@@ -86,8 +91,23 @@ pub fn build(
         end: ex.response_end.max(ex.request_end),
         request_body_bytes: ex.request_body_bytes,
         response_body_bytes: ex.response_body_bytes,
-    };
-    build_call(&call, ends, process, clock, identity, opts)
+    }
+}
+
+/// `http.request.method`: the method when the conventions know it, else
+/// `_OTHER`; the flag says whether it was known.
+pub fn method_name(method: &str) -> (&str, bool) {
+    if KNOWN_METHODS.contains(&method) {
+        (method, true)
+    } else {
+        ("_OTHER", false)
+    }
+}
+
+/// Whether an exchange with this final status failed: any 5xx, and for a
+/// client any 4xx too (HTTP semantic conventions).
+pub const fn is_error_status(status: u16, server: bool) -> bool {
+    status >= 500 || (!server && status >= 400)
 }
 
 pub fn build_call(
@@ -100,8 +120,7 @@ pub fn build_call(
 ) -> SpanRecord {
     let server = call.server;
     let (path, query) = split_target(call.target);
-    let known = KNOWN_METHODS.contains(&call.method);
-    let method = if known { call.method } else { "_OTHER" };
+    let (method, known) = method_name(call.method);
     let route = route::template(path);
 
     let mut attrs = Vec::with_capacity(16);
@@ -155,7 +174,7 @@ pub fn build_call(
         attrs.push(KeyValue::new("http.response.status_code", i64::from(code)));
     }
     let error_type = match call.status {
-        Some(code) if code >= 500 || (!server && code >= 400) => Some(code.to_string()),
+        Some(code) if is_error_status(code, server) => Some(code.to_string()),
         Some(_) => None,
         None => Some(call.lost.to_owned()),
     };
@@ -205,10 +224,29 @@ pub fn build_call(
 /// `server.address` and `server.port`: the Host header (or `:authority`)
 /// when present, else the address the connection reached.
 pub fn server_endpoint(server: bool, host: Option<&str>, ends: &Endpoints) -> (String, u16) {
+    match server_endpoint_ref(server, host, ends) {
+        (ServerAddress::Name(name), port) => (name.to_owned(), port),
+        (ServerAddress::Ip(ip), port) => (ip.to_string(), port),
+    }
+}
+
+/// `server.address` without a copy: a name from the header, or the address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServerAddress<'a> {
+    Name(&'a str),
+    Ip(IpAddr),
+}
+
+/// [`server_endpoint`], borrowing the name from the header.
+pub fn server_endpoint_ref<'a>(
+    server: bool,
+    host: Option<&'a str>,
+    ends: &Endpoints,
+) -> (ServerAddress<'a>, u16) {
     let server_end = if server { ends.local } else { ends.remote };
     match host.and_then(parse_host) {
-        Some((host, port)) => (host, port.unwrap_or(server_end.1)),
-        None => (server_end.0.to_string(), server_end.1),
+        Some((host, port)) => (ServerAddress::Name(host), port.unwrap_or(server_end.1)),
+        None => (ServerAddress::Ip(server_end.0), server_end.1),
     }
 }
 
@@ -226,7 +264,7 @@ pub fn push_identity(attrs: &mut Vec<KeyValue>, identity: &SpanIdentity) {
 
 /// (path, query) of a request-target in origin form (`/a?b`) or absolute
 /// form (`http://h/a?b`, as sent to proxies).
-fn split_target(target: &str) -> (&str, Option<&str>) {
+pub fn split_target(target: &str) -> (&str, Option<&str>) {
     let target = match target.find("://") {
         Some(i) => {
             let rest = &target[i + 3..];
@@ -242,7 +280,7 @@ fn split_target(target: &str) -> (&str, Option<&str>) {
 }
 
 /// `host[:port]` or `[v6]:port` from a Host header.
-fn parse_host(h: &str) -> Option<(String, Option<u16>)> {
+fn parse_host(h: &str) -> Option<(&str, Option<u16>)> {
     let h = h.trim();
     if h.is_empty() {
         return None;
@@ -250,11 +288,11 @@ fn parse_host(h: &str) -> Option<(String, Option<u16>)> {
     if let Some(rest) = h.strip_prefix('[') {
         let (addr, after) = rest.split_once(']')?;
         let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
-        return Some((addr.to_owned(), port));
+        return Some((addr, port));
     }
     match h.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => Some((host.to_owned(), port.parse().ok())),
-        _ => Some((h.to_owned(), None)),
+        Some((host, port)) if !host.contains(':') => Some((host, port.parse().ok())),
+        _ => Some((h, None)),
     }
 }
 
@@ -382,8 +420,8 @@ mod tests {
         assert_eq!(split_target("/a/b?c=d"), ("/a/b", Some("c=d")));
         assert_eq!(split_target("http://h:1/x?y"), ("/x", Some("y")));
         assert_eq!(split_target("http://h"), ("/", None));
-        assert_eq!(parse_host("[::1]:8080"), Some(("::1".into(), Some(8080))));
-        assert_eq!(parse_host("h"), Some(("h".into(), None)));
-        assert_eq!(parse_host("h:80"), Some(("h".into(), Some(80))));
+        assert_eq!(parse_host("[::1]:8080"), Some(("::1", Some(8080))));
+        assert_eq!(parse_host("h"), Some(("h", None)));
+        assert_eq!(parse_host("h:80"), Some(("h", Some(80))));
     }
 }

@@ -35,8 +35,13 @@ pub fn build(
     if is_grpc(ex) {
         return rpc::build(ex, ends, process, clock, identity);
     }
+    http::build_call(&call_of(ex), ends, process, clock, identity, opts)
+}
+
+/// What the span (and the metrics) of a stream that is not gRPC are made of.
+pub fn call_of(ex: &Exchange) -> HttpCall<'_> {
     let req = &ex.request;
-    let call = HttpCall {
+    HttpCall {
         server: ex.request_direction == Direction::Ingress,
         method: req.method(),
         target: req.path(),
@@ -50,8 +55,7 @@ pub fn build(
         end: ex.response_end.max(ex.request_end),
         request_body_bytes: ex.request_body_bytes,
         response_body_bytes: ex.response_body_bytes,
-    };
-    http::build_call(&call, ends, process, clock, identity, opts)
+    }
 }
 
 /// `error.type` for a stream that ended without a (readable) response.

@@ -4,15 +4,20 @@
 /// `/users/42/orders/9f1c…` → `/users/{id}/orders/{id}`. The query string and
 /// fragment are dropped; empty paths become `/`.
 pub fn template(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    template_into(path, &mut out);
+    out
+}
+
+/// [`template`] into `out` (cleared first), so a caller that keeps `out`
+/// templates without allocating.
+pub fn template_into(path: &str, out: &mut String) {
+    out.clear();
     let path = path.split(['?', '#']).next().unwrap_or("");
     if path.is_empty() || path == "*" {
-        return if path.is_empty() {
-            "/".to_owned()
-        } else {
-            "*".to_owned()
-        };
+        out.push_str(if path.is_empty() { "/" } else { "*" });
+        return;
     }
-    let mut out = String::with_capacity(path.len());
     for (i, segment) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
@@ -23,7 +28,6 @@ pub fn template(path: &str) -> String {
             out.push_str(segment);
         }
     }
-    out
 }
 
 fn is_id(segment: &str) -> bool {

@@ -36,6 +36,12 @@ impl Code {
     pub const UNAVAILABLE: Self = Self(14);
     pub const UNAUTHENTICATED: Self = Self(16);
 
+    /// `UNAVAILABLE`; None for codes outside the standard set.
+    #[must_use]
+    pub fn static_name(self) -> Option<&'static str> {
+        NAMES.get(self.0 as usize).copied()
+    }
+
     /// `UNAVAILABLE`, or the number for codes outside the standard set.
     #[must_use]
     pub fn name(self) -> String {

@@ -1,0 +1,412 @@
+//! The Prometheus view of the aggregation: names and labels translated as
+//! the OpenTelemetry Prometheus exporters translate them (dots become
+//! underscores, the unit a suffix, `_total` on counters, the resource in
+//! `target_info`), encoded in the Prometheus text format by
+//! prometheus-client. The agent's own counters go out beside them as
+//! `tracer_*`.
+use std::{fmt, sync::Arc};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _, NoLabelSet},
+    metrics::MetricType,
+    registry::{Registry, Unit},
+};
+
+use super::{
+    Shared,
+    attributes::Instrument,
+    histogram::Histogram,
+    store::{ProcessSeries, Series},
+};
+use crate::stats::Stats;
+
+/// Labels of one series.
+type Labels = Vec<(String, String)>;
+
+/// Fetches counters kept elsewhere (the kernel's) into the stats before a
+/// scrape reads them.
+pub type Refresh = Arc<dyn Fn() + Send + Sync>;
+
+/// A registry that encodes the shared aggregation and the agent's counters
+/// on every scrape.
+pub fn registry(shared: Shared, stats: Arc<Stats>, refresh: Option<Refresh>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(AgentCollector {
+        shared,
+        stats,
+        refresh,
+    }));
+    registry
+}
+
+/// The text of one scrape.
+pub fn encode(registry: &Registry) -> Result<String, fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+struct AgentCollector {
+    shared: Shared,
+    stats: Arc<Stats>,
+    refresh: Option<Refresh>,
+}
+
+impl fmt::Debug for AgentCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for AgentCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        {
+            let mut state = self.shared.lock();
+            state.store.prune(std::time::SystemTime::now());
+            let processes: Vec<&ProcessSeries> = state.store.processes().collect();
+            encode_targets(&mut encoder, &processes)?;
+            for instrument in Instrument::ALL {
+                encode_instrument(&mut encoder, &processes, instrument)?;
+            }
+            encode_graph(&mut encoder, &state.graph)?;
+        }
+        if let Some(refresh) = &self.refresh {
+            refresh();
+        }
+        encode_agent(&mut encoder, &self.stats, &self.shared)
+    }
+}
+
+/// A semantic-convention attribute name as a label name.
+pub fn label_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The labels every series of a process carries, joining it to its
+/// `target_info`.
+fn process_labels(p: &ProcessSeries) -> Labels {
+    vec![
+        ("service_name".to_owned(), p.process.service_name.clone()),
+        (
+            "service_instance_id".to_owned(),
+            p.process.instance_id.clone(),
+        ),
+    ]
+}
+
+fn encode_targets(
+    encoder: &mut DescriptorEncoder<'_>,
+    processes: &[&ProcessSeries],
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(
+        "target",
+        "Target metadata: the resource of each traced process",
+        None,
+        MetricType::Info,
+    )?;
+    for p in processes {
+        let mut labels = process_labels(p);
+        for (key, value) in p.process.resource.iter() {
+            let name = label_name(key.as_str());
+            if !labels.iter().any(|(k, _)| *k == name) {
+                labels.push((name, value.to_string()));
+            }
+        }
+        family.encode_info(&labels)?;
+    }
+    Ok(())
+}
+
+fn series_labels(p: &ProcessSeries, s: &Series) -> Labels {
+    let mut labels = process_labels(p);
+    match &s.attrs {
+        Some(attrs) => labels.extend(
+            attrs
+                .view()
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| (label_name(k), v.to_string())),
+        ),
+        None => labels.push(("otel_metric_overflow".to_owned(), "true".to_owned())),
+    }
+    labels
+}
+
+/// `http.server.request.duration` (s) → `http_server_request_duration_seconds`.
+fn family_name(name: &str) -> String {
+    label_name(name)
+}
+
+fn encode_instrument(
+    encoder: &mut DescriptorEncoder<'_>,
+    processes: &[&ProcessSeries],
+    instrument: Instrument,
+) -> fmt::Result {
+    let of = |p: &&ProcessSeries| {
+        p.series()
+            .filter(|s| s.instrument == instrument)
+            .map(|s| (series_labels(p, s), s.clone()))
+            .collect::<Vec<_>>()
+    };
+    let series: Vec<(Labels, Series)> = processes.iter().flat_map(of).collect();
+    if series.is_empty() {
+        return Ok(());
+    }
+    let name = family_name(instrument.duration_name());
+    histogram_family(
+        encoder,
+        &name,
+        "Duration of requests, from the request's first byte to the response's last",
+        &Unit::Seconds,
+        series.iter().map(|(l, s)| (l, &s.duration)),
+    )?;
+    if let Some((request, response)) = instrument.size_names() {
+        histogram_family(
+            encoder,
+            &family_name(request),
+            "Size of request bodies",
+            &Unit::Bytes,
+            series.iter().map(|(l, s)| (l, &s.request_size)),
+        )?;
+        histogram_family(
+            encoder,
+            &family_name(response),
+            "Size of response bodies",
+            &Unit::Bytes,
+            series.iter().map(|(l, s)| (l, &s.response_size)),
+        )?;
+    }
+    Ok(())
+}
+
+fn histogram_family<'a>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: &Unit,
+    series: impl Iterator<Item = (&'a Labels, &'a Histogram)>,
+) -> fmt::Result {
+    // The unit is a suffix the encoder adds; names from the conventions
+    // carry none (`..._duration` + seconds, `..._size` + bytes).
+    let mut family = encoder.encode_descriptor(name, help, Some(unit), MetricType::Histogram)?;
+    for (labels, h) in series {
+        family
+            .encode_family(labels)?
+            .encode_histogram::<NoLabelSet>(h.sum(), h.count(), &h.prometheus_buckets(), None)?;
+    }
+    Ok(())
+}
+
+/// Tempo's service graph metrics.
+fn encode_graph(
+    encoder: &mut DescriptorEncoder<'_>,
+    graph: &super::service_graph::ServiceGraph,
+) -> fmt::Result {
+    let edges: Vec<(Labels, &super::service_graph::Edge)> = graph
+        .edges()
+        .map(|e| {
+            let mut labels = vec![
+                ("client".to_owned(), e.client.to_string()),
+                ("server".to_owned(), e.server.to_string()),
+            ];
+            if !e.connection.label().is_empty() {
+                labels.push((
+                    "connection_type".to_owned(),
+                    e.connection.label().to_owned(),
+                ));
+            }
+            (labels, e)
+        })
+        .collect();
+    if edges.is_empty() {
+        return Ok(());
+    }
+    for (name, help, failed) in [
+        (
+            "traces_service_graph_request",
+            "Requests between two services (client and server seen on this host)",
+            false,
+        ),
+        (
+            "traces_service_graph_request_failed",
+            "Failed requests between two services",
+            true,
+        ),
+    ] {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (labels, e) in &edges {
+            let value = if failed { e.failed } else { e.total };
+            family
+                .encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+    }
+    histogram_family(
+        encoder,
+        "traces_service_graph_request_server",
+        "Duration of requests between two services, as the server saw them",
+        &Unit::Seconds,
+        edges
+            .iter()
+            .filter(|(_, e)| e.server_seconds.count() > 0)
+            .map(|(l, e)| (l, &e.server_seconds)),
+    )?;
+    histogram_family(
+        encoder,
+        "traces_service_graph_request_client",
+        "Duration of requests between two services, as the client saw them",
+        &Unit::Seconds,
+        edges
+            .iter()
+            .filter(|(_, e)| e.client_seconds.count() > 0)
+            .map(|(l, e)| (l, &e.client_seconds)),
+    )
+}
+
+/// The agent's own counters: `tracer_dropped_total{reason}` for every
+/// `drop_*`, `tracer_<name>_total` for the rest.
+fn encode_agent(
+    encoder: &mut DescriptorEncoder<'_>,
+    stats: &Stats,
+    shared: &Shared,
+) -> fmt::Result {
+    let snapshot = stats.snapshot();
+    {
+        let mut family = encoder.encode_descriptor(
+            "tracer_dropped",
+            "Everything the agent dropped, by reason (see the README's counters)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (name, value) in &snapshot {
+            if let Some(reason) = name.strip_prefix("drop_") {
+                let labels = [("reason", reason)];
+                family
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(value, None)?;
+            }
+        }
+    }
+    for (name, value) in &snapshot {
+        if name.starts_with("drop_") {
+            continue;
+        }
+        let full = format!("tracer_{name}");
+        encoder
+            .encode_descriptor(&full, name, None, MetricType::Counter)?
+            .encode_counter::<NoLabelSet, _, u64>(value, None)?;
+    }
+    let series: usize = shared
+        .lock()
+        .store
+        .processes()
+        .map(ProcessSeries::series_count)
+        .sum();
+    let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+    gauge.set(i64::try_from(series).unwrap_or(i64::MAX));
+    gauge.encode(encoder.encode_descriptor(
+        "tracer_metric_series",
+        "Metric series the agent holds now",
+        None,
+        MetricType::Gauge,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        context::parent::{ParentSource, SpanIdentity},
+        process::{ProcessInfo, info::ProcDetails},
+        protocols::http1::{Direction, Exchange, Outcome, RequestHead, ResponseHead, Version},
+        spans::http::Endpoints,
+    };
+
+    fn exchange(dir: Direction, target: &str, status: u16) -> Exchange {
+        Exchange {
+            request_direction: dir,
+            request: RequestHead {
+                method: "GET".into(),
+                target: target.into(),
+                version: Version::Http11,
+                headers: vec![("host".into(), "back:8080".into())],
+            },
+            response: Some(ResponseHead {
+                status,
+                version: Version::Http11,
+                headers: vec![],
+            }),
+            request_start: 0,
+            request_end: 1_000,
+            response_start: 2_000,
+            response_end: 30_000_000,
+            request_body_bytes: 0,
+            response_body_bytes: 100,
+            outcome: Outcome::Complete,
+        }
+    }
+
+    fn identity(span: u8, parent: Option<u8>) -> SpanIdentity {
+        SpanIdentity {
+            trace_id: [1; 16],
+            span_id: [span; 8],
+            parent_span_id: parent.map(|p| [p; 8]),
+            parent_is_remote: parent.is_some(),
+            sampled: false,
+            trace_state: None,
+            source: ParentSource::None,
+            injected: false,
+        }
+    }
+
+    #[test]
+    fn scrape_has_translated_names_labels_graph_and_agent_counters() {
+        let stats = Arc::new(Stats::default());
+        let shared = Shared::new(100, stats.clone());
+        let mut rec = shared.recorder();
+        let ends = Endpoints {
+            local: ([127, 0, 0, 1].into(), 8080),
+            remote: ([127, 0, 0, 1].into(), 40_000),
+        };
+        let details = ProcDetails {
+            env_service_name: Some("back".into()),
+            ..ProcDetails::default()
+        };
+        let back = Arc::new(ProcessInfo::new(7, details, "host-a"));
+        let details = ProcDetails {
+            env_service_name: Some("front".into()),
+            ..ProcDetails::default()
+        };
+        let front = Arc::new(ProcessInfo::new(8, details, "host-a"));
+        for (i, status) in [200, 200, 500].into_iter().enumerate() {
+            let span = u8::try_from(i).unwrap() + 10;
+            let client = exchange(Direction::Egress, "/users/1", status);
+            rec.http1(&client, &ends, &front, &identity(span, None), 0);
+            let server = exchange(Direction::Ingress, &format!("/users/{i}"), status);
+            rec.http1(&server, &ends, &back, &identity(span + 100, Some(span)), 0);
+        }
+        Stats::inc(&stats.drop_ringbuf_full);
+        let text = encode(&registry(shared, stats, None)).unwrap();
+        for want in [
+            "# TYPE http_server_request_duration_seconds histogram",
+            "http_server_request_duration_seconds_count{service_name=\"back\",service_instance_id=\"host-a:7\",http_request_method=\"GET\",http_route=\"/users/{id}\",url_scheme=\"http\",network_protocol_version=\"1.1\",http_response_status_code=\"500\",error_type=\"500\"} 1",
+            "http_server_request_duration_seconds_bucket{service_name=\"back\",service_instance_id=\"host-a:7\",http_request_method=\"GET\",http_route=\"/users/{id}\",url_scheme=\"http\",network_protocol_version=\"1.1\",http_response_status_code=\"200\",le=\"0.05\"} 2",
+            "http_client_request_duration_seconds_count{service_name=\"front\",service_instance_id=\"host-a:8\",http_request_method=\"GET\",url_scheme=\"http\",network_protocol_version=\"1.1\",http_response_status_code=\"200\",server_address=\"back\",server_port=\"8080\"} 2",
+            "http_server_response_body_size_bytes_sum{",
+            "target_info{service_name=\"back\",service_instance_id=\"host-a:7\",",
+            "traces_service_graph_request_total{client=\"front\",server=\"back\"} 3",
+            "traces_service_graph_request_failed_total{client=\"front\",server=\"back\"} 1",
+            "traces_service_graph_request_server_seconds_count{client=\"front\",server=\"back\"} 3",
+            "tracer_dropped_total{reason=\"ringbuf_full\"} 1",
+            "tracer_metrics_series_created_total 4",
+            "tracer_metric_series 4",
+        ] {
+            assert!(text.contains(want), "missing {want}\n{text}");
+        }
+    }
+}

@@ -97,6 +97,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (exporter, export_task) = export::spawn(export_config, stats.clone())?;
     let metrics_config = metrics::config::resolve(
         &MetricsFlags {
+            no_metrics: args.no_metrics,
             no_otlp: args.no_otlp,
             otlp_endpoint: args.otlp_endpoint.clone(),
             otlp_metrics_endpoint: args.otlp_metrics_endpoint.clone(),
@@ -238,7 +239,9 @@ async fn start_metrics(
     host: &str,
 ) -> Option<RunningMetrics> {
     if !config.enabled() {
-        info!("metrics: off (OTEL_METRICS_EXPORTER=none and no --prometheus-port)");
+        info!(
+            "metrics: off (--no-metrics, or OTEL_METRICS_EXPORTER=none and no --prometheus-port)"
+        );
         return None;
     }
     let shared = metrics::Shared::new(config.cardinality_limit, stats.clone());

@@ -83,6 +83,11 @@ pub struct Args {
     #[arg(long)]
     pub capture_query: bool,
 
+    /// Aggregate no metrics at all (no RED metrics, no service graph, no
+    /// Prometheus endpoint), whatever OTEL_METRICS_EXPORTER says.
+    #[arg(long)]
+    pub no_metrics: bool,
+
     /// Serve metrics for Prometheus on this port (path /metrics): RED
     /// metrics, the service graph, and the agent's own counters. Default:
     /// off, unless OTEL_METRICS_EXPORTER names prometheus (then
@@ -101,8 +106,9 @@ pub struct Args {
     #[arg(long, value_name = "URL")]
     pub otlp_metrics_endpoint: Option<String>,
 
-    /// Distinct attribute sets per process and instrument family before
-    /// new ones fold into one overflow series (counted).
+    /// Metric series (distinct instrument and attribute sets) per process;
+    /// beyond this, new ones fold into one overflow series per instrument
+    /// (`otel.metric.overflow`), and every fold is counted.
     #[arg(long, value_name = "N", default_value_t = crate::metrics::store::DEFAULT_CARDINALITY_LIMIT,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub metrics_cardinality_limit: usize,

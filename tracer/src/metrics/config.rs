@@ -59,6 +59,7 @@ impl MetricsConfig {
 /// The command line's part.
 #[derive(Clone, Debug, Default)]
 pub struct MetricsFlags {
+    pub no_metrics: bool,
     pub no_otlp: bool,
     pub otlp_endpoint: Option<String>,
     pub otlp_metrics_endpoint: Option<String>,

@@ -34,7 +34,7 @@ use crate::{
 };
 
 /// `--traced`'s default, which `command_line` leaves out.
-const DEFAULT_TRACED: [Mode; 3] = [Mode::Server, Mode::Export, Mode::All];
+const DEFAULT_TRACED: [Mode; 4] = [Mode::Server, Mode::ServerNoMetrics, Mode::Export, Mode::All];
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -57,7 +57,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "server,export,all"
+        default_value = "server,server-no-metrics,export,all"
     )]
     pub traced: Vec<Mode>,
 

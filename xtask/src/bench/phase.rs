@@ -32,6 +32,9 @@ pub enum Mode {
     /// servers are traced, not wrk; spans exported over OTLP/HTTP to a local
     /// sink that discards them.
     Server,
+    /// As `server`, with `--no-metrics`: what the RED metrics and service
+    /// graph cost, by difference.
+    ServerNoMetrics,
     /// `--port <server port>` (the servers and wrk's connections; fan-out:
     /// both servers' ports), spans exported over OTLP/HTTP to a local sink
     /// that discards them.
@@ -46,6 +49,7 @@ impl Mode {
     pub fn label(self) -> &'static str {
         match self {
             Self::Server => "--pid server, OTLP export",
+            Self::ServerNoMetrics => "--pid server, OTLP export, --no-metrics",
             Self::Export => "--port, OTLP export",
             Self::NoExport => "--port, --no-otlp",
             Self::All => "everything, --no-otlp",
@@ -56,6 +60,7 @@ impl Mode {
     pub fn name(self) -> &'static str {
         match self {
             Self::Server => "server",
+            Self::ServerNoMetrics => "server-no-metrics",
             Self::Export => "export",
             Self::NoExport => "no-export",
             Self::All => "all",
@@ -64,7 +69,7 @@ impl Mode {
 
     /// Whether spans go to the OTLP sink (otherwise `--no-otlp`).
     pub fn exports(self) -> bool {
-        matches!(self, Self::Server | Self::Export)
+        matches!(self, Self::Server | Self::ServerNoMetrics | Self::Export)
     }
 
     /// The spans each request makes: the servers' side (see
@@ -72,7 +77,7 @@ impl Mode {
     /// the servers are selected.
     pub fn spans_per_request(self, workload: Workload) -> u64 {
         match self {
-            Self::Server => workload.spans_per_request(),
+            Self::Server | Self::ServerNoMetrics => workload.spans_per_request(),
             Self::Export | Self::NoExport | Self::All => workload.spans_per_request() + 1,
         }
     }
@@ -80,7 +85,7 @@ impl Mode {
     /// Which spans `spans_per_request` counts, for the report.
     pub fn span_kinds(self) -> &'static str {
         match self {
-            Self::Server => "servers' side",
+            Self::Server | Self::ServerNoMetrics => "servers' side",
             Self::Export | Self::NoExport | Self::All => "servers' side + wrk's client",
         }
     }
@@ -92,7 +97,7 @@ impl Mode {
             None => (vec![server.port], vec![server.pid]),
         };
         match self {
-            Self::Server => {
+            Self::Server | Self::ServerNoMetrics => {
                 for pid in pids {
                     args.extend(["--pid".to_owned(), pid.to_string()]);
                 }
@@ -103,6 +108,9 @@ impl Mode {
                 }
             }
             Self::All => {}
+        }
+        if self == Self::ServerNoMetrics {
+            args.push("--no-metrics".to_owned());
         }
         match sink {
             Some(sink) if self.exports() => args.extend([

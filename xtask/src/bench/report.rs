@@ -605,6 +605,10 @@ fn mode_text(mode: Mode) -> &'static str {
              not traced; the fan-out: `--pid` of the front and of the leaf. Spans are exported \
              over OTLP/HTTP (protobuf) to a local sink that answers 200 and discards them."
         }
+        Mode::ServerNoMetrics => {
+            "as `server`, with `--no-metrics`: no RED metrics or service graph are aggregated. \
+             The agent CPU per request of `server` minus this one is what metrics cost."
+        }
         Mode::Export => {
             "`--port <server port>`: the server's and wrk's ends of every connection (the \
              fan-out: `--port` of the front and of the leaf, so its client calls too). Spans \

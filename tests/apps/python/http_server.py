@@ -12,6 +12,7 @@ Routes:
   GET  /chunked?n=K      200, chunked, K chunks
   GET  /big?bytes=N      200, N-byte body with Content-Length
   POST /echo             reads the body (Content-Length), replies with its length
+  GET  /<any>?status=<code>  that status, small body (the metrics tests' routes)
 Anything else: 404. Nothing is printed on stdout.
 """
 import argparse
@@ -49,7 +50,10 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path
         query = parse_qs(url.query)
         parts = path.strip("/").split("/")
-        if path == "/hello":
+        if "status" in query and query["status"][0].isdigit():
+            code = int(query["status"][0])
+            self.reply(code, ("status %d" % code).encode())
+        elif path == "/hello":
             self.reply(200, b"hello")
         elif path == "/leaf":
             # What the Go fan-out server calls downstream.

@@ -8,6 +8,7 @@ pub mod flow;
 pub mod injection;
 pub mod otlp_receiver;
 pub mod process;
+pub mod prometheus;
 pub mod skip;
 pub mod spans;
 pub mod trace_tree;

@@ -19,12 +19,17 @@ use serde::Deserialize;
 use crate::{
     apps::{TempDir, free_port},
     process::Proc,
-    skip::is_executable,
+    skip::{is_executable, repo_root},
 };
 
 /// Where Debian's `prometheus` package puts its programs.
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 pub const PROMTOOL_BIN: &str = "/usr/bin/promtool";
+
+/// The example alerting rules, relative to the repository root, and their
+/// promtool unit tests.
+pub const EXAMPLE_RULES: &str = "deploy/prometheus/tracer-alerts.yml";
+pub const EXAMPLE_RULES_TESTS: &str = "deploy/prometheus/tracer-alerts.test.yml";
 
 /// The scrape job's name (the `job` label of every scraped series).
 pub const JOB: &str = "tracer";
@@ -390,12 +395,17 @@ fn installed(path: &str) -> Result<PathBuf, String> {
 /// Runs `promtool check rules FILE`: its output when the file is valid,
 /// else an error carrying the output.
 pub fn promtool_check_rules(path: &Path) -> anyhow::Result<String> {
+    promtool(&["check", "rules"], path)
+}
+
+fn promtool(command: &[&str], path: &Path) -> anyhow::Result<String> {
     let promtool = promtool_bin().map_err(anyhow::Error::msg)?;
+    let command_line = command.join(" ");
     let out = Command::new(&promtool)
-        .args(["check", "rules"])
+        .args(command)
         .arg(path)
         .output()
-        .with_context(|| format!("running {} check rules", promtool.display()))?;
+        .with_context(|| format!("running {} {command_line}", promtool.display()))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -403,12 +413,23 @@ pub fn promtool_check_rules(path: &Path) -> anyhow::Result<String> {
     );
     if !out.status.success() {
         bail!(
-            "promtool check rules {} failed ({}):\n{text}",
+            "promtool {command_line} {} failed ({}):\n{text}",
             path.display(),
             out.status
         );
     }
     Ok(text)
+}
+
+/// Runs `promtool test rules FILE` (rule unit tests): its output when
+/// every test passes, else an error carrying the output.
+pub fn promtool_test_rules(path: &Path) -> anyhow::Result<String> {
+    promtool(&["test", "rules"], path)
+}
+
+/// `<repo>/deploy/prometheus/tracer-alerts.yml`.
+pub fn example_rules() -> PathBuf {
+    repo_root().join(EXAMPLE_RULES)
 }
 
 /// The number of rules promtool found, summed over its

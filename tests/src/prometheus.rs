@@ -116,7 +116,10 @@ impl Prometheus {
         let config_path = dir.path.join("prometheus.yml");
         std::fs::write(&config_path, config)
             .with_context(|| format!("writing {}", config_path.display()))?;
+        // Prometheus is on 127.0.0.1: an HTTP(S)_PROXY from the environment
+        // (CI machines may set one) must not carry these requests away.
         let client = reqwest::blocking::Client::builder()
+            .no_proxy()
             .timeout(HTTP_TIMEOUT)
             .build()
             .context("building the HTTP client")?;

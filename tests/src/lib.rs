@@ -1,15 +1,19 @@
-//! Harness for the integration tests: an OTLP receiver, the agent under
-//! test, the programs it traces, and the rules for skipping.
+//! Harness for the integration tests: an OTLP receiver (traces and
+//! metrics), a Prometheus, the agent under test, the programs it traces,
+//! and the rules for skipping.
 pub mod agent;
 pub mod apps;
 pub mod chain;
 pub mod fanout;
 pub mod flow;
 pub mod injection;
+pub mod otlp_metrics;
 pub mod otlp_receiver;
 pub mod process;
+pub mod prometheus;
 pub mod skip;
 pub mod spans;
 pub mod trace_tree;
 
+pub use otlp_metrics::{MetricKind, PointValue, ReceivedPoint, Temporality};
 pub use otlp_receiver::{AttrValue, Protocol, ReceivedSpan, Receiver};

@@ -1,10 +1,13 @@
-//! An OTLP trace receiver on 127.0.0.1 speaking both transports the agent
-//! can export with: gRPC (`TraceService/Export`) and HTTP/protobuf
-//! (`POST` of an `ExportTraceServiceRequest`). Every span it receives is
-//! flattened into a [`ReceivedSpan`] and kept in a shared store the tests
+//! An OTLP receiver for traces and metrics on 127.0.0.1, speaking both
+//! transports the agent can export with: gRPC (`TraceService/Export` and
+//! `MetricsService/Export` on one port) and HTTP/protobuf (`POST` of an
+//! `ExportMetricsServiceRequest` to `/v1/metrics`, of an
+//! `ExportTraceServiceRequest` to any other path). Every span it receives is
+//! flattened into a [`ReceivedSpan`], every metric data point into a
+//! [`ReceivedPoint`] (otlp_metrics.rs), and kept in a shared store the tests
 //! wait on and inspect.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     fmt,
     net::SocketAddr,
     sync::{Arc, Condvar, Mutex, MutexGuard},
@@ -17,20 +20,32 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
+    collector::{
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
+        trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+            trace_service_server::{TraceService, TraceServiceServer},
+        },
     },
     common::v1::{AnyValue, KeyValue, any_value},
+    metrics::v1::ResourceMetrics,
     trace::v1::{span::SpanKind, status::StatusCode as OtlpStatusCode},
 };
 use prost::Message as _;
 use tokio::{net::TcpListener, runtime::Runtime};
 
+use crate::otlp_metrics::{ReceivedPoint, dump_points, flatten_metrics};
+
 /// Largest HTTP/protobuf body accepted; the agent's batches are far smaller.
 const MAX_HTTP_BODY: usize = 64 << 20;
 
-/// How the agent sends spans.
+/// The OTLP/HTTP path of metrics; traces are accepted on any other.
+pub const HTTP_METRICS_PATH: &str = "/v1/metrics";
+
+/// How the agent sends spans and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Grpc,
@@ -179,11 +194,15 @@ pub fn dump(spans: &[ReceivedSpan]) -> String {
     spans.iter().map(|s| format!("  {s}\n")).collect()
 }
 
-/// What the receiver saw besides spans.
+/// What the receiver saw besides spans and points.
 #[derive(Clone, Debug, Default)]
 pub struct RequestStats {
+    /// Trace export requests.
     pub grpc_requests: u64,
     pub http_requests: u64,
+    /// Metrics export requests.
+    pub grpc_metrics_requests: u64,
+    pub http_metrics_requests: u64,
     /// Paths of the HTTP/protobuf requests, in arrival order.
     pub http_paths: Vec<String>,
     /// Requests that could not be decoded.
@@ -193,7 +212,32 @@ pub struct RequestStats {
 #[derive(Default)]
 struct StoreInner {
     spans: Vec<ReceivedSpan>,
+    /// Every ResourceMetrics as it came, for what the points leave out
+    /// (exemplars, scope versions, metadata).
+    resource_metrics: Vec<ResourceMetrics>,
+    points: Vec<ReceivedPoint>,
     stats: RequestStats,
+}
+
+impl StoreInner {
+    fn describe_metrics(&self, name: &str) -> String {
+        let names: BTreeSet<&str> = self.points.iter().map(|p| p.name.as_str()).collect();
+        let points: Vec<ReceivedPoint> = self
+            .points
+            .iter()
+            .filter(|p| p.name == name)
+            .cloned()
+            .collect();
+        format!(
+            "received {} point(s) in {} gRPC + {} HTTP metrics request(s), decode errors {:?}; \
+             metrics: {names:?}; points of {name}:\n{}",
+            self.points.len(),
+            self.stats.grpc_metrics_requests,
+            self.stats.http_metrics_requests,
+            self.stats.errors,
+            dump_points(&points)
+        )
+    }
 }
 
 #[derive(Default)]
@@ -218,6 +262,50 @@ impl Store {
         inner.spans.extend(spans);
         drop(inner);
         self.changed.notify_all();
+    }
+
+    fn add_metrics(&self, request: ExportMetricsServiceRequest, transport: Protocol) {
+        let points = flatten_metrics(&request, transport);
+        let mut inner = self.lock();
+        match transport {
+            Protocol::Grpc => inner.stats.grpc_metrics_requests += 1,
+            Protocol::HttpProtobuf => inner.stats.http_metrics_requests += 1,
+        }
+        inner.points.extend(points);
+        inner.resource_metrics.extend(request.resource_metrics);
+        drop(inner);
+        self.changed.notify_all();
+    }
+
+    /// Waits until `check` gives a value; on timeout, an error saying what
+    /// was awaited and what `describe` makes of the store.
+    fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&StoreInner) -> Option<T>,
+        describe: impl FnOnce(&StoreInner) -> String,
+    ) -> anyhow::Result<T> {
+        let deadline = Instant::now() + timeout;
+        let mut inner = self.lock();
+        loop {
+            if let Some(found) = check(&inner) {
+                return Ok(found);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; {}",
+                    describe(&inner)
+                );
+            }
+            let wait = (deadline - now).min(Duration::from_millis(200));
+            inner = self
+                .changed
+                .wait_timeout(inner, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     fn error(&self, message: String) {
@@ -253,14 +341,19 @@ impl Receiver {
         let grpc_addr = grpc_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
 
-        let service = TraceServiceServer::new(GrpcService {
+        let traces = TraceServiceServer::new(GrpcService {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(MAX_HTTP_BODY);
+        let metrics = MetricsServiceServer::new(GrpcService {
             store: store.clone(),
         })
         .max_decoding_message_size(MAX_HTTP_BODY);
         runtime.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
             if let Err(e) = tonic::transport::Server::builder()
-                .add_service(service)
+                .add_service(traces)
+                .add_service(metrics)
                 .serve_with_incoming(incoming)
                 .await
             {
@@ -285,6 +378,15 @@ impl Receiver {
         }
     }
 
+    /// The URL of the metrics endpoint for `protocol` (the gRPC one is the
+    /// same as for traces).
+    pub fn metrics_endpoint(&self, protocol: Protocol) -> String {
+        match protocol {
+            Protocol::Grpc => format!("http://{}", self.grpc_addr),
+            Protocol::HttpProtobuf => format!("http://{}{HTTP_METRICS_PATH}", self.http_addr),
+        }
+    }
+
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
     }
@@ -302,11 +404,66 @@ impl Receiver {
         self.store.lock().stats.clone()
     }
 
-    /// Forgets every span and request seen so far.
+    /// Forgets every span, metric and request seen so far.
     pub fn clear(&self) {
         let mut inner = self.store.lock();
         inner.spans.clear();
+        inner.resource_metrics.clear();
+        inner.points.clear();
         inner.stats = RequestStats::default();
+    }
+
+    /// Every ResourceMetrics received so far, as it came.
+    pub fn resource_metrics(&self) -> Vec<ResourceMetrics> {
+        self.store.lock().resource_metrics.clone()
+    }
+
+    /// Every metric data point received so far, in arrival order.
+    pub fn all_metric_points(&self) -> Vec<ReceivedPoint> {
+        self.store.lock().points.clone()
+    }
+
+    /// The data points of the metric `name`, in arrival order (with
+    /// cumulative temporality, one per series per export).
+    pub fn metric_points(&self, name: &str) -> Vec<ReceivedPoint> {
+        points_named(&self.store.lock().points, name)
+    }
+
+    /// The last point of each series of the metric `name` (a series: the
+    /// resource and the point's attributes), in order of first arrival:
+    /// with cumulative temporality, the totals so far.
+    pub fn latest_metric_points(&self, name: &str) -> Vec<ReceivedPoint> {
+        latest_per_series(&points_named(&self.store.lock().points, name))
+    }
+
+    /// The names of the metrics received so far.
+    pub fn metric_names(&self) -> BTreeSet<String> {
+        self.store
+            .lock()
+            .points
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// Waits until `predicate` holds for the points of the metric `name`
+    /// received so far (in arrival order) and returns them; on timeout, an
+    /// error listing the metrics and the points of `name` that did arrive.
+    pub fn wait_for_metric(
+        &self,
+        name: &str,
+        timeout: Duration,
+        mut predicate: impl FnMut(&[ReceivedPoint]) -> bool,
+    ) -> anyhow::Result<Vec<ReceivedPoint>> {
+        self.store.wait_until(
+            timeout,
+            &format!("metric {name}"),
+            |inner| {
+                let points = points_named(&inner.points, name);
+                predicate(&points).then_some(points)
+            },
+            |inner| inner.describe_metrics(name),
+        )
     }
 
     /// Waits until `predicate` holds for the received spans and returns
@@ -316,32 +473,21 @@ impl Receiver {
         timeout: Duration,
         mut predicate: impl FnMut(&[ReceivedSpan]) -> bool,
     ) -> anyhow::Result<Vec<ReceivedSpan>> {
-        let deadline = Instant::now() + timeout;
-        let mut inner = self.store.lock();
-        loop {
-            if predicate(&inner.spans) {
-                return Ok(inner.spans.clone());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                bail!(
-                    "timed out after {timeout:?} waiting for spans; received {} span(s) \
-                     in {} gRPC + {} HTTP request(s), decode errors {:?}:\n{}",
+        self.store.wait_until(
+            timeout,
+            "spans",
+            |inner| predicate(&inner.spans).then(|| inner.spans.clone()),
+            |inner| {
+                format!(
+                    "received {} span(s) in {} gRPC + {} HTTP request(s), decode errors {:?}:\n{}",
                     inner.spans.len(),
                     inner.stats.grpc_requests,
                     inner.stats.http_requests,
                     inner.stats.errors,
                     dump(&inner.spans)
-                );
-            }
-            let wait = (deadline - now).min(Duration::from_millis(200));
-            inner = self
-                .store
-                .changed
-                .wait_timeout(inner, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+                )
+            },
+        )
     }
 }
 
@@ -368,6 +514,35 @@ impl TraceService for GrpcService {
             partial_success: None,
         }))
     }
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcService {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.store.add_metrics(request.into_inner(), Protocol::Grpc);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn points_named(points: &[ReceivedPoint], name: &str) -> Vec<ReceivedPoint> {
+    points.iter().filter(|p| p.name == name).cloned().collect()
+}
+
+fn latest_per_series(points: &[ReceivedPoint]) -> Vec<ReceivedPoint> {
+    let mut latest: Vec<ReceivedPoint> = Vec::new();
+    for point in points {
+        let key = point.series_key();
+        match latest.iter_mut().find(|p| p.series_key() == key) {
+            Some(slot) => *slot = point.clone(),
+            None => latest.push(point.clone()),
+        }
+    }
+    latest
 }
 
 async fn serve_http(listener: TcpListener, store: Arc<Store>) {
@@ -440,6 +615,26 @@ async fn handle_http(
             return reply(StatusCode::BAD_REQUEST, "text/plain", Vec::new());
         }
     };
+    if path == HTTP_METRICS_PATH {
+        return match ExportMetricsServiceRequest::decode(body) {
+            Ok(request) => {
+                store.lock().stats.http_paths.push(path);
+                store.add_metrics(request, Protocol::HttpProtobuf);
+                let response = ExportMetricsServiceResponse {
+                    partial_success: None,
+                };
+                reply(
+                    StatusCode::OK,
+                    "application/x-protobuf",
+                    response.encode_to_vec(),
+                )
+            }
+            Err(e) => {
+                store.error(format!("HTTP POST {path}: decoding metrics: {e}"));
+                reply(StatusCode::BAD_REQUEST, "text/plain", Vec::new())
+            }
+        };
+    }
     match ExportTraceServiceRequest::decode(body) {
         Ok(request) => {
             store.lock().stats.http_paths.push(path);
@@ -513,7 +708,7 @@ fn flatten(request: &ExportTraceServiceRequest, transport: Protocol) -> Vec<Rece
     out
 }
 
-fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, AttrValue> {
+pub(crate) fn attributes(kvs: &[KeyValue]) -> BTreeMap<String, AttrValue> {
     kvs.iter()
         .map(|kv| (kv.key.clone(), value(kv.value.as_ref())))
         .collect()
@@ -548,13 +743,21 @@ mod tests {
     use std::io::{Read as _, Write as _};
 
     use opentelemetry_proto::tonic::{
-        collector::trace::v1::trace_service_client::TraceServiceClient,
+        collector::{
+            metrics::v1::metrics_service_client::MetricsServiceClient,
+            trace::v1::trace_service_client::TraceServiceClient,
+        },
         common::v1::{ArrayValue, InstrumentationScope},
+        metrics::v1::{
+            AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+            ScopeMetrics, Sum, metric::Data, number_data_point,
+        },
         resource::v1::Resource,
         trace::v1::{ResourceSpans, ScopeSpans, Span, Status},
     };
 
     use super::*;
+    use crate::otlp_metrics::{HistogramValue, MetricKind, PointValue, Temporality};
 
     fn kv(key: &str, value: any_value::Value) -> KeyValue {
         KeyValue {
@@ -724,5 +927,249 @@ mod tests {
             .wait_for(Duration::from_millis(300), |s| !s.is_empty())
             .unwrap_err();
         assert!(err.to_string().contains("no spans"), "{err}");
+    }
+
+    const DURATION: &str = "http.server.request.duration";
+
+    /// One export as the agent would send it: a cumulative duration
+    /// histogram that has seen `count` requests, a delta counter of drops,
+    /// a gauge.
+    fn metrics_request(count: u64) -> ExportMetricsServiceRequest {
+        use any_value::Value;
+        let histogram = Metric {
+            name: DURATION.into(),
+            description: "Duration of HTTP server requests.".into(),
+            unit: "s".into(),
+            data: Some(Data::Histogram(Histogram {
+                data_points: vec![HistogramDataPoint {
+                    attributes: vec![
+                        kv("http.request.method", Value::StringValue("GET".into())),
+                        kv("http.response.status_code", Value::IntValue(500)),
+                        kv("http.route", Value::StringValue("/a".into())),
+                    ],
+                    start_time_unix_nano: 10,
+                    time_unix_nano: 20 + count,
+                    count,
+                    sum: Some(0.25 * count as f64),
+                    bucket_counts: vec![1, count - 1, 0],
+                    explicit_bounds: vec![0.1, 0.5],
+                    min: Some(0.05),
+                    max: Some(0.3),
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        };
+        let dropped = Metric {
+            name: "tracer.dropped".into(),
+            data: Some(Data::Sum(Sum {
+                data_points: vec![NumberDataPoint {
+                    attributes: vec![kv("reason", Value::StringValue("queue_full".into()))],
+                    value: Some(number_data_point::Value::AsInt(7)),
+                    ..Default::default()
+                }],
+                aggregation_temporality: AggregationTemporality::Delta as i32,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        };
+        let gauge = Metric {
+            name: "tracer.queue.fill".into(),
+            data: Some(Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint {
+                    value: Some(number_data_point::Value::AsDouble(1.5)),
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", Value::StringValue("svc".into())),
+                        kv("service.instance.id", Value::StringValue("inst-1".into())),
+                    ],
+                    ..Default::default()
+                }),
+                scope_metrics: vec![ScopeMetrics {
+                    scope: Some(InstrumentationScope {
+                        name: "tracer".into(),
+                        ..Default::default()
+                    }),
+                    metrics: vec![histogram, dropped, gauge],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn check_points(receiver: &Receiver, count: u64, transport: Protocol) {
+        let latest = receiver.latest_metric_points(DURATION);
+        assert_eq!(latest.len(), 1, "{}", dump_points(&latest));
+        let point = &latest[0];
+        assert_eq!(point.kind, MetricKind::Histogram);
+        assert_eq!(point.temporality, Some(Temporality::Cumulative));
+        assert_eq!(point.unit, "s");
+        assert_eq!(point.res_str("service.name"), Some("svc"));
+        assert_eq!(point.res_str("service.instance.id"), Some("inst-1"));
+        assert_eq!(point.scope_name, "tracer");
+        assert_eq!(point.attr_str("http.request.method"), Some("GET"));
+        assert_eq!(point.attr_int("http.response.status_code"), Some(500));
+        assert_eq!(point.attr_str("http.route"), Some("/a"));
+        assert_eq!((point.start_ns, point.time_ns), (10, 20 + count));
+        assert_eq!(
+            point.histogram(),
+            Some(&HistogramValue {
+                count,
+                sum: Some(0.25 * count as f64),
+                bucket_counts: vec![1, count - 1, 0],
+                explicit_bounds: vec![0.1, 0.5],
+                min: Some(0.05),
+                max: Some(0.3),
+            })
+        );
+        assert_eq!(point.transport, transport);
+
+        let dropped = receiver.metric_points("tracer.dropped");
+        assert!(!dropped.is_empty());
+        let dropped = &dropped[0];
+        assert_eq!(dropped.kind, MetricKind::Sum);
+        assert_eq!(dropped.temporality, Some(Temporality::Delta));
+        assert_eq!(dropped.monotonic, Some(true));
+        assert_eq!(dropped.value, PointValue::Int(7));
+        assert_eq!(dropped.number(), Some(7.0));
+        assert_eq!(dropped.attr_str("reason"), Some("queue_full"));
+
+        let gauge = receiver.metric_points("tracer.queue.fill");
+        assert!(!gauge.is_empty());
+        assert_eq!(gauge[0].kind, MetricKind::Gauge);
+        assert_eq!(gauge[0].temporality, None);
+        assert_eq!(gauge[0].number(), Some(1.5));
+        assert!(gauge[0].attributes.is_empty());
+
+        assert_eq!(
+            receiver.metric_names().into_iter().collect::<Vec<_>>(),
+            [DURATION, "tracer.dropped", "tracer.queue.fill"]
+        );
+    }
+
+    #[test]
+    fn receives_metrics_over_grpc_beside_traces() {
+        let receiver = Receiver::start().unwrap();
+        let endpoint = receiver.metrics_endpoint(Protocol::Grpc);
+        assert_eq!(endpoint, receiver.endpoint(Protocol::Grpc));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut metrics = MetricsServiceClient::connect(endpoint.clone())
+                .await
+                .unwrap();
+            metrics.export(metrics_request(3)).await.unwrap();
+            metrics.export(metrics_request(5)).await.unwrap();
+            let mut traces = TraceServiceClient::connect(endpoint).await.unwrap();
+            traces.export(request("beside metrics")).await.unwrap();
+        });
+        let points = receiver
+            .wait_for_metric(DURATION, Duration::from_secs(10), |p| p.len() == 2)
+            .unwrap();
+        let counts: Vec<u64> = points
+            .iter()
+            .filter_map(|p| p.histogram().map(|h| h.count))
+            .collect();
+        assert_eq!(counts, [3, 5], "in arrival order");
+        check_points(&receiver, 5, Protocol::Grpc);
+        assert_eq!(receiver.resource_metrics().len(), 2);
+        assert_eq!(receiver.all_metric_points().len(), 6);
+
+        let spans = receiver
+            .wait_for(Duration::from_secs(10), |s| !s.is_empty())
+            .unwrap();
+        check(&spans[0], "beside metrics", Protocol::Grpc);
+        let stats = receiver.stats();
+        assert_eq!((stats.grpc_metrics_requests, stats.grpc_requests), (2, 1));
+
+        receiver.clear();
+        assert!(receiver.all_metric_points().is_empty());
+        assert!(receiver.resource_metrics().is_empty());
+    }
+
+    #[test]
+    fn receives_metrics_over_http_protobuf_beside_traces() {
+        let receiver = Receiver::start().unwrap();
+        assert_eq!(
+            receiver.metrics_endpoint(Protocol::HttpProtobuf),
+            format!("http://{}/v1/metrics", receiver.http_addr())
+        );
+        let response = post(
+            receiver.http_addr(),
+            "/v1/metrics",
+            "application/x-protobuf",
+            &metrics_request(4).encode_to_vec(),
+        );
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let response = post(
+            receiver.http_addr(),
+            "/v1/traces",
+            "application/x-protobuf",
+            &request("beside metrics").encode_to_vec(),
+        );
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+        receiver
+            .wait_for_metric(DURATION, Duration::from_secs(10), |p| !p.is_empty())
+            .unwrap();
+        check_points(&receiver, 4, Protocol::HttpProtobuf);
+        let spans = receiver
+            .wait_for(Duration::from_secs(10), |s| !s.is_empty())
+            .unwrap();
+        assert_eq!(spans.len(), 1);
+        check(&spans[0], "beside metrics", Protocol::HttpProtobuf);
+        let stats = receiver.stats();
+        assert_eq!((stats.http_metrics_requests, stats.http_requests), (1, 1));
+        assert_eq!(stats.http_paths, ["/v1/metrics", "/v1/traces"]);
+        assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    }
+
+    #[test]
+    fn rejects_metrics_it_cannot_decode() {
+        let receiver = Receiver::start().unwrap();
+        let response = post(
+            receiver.http_addr(),
+            "/v1/metrics",
+            "application/x-protobuf",
+            b"\xff\xff\xff",
+        );
+        assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+        let errors = receiver.stats().errors;
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("decoding metrics"), "{errors:?}");
+        assert!(receiver.all_metric_points().is_empty());
+    }
+
+    #[test]
+    fn wait_for_metric_times_out_with_a_listing() {
+        let receiver = Receiver::start().unwrap();
+        let response = post(
+            receiver.http_addr(),
+            "/v1/metrics",
+            "application/x-protobuf",
+            &metrics_request(2).encode_to_vec(),
+        );
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let err = receiver
+            .wait_for_metric(
+                "http.client.request.duration",
+                Duration::from_millis(300),
+                |p| !p.is_empty(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no points"), "{err}");
+        assert!(err.contains(DURATION), "lists what did arrive: {err}");
     }
 }

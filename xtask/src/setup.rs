@@ -16,6 +16,9 @@ use crate::cmd::{self, Paths};
 /// sources (grpc-go, x/net with http2/h2c) for the Go test programs, built in
 /// GOPATH mode from /usr/share/gocode: the Go module proxy is not reachable
 /// from the project's machines. They do not pull in Debian's own Go.
+/// prometheus (with promtool) scrapes the agent's metrics endpoint and
+/// checks the example alert rules in the metrics tests; the tests run their
+/// own instance on a free port, never the service the package may start.
 const DEBIAN_PACKAGES: &[&str] = &[
     "curl",
     "golang-golang-x-net-dev",
@@ -23,6 +26,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "nginx",
     "procps",
+    "prometheus",
     "python3",
     "python3-pip",
     "wrk",

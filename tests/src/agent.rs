@@ -97,8 +97,18 @@ impl Agent {
 
     /// Starts the agent with exactly `args` and waits for its ready line.
     pub fn start_raw(bin: &Path, args: &[&str]) -> anyhow::Result<Agent> {
+        Agent::start_with_env(bin, args, &[])
+    }
+
+    /// [`Agent::start_raw`] with these environment variables set.
+    pub fn start_with_env(
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Agent> {
         let mut cmd = Command::new(bin);
         cmd.args(args);
+        cmd.envs(env.iter().copied());
         eprintln!("[harness] starting {} {}", bin.display(), args.join(" "));
         let mut proc = Proc::spawn("tracer", cmd, true)?;
         let ready = proc.stderr.wait_line(READY_TIMEOUT, is_ready_line);

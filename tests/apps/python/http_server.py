@@ -25,6 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body go out in two writes: with Nagle's algorithm
+    # the body waits for the client's delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
     server_version = "tracer-test-python/1"
 
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature

@@ -530,3 +530,114 @@ fn cardinality_is_bounded_and_the_fold_is_counted() {
     assert!(gauge >= limit as u64, "series held: {gauge}");
     stop(agent);
 }
+
+#[test]
+fn grpc_calls_are_rpc_metrics() {
+    let env = require_root!();
+    let Some(pythonpath) = std::env::var_os("TRACER_PYTHONPATH").filter(|p| !p.is_empty()) else {
+        integration_tests::skip::skip(
+            &env.test,
+            "TRACER_PYTHONPATH is not set (run `cargo xtask test`)",
+        );
+        return;
+    };
+    let script = apps::apps_dir().join("python/grpc_echo.py");
+    let echo = |args: &[&str], service: &str| {
+        let mut cmd = Command::new(apps::python3());
+        cmd.arg("-u")
+            .arg(&script)
+            .args(args)
+            .env("PYTHONPATH", &pythonpath)
+            .env("OTEL_SERVICE_NAME", service);
+        cmd
+    };
+    let server = Proc::spawn("grpc-server", echo(&["server"], "echo-server"), true)
+        .expect("starting the gRPC server");
+    assert!(
+        server
+            .stdout
+            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
+        "the gRPC server did not listen: {}",
+        server.stdout.text()
+    );
+    let port: u16 = server
+        .stdout
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("LISTENING ")?.trim().parse().ok())
+        .expect("a port");
+    let receiver = Receiver::start().expect("receiver");
+    let port_arg = port.to_string();
+    let endpoint = receiver.endpoint(Protocol::Grpc);
+    let agent = Agent::start_with_env(
+        &env.tracer_bin,
+        &["--otlp-endpoint", &endpoint, "--port", &port_arg],
+        &[("OTEL_METRIC_EXPORT_INTERVAL", "500")],
+    )
+    .unwrap_or_else(|e| panic!("starting the agent: {e:#}"));
+    let target = format!("127.0.0.1:{port}");
+    let client = Proc::spawn(
+        "grpc-client",
+        echo(&["client", &target, "--sequential", "20"], "echo-client"),
+        true,
+    )
+    .and_then(|p| p.finish(Duration::from_secs(120)))
+    .and_then(|f| f.ok())
+    .expect("the gRPC client");
+    assert!(
+        client.stdout.contains("RESULT ok=23 failed=0"),
+        "{}",
+        client.stdout
+    );
+
+    // 20 Say (2 of them NOT_FOUND), one Count, Collect and Chat.
+    let want = BTreeMap::from([
+        (("Chat".to_owned(), 0), 1),
+        (("Collect".to_owned(), 0), 1),
+        (("Count".to_owned(), 0), 1),
+        (("Say".to_owned(), 0), 18),
+        (("Say".to_owned(), 5), 2),
+    ]);
+    let calls = |points: &[ReceivedPoint], service: &str| {
+        let mut out = BTreeMap::new();
+        for p in latest(points)
+            .iter()
+            .filter(|p| p.res_str("service.name") == Some(service))
+        {
+            let key = (
+                p.attr_str("rpc.method").unwrap_or_default().to_owned(),
+                p.attr_int("rpc.grpc.status_code").unwrap_or(-1),
+            );
+            *out.entry(key).or_insert(0) += p.histogram().map_or(0, |h| h.count);
+        }
+        out
+    };
+    for (name, service) in [
+        ("rpc.server.call.duration", "echo-server"),
+        ("rpc.client.call.duration", "echo-client"),
+    ] {
+        let points = receiver
+            .wait_for_metric(name, TIMEOUT, |p| calls(p, service) == want)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        for p in latest(&points)
+            .iter()
+            .filter(|p| p.res_str("service.name") == Some(service))
+        {
+            assert_eq!(p.attr_str("rpc.system"), Some("grpc"), "{p}");
+            assert_eq!(p.attr_str("rpc.service"), Some("demo.Echo"), "{p}");
+            assert_eq!(p.unit, "s", "{p}");
+            // NOT_FOUND is the caller's fault: an error for the client only.
+            let not_found = p.attr_int("rpc.grpc.status_code") == Some(5);
+            let client_side = name.starts_with("rpc.client");
+            assert_eq!(
+                p.attr_str("error.type"),
+                (not_found && client_side).then_some("NOT_FOUND"),
+                "{p}"
+            );
+            if client_side {
+                assert_eq!(p.attr_int("server.port"), Some(i64::from(port)), "{p}");
+            }
+        }
+    }
+    stop(agent);
+}

@@ -71,6 +71,10 @@ impl KernelControl for Kernel {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::default());
+    Stats::add(
+        &stats.ringbuf_size_bytes,
+        u64::from(args.ring_buffer_mib) << 20,
+    );
     let env = |name| std::env::var(name).ok();
     let sampler = sampling::from_env_and_flags(
         args.sampler.as_deref(),

@@ -22,6 +22,13 @@ macro_rules! counters {
 counters! {
     /// Ring-buffer records read.
     events_read,
+    /// Bytes of ring-buffer records read (headers and padding included).
+    ringbuf_bytes_read,
+    /// Size of the kernel ring buffer (a gauge: set once).
+    ringbuf_size_bytes,
+    /// The most the ring buffer ever held when it was drained (a gauge:
+    /// compare with ringbuf_size_bytes; when they meet, events drop).
+    ringbuf_backlog_max_bytes,
     /// Data events (syscalls that moved bytes on a traced socket).
     data_events,
     /// Records that could not be decoded (short, unknown kind).
@@ -147,6 +154,9 @@ counters! {
     /// Dropped: delta data points of failed OTLP metrics exports.
     drop_metric_points_export_failed,
 }
+
+/// Counters that are levels rather than totals (exported as gauges).
+pub const GAUGES: &[&str] = &["ringbuf_size_bytes", "ringbuf_backlog_max_bytes"];
 
 impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {

@@ -57,8 +57,13 @@ pub async fn run(
 }
 
 fn drain(ring: &mut RingBuf<MapData>, stats: &Stats, handler: &mut impl EventHandler) {
+    // What one drain finds is how full the buffer was: its records and
+    // their 8-byte headers, each rounded up to 8 bytes as the kernel lays
+    // them out.
+    let mut backlog = 0u64;
     while let Some(item) = ring.next() {
         Stats::inc(&stats.events_read);
+        backlog += (item.len() as u64 + 8).next_multiple_of(8);
         match decode(&item) {
             Ok(event) => handler.handle(event),
             Err(e) => {
@@ -67,4 +72,8 @@ fn drain(ring: &mut RingBuf<MapData>, stats: &Stats, handler: &mut impl EventHan
             }
         }
     }
+    Stats::add(&stats.ringbuf_bytes_read, backlog);
+    stats
+        .ringbuf_backlog_max_bytes
+        .fetch_max(backlog, std::sync::atomic::Ordering::Relaxed);
 }

@@ -295,9 +295,15 @@ fn encode_agent(
             continue;
         }
         let full = format!("tracer_{name}");
-        encoder
-            .encode_descriptor(&full, name, None, MetricType::Counter)?
-            .encode_counter::<NoLabelSet, _, u64>(value, None)?;
+        if crate::stats::GAUGES.contains(name) {
+            let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+            gauge.set(i64::try_from(*value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(&full, name, None, MetricType::Gauge)?)?;
+        } else {
+            encoder
+                .encode_descriptor(&full, name, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(value, None)?;
+        }
     }
     let series: usize = shared
         .lock()

@@ -17,9 +17,10 @@ use super::{
     Shared,
     attributes::Instrument,
     histogram::Histogram,
-    store::{ProcessSeries, Series},
+    service_graph::Edge,
+    store::Series,
 };
-use crate::stats::Stats;
+use crate::{process::ProcessInfo, stats::Stats};
 
 /// Labels of one series.
 type Labels = Vec<(String, String)>;
@@ -61,21 +62,43 @@ impl fmt::Debug for AgentCollector {
 
 impl Collector for AgentCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
-        {
+        // A copy taken under the lock and encoded after it: the pipeline
+        // records into the same aggregation and must not wait for a scrape.
+        let (processes, edges) = {
             let mut state = self.shared.lock();
             state.store.prune(std::time::SystemTime::now());
-            let processes: Vec<&ProcessSeries> = state.store.processes().collect();
-            encode_targets(&mut encoder, &processes)?;
-            for instrument in Instrument::ALL {
-                encode_instrument(&mut encoder, &processes, instrument)?;
-            }
-            encode_graph(&mut encoder, &state.graph)?;
+            let processes: Vec<Snapshot> = state
+                .store
+                .processes()
+                .map(|p| Snapshot {
+                    process: Arc::clone(&p.process),
+                    series: p.series().cloned().collect(),
+                })
+                .collect();
+            let edges: Vec<Edge> = state.graph.edges().cloned().collect();
+            (processes, edges)
+        };
+        encode_targets(&mut encoder, &processes)?;
+        for instrument in Instrument::ALL {
+            encode_instrument(&mut encoder, &processes, instrument)?;
         }
+        encode_graph(&mut encoder, &edges)?;
         if let Some(refresh) = &self.refresh {
             refresh();
         }
-        encode_agent(&mut encoder, &self.stats, &self.shared)
+        let held = processes
+            .iter()
+            .flat_map(|p| &p.series)
+            .filter(|s| s.attrs.is_some())
+            .count();
+        encode_agent(&mut encoder, &self.stats, held)
     }
+}
+
+/// One process's series, copied out of the aggregation for a scrape.
+struct Snapshot {
+    process: Arc<ProcessInfo>,
+    series: Vec<Series>,
 }
 
 /// A semantic-convention attribute name as a label name.
@@ -87,7 +110,7 @@ pub fn label_name(key: &str) -> String {
 
 /// The labels every series of a process carries, joining it to its
 /// `target_info`.
-fn process_labels(p: &ProcessSeries) -> Labels {
+fn process_labels(p: &Snapshot) -> Labels {
     vec![
         ("service_name".to_owned(), p.process.service_name.clone()),
         (
@@ -99,7 +122,7 @@ fn process_labels(p: &ProcessSeries) -> Labels {
 
 fn encode_targets(
     encoder: &mut DescriptorEncoder<'_>,
-    processes: &[&ProcessSeries],
+    processes: &[Snapshot],
 ) -> fmt::Result {
     let mut family = encoder.encode_descriptor(
         "target",
@@ -120,7 +143,7 @@ fn encode_targets(
     Ok(())
 }
 
-fn series_labels(p: &ProcessSeries, s: &Series) -> Labels {
+fn series_labels(p: &Snapshot, s: &Series) -> Labels {
     let mut labels = process_labels(p);
     match &s.attrs {
         Some(attrs) => labels.extend(
@@ -142,16 +165,17 @@ fn family_name(name: &str) -> String {
 
 fn encode_instrument(
     encoder: &mut DescriptorEncoder<'_>,
-    processes: &[&ProcessSeries],
+    processes: &[Snapshot],
     instrument: Instrument,
 ) -> fmt::Result {
-    let of = |p: &&ProcessSeries| {
-        p.series()
+    let of = |p: &Snapshot| {
+        p.series
+            .iter()
             .filter(|s| s.instrument == instrument)
-            .map(|s| (series_labels(p, s), s.clone()))
+            .map(|s| (series_labels(p, s), s))
             .collect::<Vec<_>>()
     };
-    let series: Vec<(Labels, Series)> = processes.iter().flat_map(of).collect();
+    let series: Vec<(Labels, &Series)> = processes.iter().flat_map(of).collect();
     if series.is_empty() {
         return Ok(());
     }
@@ -201,12 +225,9 @@ fn histogram_family<'a>(
 }
 
 /// Tempo's service graph metrics.
-fn encode_graph(
-    encoder: &mut DescriptorEncoder<'_>,
-    graph: &super::service_graph::ServiceGraph,
-) -> fmt::Result {
-    let edges: Vec<(Labels, &super::service_graph::Edge)> = graph
-        .edges()
+fn encode_graph(encoder: &mut DescriptorEncoder<'_>, edges: &[Edge]) -> fmt::Result {
+    let edges: Vec<(Labels, &Edge)> = edges
+        .iter()
         .map(|e| {
             let mut labels = vec![
                 ("client".to_owned(), e.client.to_string()),
@@ -268,11 +289,7 @@ fn encode_graph(
 
 /// The agent's own counters: `tracer_dropped_total{reason}` for every
 /// `drop_*`, `tracer_<name>_total` for the rest.
-fn encode_agent(
-    encoder: &mut DescriptorEncoder<'_>,
-    stats: &Stats,
-    shared: &Shared,
-) -> fmt::Result {
+fn encode_agent(encoder: &mut DescriptorEncoder<'_>, stats: &Stats, held: usize) -> fmt::Result {
     let snapshot = stats.snapshot();
     {
         let mut family = encoder.encode_descriptor(
@@ -305,14 +322,8 @@ fn encode_agent(
                 .encode_counter::<NoLabelSet, _, u64>(value, None)?;
         }
     }
-    let series: usize = shared
-        .lock()
-        .store
-        .processes()
-        .map(ProcessSeries::series_count)
-        .sum();
     let gauge = prometheus_client::metrics::gauge::Gauge::<i64>::default();
-    gauge.set(i64::try_from(series).unwrap_or(i64::MAX));
+    gauge.set(i64::try_from(held).unwrap_or(i64::MAX));
     gauge.encode(encoder.encode_descriptor(
         "tracer_metric_series",
         "Metric series the agent holds now",

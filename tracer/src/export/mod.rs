@@ -10,12 +10,14 @@
 //!
 //! Memory stays bounded whatever the backend does: queue_capacity spans in
 //! the channel, max_pending in the buffer, and one batch in flight.
+mod batch;
 mod config;
 mod convert;
 mod json;
 mod otlp;
 mod pending;
 mod retry;
+mod sender;
 mod stdout;
 mod task;
 

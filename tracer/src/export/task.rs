@@ -1,7 +1,7 @@
 //! The export task: takes spans off the queue, prints them, batches them,
 //! and keeps at most one request to the backend in flight while it goes on
 //! taking spans, so a slow or dead backend never backs up into the sender.
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use opentelemetry_sdk::trace::SpanExporter;
@@ -12,10 +12,10 @@ use tokio::{
 };
 
 use super::{
+    batch::{Attempt, Batch},
     config::ExportConfig,
-    otlp::{self, Attempt, Batch},
-    pending::PendingBuffer,
-    retry::{Backoff, MAX_ATTEMPTS, WarnLimiter},
+    otlp,
+    sender::{Backend, Sender},
     stdout::{LockedWrite, StdoutSink},
 };
 use crate::{spans::record::SpanRecord, stats::Stats};
@@ -118,17 +118,14 @@ where
         flush_interval: config.flush_interval.max(Duration::from_millis(1)),
         max_batch,
         stdout,
-        otlp: exporter.map(|(exporter, target)| Otlp {
-            target,
-            pending: PendingBuffer::new(config.max_pending, max_batch),
-            idle: Some(exporter),
-            in_flight: None,
-            in_flight_len: 0,
-            retry: None,
-            not_before: None,
-            backoff: Backoff::default(),
-            warn: WarnLimiter::default(),
-            flush_due: false,
+        otlp: exporter.map(|(exporter, target)| {
+            Sender::new(
+                Backend::Otlp,
+                exporter,
+                target,
+                config.max_pending,
+                max_batch,
+            )
         }),
     };
     let task = tokio::spawn(worker.run());
@@ -141,8 +138,6 @@ where
     )
 }
 
-type InFlight<E> = Pin<Box<dyn Future<Output = (E, Batch, Attempt)> + Send>>;
-
 struct Worker<E, W> {
     spans: mpsc::Receiver<SpanRecord>,
     control: mpsc::Receiver<Shutdown>,
@@ -150,27 +145,7 @@ struct Worker<E, W> {
     flush_interval: Duration,
     max_batch: usize,
     stdout: Option<StdoutSink<W>>,
-    otlp: Option<Otlp<E>>,
-}
-
-/// The OTLP side: the pending buffer and the one request in flight.
-struct Otlp<E> {
-    /// Protocol and endpoint, for log lines.
-    target: String,
-    pending: PendingBuffer<SpanRecord>,
-    /// The exporter while no request is in flight; the in-flight future
-    /// owns it otherwise and hands it back when done.
-    idle: Option<E>,
-    in_flight: Option<InFlight<E>>,
-    in_flight_len: usize,
-    /// A failed batch waiting for its next attempt; goes before new spans.
-    retry: Option<Batch>,
-    /// Backoff: no attempt before this.
-    not_before: Option<Instant>,
-    backoff: Backoff,
-    warn: WarnLimiter,
-    /// The flush interval passed: send a partial batch too.
-    flush_due: bool,
+    otlp: Option<Sender<E>>,
 }
 
 impl<E, W> Worker<E, W>
@@ -214,9 +189,7 @@ where
                             stdout.flush();
                         }
                         if let Some(otlp) = &mut self.otlp {
-                            // Only with something waiting: a flag left set
-                            // would send the next lone span on its own.
-                            otlp.flush_due = !otlp.pending.is_empty();
+                            otlp.flush_interval_passed();
                         }
                     }
                 }
@@ -233,7 +206,7 @@ where
             }
         }
         if let Some(otlp) = &mut self.otlp {
-            Stats::add(&self.stats.drop_export_buffer_full, otlp.pending.push(span));
+            otlp.push(span, &self.stats);
         }
     }
 
@@ -257,148 +230,13 @@ where
     }
 }
 
-/// Resolves when the request in flight completes; never when there is none.
-async fn in_flight<E>(otlp: &mut Option<Otlp<E>>) -> (E, Batch, Attempt) {
-    match otlp.as_mut().and_then(|o| o.in_flight.as_mut()) {
-        Some(request) => request.await,
+/// Resolves when the sender's request in flight completes; never when there
+/// is no sender or no request.
+async fn in_flight<E: SpanExporter + 'static>(
+    sender: &mut Option<Sender<E>>,
+) -> (E, Batch, Attempt) {
+    match sender {
+        Some(sender) => sender.in_flight().await,
         None => std::future::pending().await,
-    }
-}
-
-impl<E: SpanExporter + 'static> Otlp<E> {
-    fn start_if_ready(&mut self, now: Instant) {
-        if let Some(t) = self.not_before {
-            if now < t {
-                return;
-            }
-            self.not_before = None;
-        }
-        if self.in_flight.is_some() {
-            return;
-        }
-        let batch = match self.retry.take() {
-            Some(batch) => batch,
-            None => match self.pending.take_batch(self.flush_due) {
-                Some(records) => {
-                    if self.pending.is_empty() {
-                        self.flush_due = false;
-                    }
-                    Batch::new(records)
-                }
-                None => return,
-            },
-        };
-        let Some(mut exporter) = self.idle.take() else {
-            return;
-        };
-        self.in_flight_len = batch.len();
-        let mut batch = batch;
-        self.in_flight = Some(Box::pin(async move {
-            let attempt = otlp::export_attempt(&mut exporter, &mut batch).await;
-            (exporter, batch, attempt)
-        }));
-    }
-
-    fn finished(
-        &mut self,
-        exporter: E,
-        batch: Batch,
-        attempt: Attempt,
-        stats: &Stats,
-        now: Instant,
-    ) {
-        self.in_flight = None;
-        self.in_flight_len = 0;
-        self.idle = Some(exporter);
-        Stats::add(&stats.spans_exported, attempt.exported as u64);
-        let Some(error) = attempt.error else {
-            self.backoff.succeeded();
-            return;
-        };
-        Stats::inc(&stats.export_errors);
-        let wait = self.backoff.failed();
-        self.not_before = Some(now + wait);
-        let attempts = batch.attempts;
-        let left = batch.len();
-        let outcome = if attempts >= MAX_ATTEMPTS {
-            Stats::add(&stats.drop_export_failed, left as u64);
-            format!("dropped {left} spans after {attempts} attempts")
-        } else {
-            self.retry = Some(batch);
-            format!("will retry {left} spans in {wait:?}")
-        };
-        self.warn_failure(&error, &outcome, now);
-    }
-
-    fn warn_failure(&mut self, error: &dyn std::fmt::Display, outcome: &str, now: Instant) {
-        if let Some(suppressed) = self.warn.check(now.into_std()) {
-            let suppressed = if suppressed > 0 {
-                format!(" ({suppressed} more failures since the last message)")
-            } else {
-                String::new()
-            };
-            log::warn!(
-                "OTLP export to {} failed: {error}; {outcome}{suppressed}",
-                self.target
-            );
-        }
-    }
-
-    /// Final flush: what is in flight, then the retry batch, then the
-    /// pending buffer, one attempt per batch and no backoff, until the first
-    /// failure or the deadline; whatever is left then counts as failed.
-    async fn drain(mut self, deadline: Instant, stats: &Stats) {
-        let held =
-            self.in_flight_len + self.retry.as_ref().map_or(0, Batch::len) + self.pending.len();
-        let mut settled = 0;
-        let flushed = timeout_at(deadline, async {
-            if let Some(request) = self.in_flight.take() {
-                let (exporter, batch, attempt) = request.await;
-                self.idle = Some(exporter);
-                settled += attempt.exported;
-                Stats::add(&stats.spans_exported, attempt.exported as u64);
-                if let Some(error) = attempt.error {
-                    Stats::inc(&stats.export_errors);
-                    self.warn_failure(&error, "giving up at shutdown", Instant::now());
-                    return;
-                }
-                debug_assert!(batch.is_empty());
-            }
-            let Some(exporter) = self.idle.as_mut() else {
-                return;
-            };
-            loop {
-                let mut batch = match self.retry.take() {
-                    Some(batch) => batch,
-                    None => match self.pending.take_batch(true) {
-                        Some(records) => Batch::new(records),
-                        None => return,
-                    },
-                };
-                let attempt = otlp::export_attempt(exporter, &mut batch).await;
-                settled += attempt.exported;
-                Stats::add(&stats.spans_exported, attempt.exported as u64);
-                if let Some(error) = attempt.error {
-                    Stats::inc(&stats.export_errors);
-                    // Not rate-limited: this is the last word on lost spans.
-                    log::warn!("OTLP export to {} failed at shutdown: {error}", self.target);
-                    return;
-                }
-            }
-        })
-        .await;
-        if flushed.is_err() {
-            log::warn!("OTLP export to {} timed out at shutdown", self.target);
-        }
-        let lost = held.saturating_sub(settled);
-        if lost > 0 {
-            Stats::add(&stats.drop_export_failed, lost as u64);
-            log::warn!("{lost} spans were not exported before shutdown");
-        }
-        if let Some(exporter) = self.idle.take()
-            && let Err(e) = exporter.shutdown()
-        {
-            log::debug!("OTLP exporter shutdown: {e}");
-        }
     }
 }

@@ -9,8 +9,8 @@ use std::{
 
 use super::{
     ExportConfig, OtlpConfig, Protocol,
+    batch::tests::FakeExporter,
     convert::tests::record,
-    otlp::tests::FakeExporter,
     stdout::{LockedWrite, StdoutSink},
     task::{SHUTDOWN_TIMEOUT, spawn_with},
 };

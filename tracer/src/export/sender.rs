@@ -19,12 +19,14 @@ use crate::{spans::record::SpanRecord, stats::Stats};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Otlp,
+    Zipkin,
 }
 
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Self::Otlp => "OTLP",
+            Self::Zipkin => "Zipkin",
         }
     }
 
@@ -32,6 +34,7 @@ impl Backend {
     pub fn exported(self, stats: &Stats) -> &AtomicU64 {
         match self {
             Self::Otlp => &stats.spans_exported,
+            Self::Zipkin => &stats.zipkin_spans_exported,
         }
     }
 
@@ -39,6 +42,7 @@ impl Backend {
     pub fn failed(self, stats: &Stats) -> &AtomicU64 {
         match self {
             Self::Otlp => &stats.drop_export_failed,
+            Self::Zipkin => &stats.drop_zipkin_export_failed,
         }
     }
 
@@ -46,6 +50,7 @@ impl Backend {
     pub fn buffer_full(self, stats: &Stats) -> &AtomicU64 {
         match self {
             Self::Otlp => &stats.drop_export_buffer_full,
+            Self::Zipkin => &stats.drop_zipkin_buffer_full,
         }
     }
 
@@ -53,6 +58,7 @@ impl Backend {
     pub fn errors(self, stats: &Stats) -> &AtomicU64 {
         match self {
             Self::Otlp => &stats.export_errors,
+            Self::Zipkin => &stats.zipkin_export_errors,
         }
     }
 }

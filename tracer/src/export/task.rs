@@ -1,6 +1,7 @@
-//! The export task: takes spans off the queue, prints them, batches them,
-//! and keeps at most one request to the backend in flight while it goes on
-//! taking spans, so a slow or dead backend never backs up into the sender.
+//! The export task: takes spans off the queue, prints them, and hands them
+//! to each backend's sender, which batches them and keeps at most one
+//! request in flight while the task goes on taking spans, so a slow or dead
+//! backend never backs up into the span stage, nor into the other backend.
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -17,6 +18,7 @@ use super::{
     otlp,
     sender::{Backend, Sender},
     stdout::{LockedWrite, StdoutSink},
+    zipkin::ZipkinExporter,
 };
 use crate::{spans::record::SpanRecord, stats::Stats};
 
@@ -51,10 +53,10 @@ impl ExportHandle {
     }
 
     /// Stops the exporter: spans queued so far are printed and exported
-    /// (the backend gets one attempt per batch, no backoff), then the OTLP
-    /// exporter is shut down. Returns after at most [`SHUTDOWN_TIMEOUT`];
-    /// whatever could not be sent by then is counted in
-    /// `drop_export_failed`.
+    /// (each backend gets one attempt per batch, no backoff, all backends at
+    /// once), then the exporters are shut down. Returns after at most
+    /// [`SHUTDOWN_TIMEOUT`]; whatever could not be sent by then is counted
+    /// in `drop_export_failed` / `drop_zipkin_export_failed`.
     pub async fn shutdown(self) {
         let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
         let request = Shutdown {
@@ -72,7 +74,7 @@ impl ExportHandle {
 }
 
 /// Starts the export task; must be called inside a tokio runtime. Fails
-/// only on a configuration the OTLP exporter rejects (e.g. an unparsable
+/// only on a configuration an exporter rejects (e.g. an unparsable
 /// endpoint, or https without a TLS feature); an unreachable backend is not
 /// an error here, only a reason to count failed exports later.
 pub fn spawn(
@@ -93,19 +95,31 @@ pub fn spawn(
         }
         None => None,
     };
+    let zipkin = match &config.zipkin {
+        Some(zipkin_config) => {
+            let exporter =
+                ZipkinExporter::new(zipkin_config).context("cannot set up Zipkin export")?;
+            log::info!("exporting spans to Zipkin at {}", zipkin_config.endpoint);
+            Some((exporter, zipkin_config.endpoint.clone()))
+        }
+        None => None,
+    };
     let stdout = config.stdout.then(StdoutSink::new);
-    Ok(spawn_with(&config, stats, exporter, stdout))
+    Ok(spawn_with(&config, stats, exporter, zipkin, stdout))
 }
 
-/// [`spawn`] with the sinks passed in, so tests can use fakes.
-pub(crate) fn spawn_with<E, W>(
+/// [`spawn`] with the sinks passed in, so tests can use fakes: the OTLP
+/// and the Zipkin exporter, each with its target for log lines.
+pub(crate) fn spawn_with<E, Z, W>(
     config: &ExportConfig,
     stats: Arc<Stats>,
     exporter: Option<(E, String)>,
+    zipkin: Option<(Z, String)>,
     stdout: Option<StdoutSink<W>>,
 ) -> (ExportHandle, JoinHandle<()>)
 where
     E: SpanExporter + 'static,
+    Z: SpanExporter + 'static,
     W: LockedWrite + Send + 'static,
 {
     let (spans_tx, spans) = mpsc::channel(config.queue_capacity.max(1));
@@ -127,6 +141,15 @@ where
                 max_batch,
             )
         }),
+        zipkin: zipkin.map(|(exporter, target)| {
+            Sender::new(
+                Backend::Zipkin,
+                exporter,
+                target,
+                config.max_pending,
+                max_batch,
+            )
+        }),
     };
     let task = tokio::spawn(worker.run());
     (
@@ -138,7 +161,7 @@ where
     )
 }
 
-struct Worker<E, W> {
+struct Worker<E, Z, W> {
     spans: mpsc::Receiver<SpanRecord>,
     control: mpsc::Receiver<Shutdown>,
     stats: Arc<Stats>,
@@ -146,11 +169,13 @@ struct Worker<E, W> {
     max_batch: usize,
     stdout: Option<StdoutSink<W>>,
     otlp: Option<Sender<E>>,
+    zipkin: Option<Sender<Z>>,
 }
 
-impl<E, W> Worker<E, W>
+impl<E, Z, W> Worker<E, Z, W>
 where
     E: SpanExporter + 'static,
+    Z: SpanExporter + 'static,
     W: LockedWrite,
 {
     async fn run(mut self) {
@@ -165,11 +190,22 @@ where
                     wake = wake.min(t);
                 }
             }
+            if let Some(zipkin) = &mut self.zipkin {
+                zipkin.start_if_ready(now);
+                if let Some(t) = zipkin.not_before {
+                    wake = wake.min(t);
+                }
+            }
             tokio::select! {
                 request = self.control.recv() => break request,
                 (exporter, batch, attempt) = in_flight(&mut self.otlp) => {
                     if let Some(otlp) = &mut self.otlp {
                         otlp.finished(exporter, batch, attempt, &self.stats, Instant::now());
+                    }
+                }
+                (exporter, batch, attempt) = in_flight(&mut self.zipkin) => {
+                    if let Some(zipkin) = &mut self.zipkin {
+                        zipkin.finished(exporter, batch, attempt, &self.stats, Instant::now());
                     }
                 }
                 n = self.spans.recv_many(&mut received, self.max_batch) => {
@@ -191,6 +227,9 @@ where
                         if let Some(otlp) = &mut self.otlp {
                             otlp.flush_interval_passed();
                         }
+                        if let Some(zipkin) = &mut self.zipkin {
+                            zipkin.flush_interval_passed();
+                        }
                     }
                 }
             }
@@ -205,8 +244,15 @@ where
                 stdout.flush();
             }
         }
-        if let Some(otlp) = &mut self.otlp {
-            otlp.push(span, &self.stats);
+        // Each backend keeps its own copy, so each can lag on its own.
+        match (&mut self.otlp, &mut self.zipkin) {
+            (Some(otlp), Some(zipkin)) => {
+                otlp.push(span.clone(), &self.stats);
+                zipkin.push(span, &self.stats);
+            }
+            (Some(otlp), None) => otlp.push(span, &self.stats),
+            (None, Some(zipkin)) => zipkin.push(span, &self.stats),
+            (None, None) => {}
         }
     }
 
@@ -224,9 +270,20 @@ where
         if let Some(stdout) = &mut self.stdout {
             stdout.flush();
         }
-        if let Some(otlp) = self.otlp.take() {
-            otlp.drain(deadline, &self.stats).await;
-        }
+        // Side by side, so a dead backend cannot use up another's time.
+        let (otlp, zipkin, stats) = (self.otlp.take(), self.zipkin.take(), &self.stats);
+        tokio::join!(
+            async {
+                if let Some(otlp) = otlp {
+                    otlp.drain(deadline, stats).await;
+                }
+            },
+            async {
+                if let Some(zipkin) = zipkin {
+                    zipkin.drain(deadline, stats).await;
+                }
+            },
+        );
     }
 }
 

@@ -1,5 +1,5 @@
-//! Harness for the integration tests: an OTLP receiver, the agent under
-//! test, the programs it traces, and the rules for skipping.
+//! Harness for the integration tests: an OTLP receiver, a Zipkin receiver,
+//! the agent under test, the programs it traces, and the rules for skipping.
 pub mod agent;
 pub mod apps;
 pub mod chain;
@@ -11,5 +11,6 @@ pub mod process;
 pub mod skip;
 pub mod spans;
 pub mod trace_tree;
+pub mod zipkin_receiver;
 
 pub use otlp_receiver::{AttrValue, Protocol, ReceivedSpan, Receiver};

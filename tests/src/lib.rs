@@ -1,6 +1,6 @@
 //! Harness for the integration tests: an OTLP receiver (traces and
-//! metrics), a Prometheus, the agent under test, the programs it traces,
-//! and the rules for skipping.
+//! metrics), a Zipkin receiver, a Prometheus, the agent under test, the
+//! programs it traces, and the rules for skipping.
 pub mod agent;
 pub mod apps;
 pub mod chain;
@@ -14,6 +14,7 @@ pub mod prometheus;
 pub mod skip;
 pub mod spans;
 pub mod trace_tree;
+pub mod zipkin_receiver;
 
 pub use otlp_metrics::{MetricKind, PointValue, ReceivedPoint, Temporality};
 pub use otlp_receiver::{AttrValue, Protocol, ReceivedSpan, Receiver};

@@ -13,7 +13,7 @@ use crate::{
         table::ConnTable,
     },
     events::reader,
-    export::{self, ExportConfig, ExportHandle, OtlpConfig, Protocol},
+    export::{self, ExportEnv, ExportFlags, ExportHandle, Protocol},
     metrics::{self, config::MetricsFlags},
     probes::{
         ProbeOptions, Probes,
@@ -85,19 +85,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .context("choosing the sampler (--sampler / --sampler-arg)")?;
     info!("sampler: {sampler}");
     let sampling = SamplingState::new(sampler);
-    let export_config = ExportConfig {
-        otlp: (!args.no_otlp).then(|| {
-            OtlpConfig::from_env_and_flags(
-                args.otlp_endpoint.clone(),
-                args.otlp_protocol.map(|p| match p {
-                    OtlpProtocol::Grpc => Protocol::Grpc,
-                    OtlpProtocol::HttpProtobuf => Protocol::HttpProtobuf,
-                }),
-            )
+    let export_flags = ExportFlags {
+        otlp_endpoint: args.otlp_endpoint.clone(),
+        otlp_protocol: args.otlp_protocol.map(|p| match p {
+            OtlpProtocol::Grpc => Protocol::Grpc,
+            OtlpProtocol::HttpProtobuf => Protocol::HttpProtobuf,
         }),
+        no_otlp: args.no_otlp,
         stdout: args.stdout,
-        ..ExportConfig::default()
+        zipkin_endpoint: args.zipkin_endpoint.clone(),
     };
+    let export_config = export::resolve(&export_flags, &ExportEnv::from_process_env())
+        .context("choosing the span exporters (OTEL_TRACES_EXPORTER, --zipkin-endpoint)")?;
     let (exporter, export_task) = export::spawn(export_config, stats.clone())?;
     let metrics_config = metrics::config::resolve(
         &MetricsFlags {

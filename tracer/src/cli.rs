@@ -35,6 +35,13 @@ pub struct Args {
     #[arg(long)]
     pub no_otlp: bool,
 
+    /// Also send spans to Zipkin (v2 JSON) at this URL, e.g.
+    /// http://localhost:9411/api/v2/spans. Without it, Zipkin export is on
+    /// when OTEL_TRACES_EXPORTER lists zipkin (with OTLP: otlp,zipkin), to
+    /// OTEL_EXPORTER_ZIPKIN_ENDPOINT or that default.
+    #[arg(long, value_name = "URL")]
+    pub zipkin_endpoint: Option<String>,
+
     /// Trace this process (and the children it forks). Repeatable.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
@@ -203,8 +210,14 @@ mod tests {
             "nginx",
             "--port",
             "8080",
+            "--zipkin-endpoint",
+            "http://z:9411/api/v2/spans",
         ])
         .unwrap();
+        assert_eq!(
+            a.zipkin_endpoint.as_deref(),
+            Some("http://z:9411/api/v2/spans")
+        );
         assert_eq!(a.otlp_protocol, Some(OtlpProtocol::HttpProtobuf));
         assert_eq!(a.pids, vec![1, 2]);
         assert_eq!(a.exes, vec!["nginx"]);
@@ -248,6 +261,7 @@ mod tests {
             &["tracer", "--pid", "x"],
             &["tracer", "--ring-buffer-mib", "3"],
             &["tracer", "--bogus"],
+            &["tracer", "--zipkin-endpoint"],
         ] {
             assert!(Args::try_parse_from(bad).is_err(), "{bad:?}");
         }

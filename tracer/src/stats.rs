@@ -91,14 +91,26 @@ counters! {
     context_own_header,
     /// Dropped: the channel to the exporter was full.
     drop_export_queue_full,
-    /// Spans exported successfully.
+    /// Spans OTLP accepted.
     spans_exported,
-    /// Dropped: spans in batches the backend did not accept after retries.
+    /// Dropped: spans in batches OTLP did not accept after retries, or still
+    /// unsent to it at shutdown.
     drop_export_failed,
-    /// Dropped: the exporter's pending buffer was full (backend slow or down).
+    /// Dropped: the OTLP sender's pending buffer was full (backend slow or
+    /// down).
     drop_export_buffer_full,
-    /// Export attempts that failed (each may be retried).
+    /// OTLP export attempts that failed (each may be retried).
     export_errors,
+    /// Spans Zipkin accepted.
+    zipkin_spans_exported,
+    /// Dropped: spans in batches Zipkin did not accept after retries, or
+    /// still unsent to it at shutdown.
+    drop_zipkin_export_failed,
+    /// Dropped: the Zipkin sender's pending buffer was full (Zipkin slow or
+    /// down).
+    drop_zipkin_buffer_full,
+    /// Zipkin export attempts that failed (each may be retried).
+    zipkin_export_errors,
     /// Go processes whose requests are followed by goroutine.
     go_processes,
     /// Syscalls of Go processes whose goroutine could not be read (context

@@ -2,6 +2,8 @@
 //! from (flags first, then the standard OTEL_EXPORTER_OTLP_* variables).
 use std::{fmt, str::FromStr, time::Duration};
 
+use super::zipkin::ZipkinConfig;
+
 /// Signal-specific variables win over the generic ones, as in every SDK.
 pub const ENV_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
 pub const ENV_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
@@ -22,6 +24,8 @@ pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ExportConfig {
     /// None when OTLP export is disabled (`--no-otlp`).
     pub otlp: Option<OtlpConfig>,
+    /// Some when spans also (or only) go to Zipkin.
+    pub zipkin: Option<ZipkinConfig>,
     /// Also print every span as one JSON line on stdout.
     pub stdout: bool,
     /// Capacity, in spans, of the channel from the span stage.
@@ -30,7 +34,8 @@ pub struct ExportConfig {
     pub max_batch: usize,
     /// A partial batch is sent after this long.
     pub flush_interval: Duration,
-    /// Spans held while the backend is slow or down; beyond this the oldest go.
+    /// Spans held per backend while it is slow or down; beyond this the
+    /// oldest go.
     pub max_pending: usize,
 }
 
@@ -38,6 +43,7 @@ impl Default for ExportConfig {
     fn default() -> Self {
         Self {
             otlp: Some(OtlpConfig::default()),
+            zipkin: None,
             stdout: false,
             queue_capacity: 65536,
             max_batch: 2048,
@@ -192,20 +198,13 @@ fn non_empty(value: Option<&str>) -> Option<&str> {
 }
 
 impl OtlpConfig {
-    /// Resolves protocol and endpoint from the command line and the process
-    /// environment. The endpoint flag is a full URL for both protocols.
+    /// Resolves protocol and endpoint from the command line and `env` (the
+    /// process environment's OTEL_EXPORTER_OTLP_* values). The endpoint
+    /// flag is a full URL for both protocols.
     ///
     /// OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, _COMPRESSION and _INSECURE are
     /// not handled here: opentelemetry-otlp reads them itself when the
     /// exporter is built (headers become gRPC metadata or HTTP headers).
-    pub fn from_env_and_flags(
-        endpoint_flag: Option<String>,
-        protocol_flag: Option<Protocol>,
-    ) -> Self {
-        Self::resolve(endpoint_flag, protocol_flag, &OtlpEnv::from_process_env())
-    }
-
-    /// [`Self::from_env_and_flags`] with the environment passed in.
     pub fn resolve(
         endpoint_flag: Option<String>,
         protocol_flag: Option<Protocol>,

@@ -78,7 +78,7 @@ fn resource_json(resource: &Resource) -> Json {
     Json::Object(attributes)
 }
 
-fn value_json(value: &Value) -> Json {
+pub(super) fn value_json(value: &Value) -> Json {
     match value {
         Value::Bool(b) => Json::Bool(*b),
         Value::I64(i) => Json::from(*i),

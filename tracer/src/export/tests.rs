@@ -9,8 +9,8 @@ use std::{
 
 use super::{
     ExportConfig, OtlpConfig, Protocol,
+    batch::tests::FakeExporter,
     convert::tests::record,
-    otlp::tests::FakeExporter,
     stdout::{LockedWrite, StdoutSink},
     task::{SHUTDOWN_TIMEOUT, spawn_with},
 };
@@ -29,6 +29,7 @@ impl LockedWrite for SharedOut {
 fn config(max_batch: usize, max_pending: usize) -> ExportConfig {
     ExportConfig {
         otlp: None,
+        zipkin: None,
         stdout: false,
         queue_capacity: 10_000,
         max_batch,
@@ -77,6 +78,7 @@ async fn full_batches_go_at_once_partial_ones_at_the_interval() {
         },
         stats.clone(),
         Some((fake, "fake".to_owned())),
+        None::<(FakeExporter, String)>,
         None::<StdoutSink<SharedOut>>,
     );
     for pid in [1, 1, 2, 1, 2] {
@@ -102,6 +104,7 @@ async fn partial_batch_is_sent_after_the_flush_interval() {
         &config(100, 100),
         stats.clone(),
         Some((FakeExporter::default(), "fake".to_owned())),
+        None::<(FakeExporter, String)>,
         None::<StdoutSink<SharedOut>>,
     );
     assert!(handle.try_send(record(1)));
@@ -120,6 +123,7 @@ async fn failed_batch_is_retried_then_dropped() {
         &config(2, 100),
         stats.clone(),
         Some((fake, "fake".to_owned())),
+        None::<(FakeExporter, String)>,
         None::<StdoutSink<SharedOut>>,
     );
     for _ in 0..2 {
@@ -155,6 +159,7 @@ async fn retry_succeeds_within_the_attempts() {
         &config(1, 100),
         stats.clone(),
         Some((fake, "fake".to_owned())),
+        None::<(FakeExporter, String)>,
         None::<StdoutSink<SharedOut>>,
     );
     assert!(handle.try_send(record(1)));
@@ -175,6 +180,7 @@ async fn stdout_only_prints_every_span_as_a_line() {
             ..config(3, 100)
         },
         stats.clone(),
+        None::<(FakeExporter, String)>,
         None::<(FakeExporter, String)>,
         Some(StdoutSink::with_writer(out.clone())),
     );
@@ -202,6 +208,7 @@ async fn dropping_every_handle_flushes_too() {
         &config(100, 100),
         stats.clone(),
         Some((FakeExporter::default(), "fake".to_owned())),
+        None::<(FakeExporter, String)>,
         None::<StdoutSink<SharedOut>>,
     );
     for _ in 0..3 {
@@ -225,6 +232,7 @@ async fn full_queue_refuses_without_blocking() {
         },
         stats.clone(),
         Some((FakeExporter::default(), "fake".to_owned())),
+        None::<(FakeExporter, String)>,
         None::<StdoutSink<SharedOut>>,
     );
     // The task has not run yet (current-thread runtime, no await since the
@@ -261,6 +269,7 @@ async fn unreachable_backend(protocol: Protocol) {
         &cfg,
         stats.clone(),
         Some((exporter, "test".to_owned())),
+        None::<(FakeExporter, String)>,
         None::<StdoutSink<SharedOut>>,
     );
     let sent = 1000;
@@ -311,4 +320,134 @@ async fn spawn_builds_the_real_exporter() {
     let (handle, task) = super::spawn(cfg, stats).unwrap();
     handle.shutdown().await;
     task.await.unwrap();
+}
+
+/// Every span handed over ends up sent to Zipkin or in exactly one of its
+/// drop counters.
+fn assert_zipkin_accounted(stats: &Stats, sent: u64) {
+    assert_eq!(
+        load(&stats.zipkin_spans_exported)
+            + load(&stats.drop_zipkin_buffer_full)
+            + load(&stats.drop_zipkin_export_failed),
+        sent,
+        "{}",
+        stats.summary()
+    );
+}
+
+#[tokio::test]
+async fn both_backends_get_every_span_and_count_apart() {
+    let stats = Arc::new(Stats::default());
+    let otlp = FakeExporter::default();
+    let zipkin = FakeExporter::default();
+    let (otlp_calls, zipkin_calls) = (otlp.calls.clone(), zipkin.calls.clone());
+    let (handle, task) = spawn_with(
+        &config(4, 100),
+        stats.clone(),
+        Some((otlp, "otlp".to_owned())),
+        Some((zipkin, "zipkin".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    for pid in [1, 2, 1, 3, 1] {
+        assert!(handle.try_send(record(pid)));
+    }
+    handle.shutdown().await;
+    task.await.unwrap();
+    assert_eq!(load(&stats.spans_exported), 5);
+    assert_eq!(load(&stats.zipkin_spans_exported), 5);
+    // The same requests, per process, to both.
+    assert_eq!(*otlp_calls.lock().unwrap(), *zipkin_calls.lock().unwrap());
+    assert_accounted(&stats, 5);
+    assert_zipkin_accounted(&stats, 5);
+}
+
+/// Zipkin refuses everything: OTLP still gets every span as it comes, and
+/// the Zipkin losses land in Zipkin's counters only.
+#[tokio::test]
+async fn a_failing_zipkin_does_not_hold_up_otlp() {
+    let stats = Arc::new(Stats::default());
+    let zipkin = FakeExporter::default();
+    *zipkin.fail.lock().unwrap() = usize::MAX;
+    let (handle, task) = spawn_with(
+        &config(2, 100),
+        stats.clone(),
+        Some((FakeExporter::default(), "otlp".to_owned())),
+        Some((zipkin, "zipkin".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    for _ in 0..4 {
+        assert!(handle.try_send(record(1)));
+    }
+    // Both OTLP batches go out while Zipkin is still backing off.
+    assert!(eventually(Duration::from_secs(1), || load(&stats.spans_exported) == 4).await);
+    assert!(load(&stats.zipkin_export_errors) >= 1);
+    handle.shutdown().await;
+    task.await.unwrap();
+    assert_eq!(load(&stats.export_errors), 0);
+    assert_eq!(load(&stats.drop_export_failed), 0);
+    assert_eq!(load(&stats.zipkin_spans_exported), 0);
+    assert_eq!(load(&stats.drop_zipkin_export_failed), 4);
+    assert_accounted(&stats, 4);
+    assert_zipkin_accounted(&stats, 4);
+}
+
+/// The real Zipkin exporter against a port nobody listens on, next to a
+/// working OTLP: OTLP exports everything, Zipkin's losses are counted, and
+/// shutdown returns in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_zipkin_is_not_fatal() {
+    let stats = Arc::new(Stats::default());
+    let zipkin = super::ZipkinConfig {
+        endpoint: format!("http://127.0.0.1:{}/api/v2/spans", closed_port()),
+        timeout: Duration::from_millis(500),
+    };
+    let exporter = super::zipkin::ZipkinExporter::new(&zipkin).unwrap();
+    let (handle, task) = spawn_with(
+        &config(10, 100),
+        stats.clone(),
+        Some((FakeExporter::default(), "otlp".to_owned())),
+        Some((exporter, "zipkin".to_owned())),
+        None::<StdoutSink<SharedOut>>,
+    );
+    let sent = 300;
+    for i in 0..sent {
+        assert!(handle.try_send(record(i % 3)));
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || load(&stats.spans_exported)
+            == u64::from(sent)
+            && load(&stats.zipkin_export_errors) > 0)
+        .await,
+        "{}",
+        stats.summary()
+    );
+    let started = std::time::Instant::now();
+    handle.shutdown().await;
+    assert!(started.elapsed() < SHUTDOWN_TIMEOUT + Duration::from_secs(1));
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("task ends with shutdown")
+        .expect("task did not panic");
+    assert_eq!(load(&stats.zipkin_spans_exported), 0);
+    assert_accounted(&stats, u64::from(sent));
+    assert_zipkin_accounted(&stats, u64::from(sent));
+}
+
+#[tokio::test]
+async fn spawn_builds_the_zipkin_exporter_and_rejects_a_bad_url() {
+    let mut cfg = ExportConfig {
+        otlp: None,
+        zipkin: Some(super::ZipkinConfig::default()),
+        ..config(10, 100)
+    };
+    let (handle, task) = super::spawn(cfg.clone(), Arc::new(Stats::default())).unwrap();
+    handle.shutdown().await;
+    task.await.unwrap();
+
+    cfg.zipkin = Some(super::ZipkinConfig {
+        endpoint: "https://zipkin:9411/api/v2/spans".to_owned(),
+        ..super::ZipkinConfig::default()
+    });
+    let error = super::spawn(cfg, Arc::new(Stats::default())).unwrap_err();
+    assert!(format!("{error:#}").contains("Zipkin"), "{error:#}");
 }

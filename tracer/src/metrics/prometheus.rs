@@ -14,11 +14,7 @@ use prometheus_client::{
 };
 
 use super::{
-    Shared,
-    attributes::Instrument,
-    histogram::Histogram,
-    service_graph::Edge,
-    store::Series,
+    Shared, attributes::Instrument, histogram::Histogram, service_graph::Edge, store::Series,
 };
 use crate::{process::ProcessInfo, stats::Stats};
 
@@ -120,10 +116,7 @@ fn process_labels(p: &Snapshot) -> Labels {
     ]
 }
 
-fn encode_targets(
-    encoder: &mut DescriptorEncoder<'_>,
-    processes: &[Snapshot],
-) -> fmt::Result {
+fn encode_targets(encoder: &mut DescriptorEncoder<'_>, processes: &[Snapshot]) -> fmt::Result {
     let mut family = encoder.encode_descriptor(
         "target",
         "Target metadata: the resource of each traced process",
@@ -168,14 +161,15 @@ fn encode_instrument(
     processes: &[Snapshot],
     instrument: Instrument,
 ) -> fmt::Result {
-    let of = |p: &Snapshot| {
-        p.series
-            .iter()
-            .filter(|s| s.instrument == instrument)
-            .map(|s| (series_labels(p, s), s))
-            .collect::<Vec<_>>()
-    };
-    let series: Vec<(Labels, &Series)> = processes.iter().flat_map(of).collect();
+    let series: Vec<(Labels, &Series)> = processes
+        .iter()
+        .flat_map(|p| {
+            p.series
+                .iter()
+                .filter(move |s| s.instrument == instrument)
+                .map(move |s| (series_labels(p, s), s))
+        })
+        .collect();
     if series.is_empty() {
         return Ok(());
     }

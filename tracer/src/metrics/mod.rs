@@ -12,6 +12,9 @@ pub mod server;
 pub mod service_graph;
 pub mod store;
 
+#[cfg(test)]
+mod alloc_tests;
+
 use std::{
     fmt::Write as _,
     sync::{Arc, Mutex, MutexGuard},

@@ -243,7 +243,7 @@ async fn start_metrics(
 ) -> Option<RunningMetrics> {
     if !config.enabled() {
         info!(
-            "metrics: off (--no-metrics, or OTEL_METRICS_EXPORTER=none and no --prometheus-port)"
+            "metrics: none aggregated: --no-metrics, or OTEL_METRICS_EXPORTER=none without --prometheus-port"
         );
         return None;
     }

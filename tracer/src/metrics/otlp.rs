@@ -72,6 +72,19 @@ pub fn spawn(
     stats: Arc<Stats>,
     host_name: String,
 ) -> anyhow::Result<ExportHandle> {
+    // Neither transport is built with TLS (as for spans): say so now rather
+    // than fail every export.
+    if config
+        .endpoint
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("https://")
+    {
+        anyhow::bail!(
+            "OTLP metrics endpoint {:?}: https is not supported (the agent is built without TLS)",
+            config.endpoint
+        );
+    }
     let transport = match config.protocol {
         Protocol::Grpc => {
             let channel = Channel::from_shared(config.endpoint.clone())
@@ -550,4 +563,151 @@ fn graph_metrics(
             temporality,
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        context::parent::{ParentSource, SpanIdentity},
+        process::{ProcessInfo, info::ProcDetails},
+        protocols::http1::{Direction, Exchange, Outcome, RequestHead, ResponseHead, Version},
+        spans::http::Endpoints,
+    };
+
+    fn config(endpoint: &str, temporality: Temporality) -> OtlpMetricsConfig {
+        OtlpMetricsConfig {
+            endpoint: endpoint.to_owned(),
+            protocol: Protocol::HttpProtobuf,
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(1),
+            temporality,
+        }
+    }
+
+    #[test]
+    fn https_is_refused_at_start() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let shared = Shared::new(10, Arc::new(Stats::default()));
+        let _guard = rt.enter();
+        let err = spawn(
+            config("https://collector:4318/v1/metrics", Temporality::Cumulative),
+            shared,
+            Arc::new(Stats::default()),
+            "h".into(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("https is not supported"), "{err}");
+    }
+
+    fn record(shared: &Shared, n: usize) {
+        let mut rec = shared.recorder();
+        let process = Arc::new(ProcessInfo::new(3, ProcDetails::default(), "h"));
+        let ends = Endpoints {
+            local: ([127, 0, 0, 1].into(), 80),
+            remote: ([127, 0, 0, 1].into(), 5000),
+        };
+        let ex = Exchange {
+            request_direction: Direction::Ingress,
+            request: RequestHead {
+                method: "GET".into(),
+                target: "/a/1".into(),
+                version: Version::Http11,
+                headers: vec![],
+            },
+            response: Some(ResponseHead {
+                status: 200,
+                version: Version::Http11,
+                headers: vec![],
+            }),
+            request_start: 0,
+            request_end: 1,
+            response_start: 2,
+            response_end: 2_000_000,
+            request_body_bytes: 0,
+            response_body_bytes: 0,
+            outcome: Outcome::Complete,
+        };
+        let identity = SpanIdentity {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: None,
+            parent_is_remote: false,
+            sampled: true,
+            trace_state: None,
+            source: ParentSource::None,
+            injected: false,
+        };
+        for _ in 0..n {
+            rec.http1(&ex, &ends, &process, &identity, 0);
+        }
+    }
+
+    fn counts(request: &ExportMetricsServiceRequest, name: &str) -> Vec<(u64, i32)> {
+        request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .filter(|m| m.name == name)
+            .filter_map(|m| match &m.data {
+                Some(Data::Histogram(h)) => Some(
+                    h.data_points
+                        .iter()
+                        .map(|p| (p.count, h.aggregation_temporality))
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn delta_sends_what_changed_and_cumulative_the_totals() {
+        let (t0, t1, t2) = (
+            SystemTime::UNIX_EPOCH + Duration::from_secs(10),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(20),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(30),
+        );
+        let name = "http.server.request.duration";
+        let delta = AggregationTemporality::Delta as i32;
+        let cumulative = AggregationTemporality::Cumulative as i32;
+        let shared = Shared::new(10, Arc::new(Stats::default()));
+        record(&shared, 3);
+        let first = build_request(&mut shared.lock(), Temporality::Delta, t0, t1, "h");
+        assert_eq!(counts(&first, name), vec![(3, delta)]);
+        record(&shared, 2);
+        let second = build_request(&mut shared.lock(), Temporality::Delta, t1, t2, "h");
+        assert_eq!(counts(&second, name), vec![(2, delta)]);
+        // The agent's own resource carries the service graph (a root
+        // request is an edge from `user`).
+        let graph = second
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .find(|m| m.name == "traces_service_graph_request_total")
+            .expect("the service graph");
+        match &graph.data {
+            Some(Data::Sum(s)) => {
+                assert!(s.is_monotonic);
+                assert_eq!(
+                    s.data_points[0].value,
+                    Some(number_data_point::Value::AsInt(2))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let shared = Shared::new(10, Arc::new(Stats::default()));
+        record(&shared, 3);
+        let _ = build_request(&mut shared.lock(), Temporality::Cumulative, t0, t1, "h");
+        record(&shared, 2);
+        let second = build_request(&mut shared.lock(), Temporality::Cumulative, t1, t2, "h");
+        assert_eq!(counts(&second, name), vec![(5, cumulative)]);
+    }
 }

@@ -119,15 +119,19 @@ fn record(
     now: u64,
 ) {
     let mut state = shared.lock();
-    state.store.record(process, obs);
-    let service = state.graph.intern(&process.service_name);
+    let State { store, graph } = &mut *state;
+    let name = store.record(process, obs);
+    let service = match name {
+        Some(name) => Arc::clone(name),
+        None => Arc::clone(name.insert(graph.intern(&process.service_name))),
+    };
     let side = Side {
         service,
         duration: obs.duration,
         failed: obs.failed,
     };
     if obs.instrument.is_server() {
-        state.graph.server(identity.parent_span_id, side, now);
+        graph.server(identity.parent_span_id, side, now);
         return;
     }
     peer.clear();
@@ -139,6 +143,6 @@ fn record(
         }
         None => "unknown",
     };
-    let peer = state.graph.intern(name);
-    state.graph.client(identity.span_id, side, peer, now);
+    let peer = graph.intern(name);
+    graph.client(identity.span_id, side, peer, now);
 }

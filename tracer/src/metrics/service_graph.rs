@@ -10,9 +10,10 @@
 //! `virtual_node` connections); a root server exchange is an edge from
 //! `user`. Names are interned: after the first request of an edge, pairing
 //! allocates nothing.
-use std::{collections::HashMap, collections::VecDeque, hash::BuildHasher, sync::Arc};
+use std::{collections::VecDeque, hash::BuildHasher, sync::Arc};
 
-use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
+// hashbrown's maps hash with foldhash, cheaper than std's SipHash.
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet, HashTable};
 
 use super::histogram::{DURATION_BOUNDS, Histogram};
 use crate::stats::Stats;
@@ -98,14 +99,18 @@ pub struct ServiceGraph {
     /// (span id, is client, since) in arrival order, for expiry.
     order: VecDeque<([u8; 8], bool, u64)>,
     edges: HashTable<Edge>,
+    /// [`USER`], interned once.
+    user: Arc<str>,
     stats: Arc<Stats>,
 }
 
 impl ServiceGraph {
     pub fn new(stats: Arc<Stats>) -> Self {
+        let user: Arc<str> = USER.into();
         Self {
             hasher: DefaultHashBuilder::default(),
-            names: HashSet::new(),
+            names: HashSet::from_iter([Arc::clone(&user)]),
+            user,
             clients: HashMap::new(),
             servers: HashMap::new(),
             order: VecDeque::new(),
@@ -157,9 +162,8 @@ impl ServiceGraph {
     pub fn server(&mut self, parent: Option<[u8; 8]>, side: Side, now: u64) {
         self.expire(now);
         let Some(parent) = parent else {
-            let user = self.intern(USER);
             let client = Side {
-                service: user,
+                service: Arc::clone(&self.user),
                 duration: 0.0,
                 failed: false,
             };

@@ -6,12 +6,13 @@
 //! its one overflow series (attribute `otel.metric.overflow`, as the
 //! OpenTelemetry SDKs' cardinality limit does), and every fold is counted.
 use std::{
-    collections::HashMap,
     sync::Arc,
     time::{Duration, SystemTime},
 };
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+// hashbrown's maps hash with foldhash: std's SipHash cost more than the
+// rest of recording.
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use super::{
     attributes::{Attrs, Instrument, OwnedAttrs},
@@ -71,6 +72,9 @@ pub struct ProcessSeries {
     table: HashTable<Series>,
     overflow: [Option<Series>; 4],
     exited: Option<SystemTime>,
+    /// The service's name as the service graph interned it, kept here so
+    /// that recording finds it with the series.
+    pub graph_name: Option<Arc<str>>,
 }
 
 impl ProcessSeries {
@@ -113,7 +117,13 @@ impl Store {
         }
     }
 
-    pub fn record(&mut self, process: &Arc<ProcessInfo>, obs: &Observation<'_>) {
+    /// Records `obs` into its series; gives the process's slot for its
+    /// service-graph name.
+    pub fn record(
+        &mut self,
+        process: &Arc<ProcessInfo>,
+        obs: &Observation<'_>,
+    ) -> &mut Option<Arc<str>> {
         let entry = self
             .processes
             .entry(process.key)
@@ -122,6 +132,7 @@ impl Store {
                 table: HashTable::new(),
                 overflow: Default::default(),
                 exited: None,
+                graph_name: None,
             });
         let hasher = &self.hasher;
         let hash = obs.attrs.hash_with(obs.instrument, hasher);
@@ -131,21 +142,20 @@ impl Store {
         };
         if let Some(series) = entry.table.find_mut(hash, matches) {
             series.record(obs);
-            return;
-        }
-        if entry.table.len() < self.limit {
+        } else if entry.table.len() < self.limit {
             let mut series = Series::new(obs.instrument, Some(obs.attrs.to_owned()));
             series.record(obs);
             entry
                 .table
                 .insert_unique(hash, series, |s| rehash(s, hasher));
             Stats::inc(&self.stats.metrics_series_created);
-            return;
+        } else {
+            Stats::inc(&self.stats.metrics_series_folded);
+            entry.overflow[obs.instrument.index()]
+                .get_or_insert_with(|| Series::new(obs.instrument, None))
+                .record(obs);
         }
-        Stats::inc(&self.stats.metrics_series_folded);
-        entry.overflow[obs.instrument.index()]
-            .get_or_insert_with(|| Series::new(obs.instrument, None))
-            .record(obs);
+        &mut entry.graph_name
     }
 
     /// The process is gone, or is another program now (exec): its series

@@ -265,7 +265,13 @@ pub fn push_identity(attrs: &mut Vec<KeyValue>, identity: &SpanIdentity) {
 /// (path, query) of a request-target in origin form (`/a?b`) or absolute
 /// form (`http://h/a?b`, as sent to proxies).
 pub fn split_target(target: &str) -> (&str, Option<&str>) {
-    let target = match target.find("://") {
+    // Origin form, by far the most common, needs no search for a scheme.
+    let scheme_end = if target.starts_with('/') {
+        None
+    } else {
+        target.find("://")
+    };
+    let target = match scheme_end {
         Some(i) => {
             let rest = &target[i + 3..];
             rest.find('/').map_or("/", |p| &rest[p..])

@@ -448,6 +448,20 @@ fn server_series(text: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Scrapes until the server's series count `requests` in all (the agent
+/// reads the ring buffer in bursts), for at most 20 s; the last scrape.
+fn scrape_until(port: u16, requests: u64) -> String {
+    let mut text = scrape(port);
+    for _ in 0..100 {
+        if server_series(&text).iter().map(|(_, c)| c).sum::<u64>() >= requests {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        text = scrape(port);
+    }
+    text
+}
+
 fn counter(text: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
@@ -477,14 +491,7 @@ fn cardinality_is_bounded_and_the_fold_is_counted() {
         &["/orders/{i}?status=200=5000".to_owned()],
         Duration::ZERO,
     );
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = scrape(port);
-        if server_series(&text).iter().map(|(_, c)| c).sum::<u64>() >= 5000 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let text = scrape_until(port, 5000);
     let series = server_series(&text);
     assert_eq!(series.len(), 1, "one series for one route: {series:?}");
     assert!(
@@ -499,13 +506,7 @@ fn cardinality_is_bounded_and_the_fold_is_counted() {
         &["/catalog/{w}?status=200=5000".to_owned()],
         Duration::ZERO,
     );
-    for _ in 0..100 {
-        text = scrape(port);
-        if server_series(&text).iter().map(|(_, c)| c).sum::<u64>() >= 10_000 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let text = scrape_until(port, 10_000);
     let series = server_series(&text);
     let counted: u64 = series.iter().map(|(_, c)| c).sum();
     assert_eq!(counted, 10_000, "every request counted once");

@@ -4,16 +4,15 @@
 use std::{
     alloc::{GlobalAlloc, Layout, System},
     cell::Cell,
-    net::Ipv4Addr,
     sync::Arc,
 };
 
-use super::Shared;
+use super::{
+    Shared,
+    fixtures::{ends, exchange, identity, service},
+};
 use crate::{
-    context::parent::{ParentSource, SpanIdentity},
-    process::{ProcessInfo, info::ProcDetails},
-    protocols::http1::{Direction, Exchange, Outcome, RequestHead, ResponseHead, Version},
-    spans::http::Endpoints,
+    protocols::http1::{Direction, Exchange},
     stats::Stats,
 };
 
@@ -61,53 +60,13 @@ fn allocations(f: impl FnOnce()) -> u64 {
     COUNT.with(Cell::get)
 }
 
-fn exchange(dir: Direction, target: &str, status: u16) -> Exchange {
-    Exchange {
-        request_direction: dir,
-        request: RequestHead {
-            method: "GET".into(),
-            target: target.into(),
-            version: Version::Http11,
-            headers: vec![("host".into(), "10.0.0.2:8080".into())],
-        },
-        response: Some(ResponseHead {
-            status,
-            version: Version::Http11,
-            headers: vec![],
-        }),
-        request_start: 0,
-        request_end: 1_000,
-        response_start: 2_000,
-        response_end: 3_000_000,
-        request_body_bytes: 10,
-        response_body_bytes: 100,
-        outcome: Outcome::Complete,
-    }
-}
-
-fn identity(span: u64, parent: Option<u64>) -> SpanIdentity {
-    SpanIdentity {
-        trace_id: [1; 16],
-        span_id: span.to_be_bytes(),
-        parent_span_id: parent.map(u64::to_be_bytes),
-        parent_is_remote: parent.is_some(),
-        sampled: false,
-        trace_state: None,
-        source: ParentSource::None,
-        injected: false,
-    }
-}
-
 #[test]
 fn recording_into_existing_series_allocates_nothing() {
     let shared = Shared::new(1000, Arc::new(Stats::default()));
     let mut recorder = shared.recorder();
-    let ends = Endpoints {
-        local: (Ipv4Addr::LOCALHOST.into(), 8080),
-        remote: (Ipv4Addr::new(10, 0, 0, 2).into(), 8080),
-    };
-    let front = Arc::new(ProcessInfo::new(1, ProcDetails::default(), "h"));
-    let back = Arc::new(ProcessInfo::new(2, ProcDetails::default(), "h"));
+    let ends = ends();
+    let front = service(1, "front");
+    let back = service(2, "back");
     // Distinct paths, few routes: client and server sides of each call,
     // paired in the service graph, and a root server request.
     let calls: Vec<(Exchange, Exchange)> = (0..2000)

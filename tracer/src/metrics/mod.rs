@@ -14,6 +14,8 @@ pub mod store;
 
 #[cfg(test)]
 mod alloc_tests;
+#[cfg(test)]
+mod fixtures;
 
 use std::{
     fmt::Write as _,

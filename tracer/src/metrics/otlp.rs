@@ -569,10 +569,8 @@ fn graph_metrics(
 mod tests {
     use super::*;
     use crate::{
-        context::parent::{ParentSource, SpanIdentity},
-        process::{ProcessInfo, info::ProcDetails},
-        protocols::http1::{Direction, Exchange, Outcome, RequestHead, ResponseHead, Version},
-        spans::http::Endpoints,
+        metrics::fixtures::{ends, exchange, identity, service},
+        protocols::http1::Direction,
     };
 
     fn config(endpoint: &str, temporality: Temporality) -> OtlpMetricsConfig {
@@ -605,44 +603,10 @@ mod tests {
 
     fn record(shared: &Shared, n: usize) {
         let mut rec = shared.recorder();
-        let process = Arc::new(ProcessInfo::new(3, ProcDetails::default(), "h"));
-        let ends = Endpoints {
-            local: ([127, 0, 0, 1].into(), 80),
-            remote: ([127, 0, 0, 1].into(), 5000),
-        };
-        let ex = Exchange {
-            request_direction: Direction::Ingress,
-            request: RequestHead {
-                method: "GET".into(),
-                target: "/a/1".into(),
-                version: Version::Http11,
-                headers: vec![],
-            },
-            response: Some(ResponseHead {
-                status: 200,
-                version: Version::Http11,
-                headers: vec![],
-            }),
-            request_start: 0,
-            request_end: 1,
-            response_start: 2,
-            response_end: 2_000_000,
-            request_body_bytes: 0,
-            response_body_bytes: 0,
-            outcome: Outcome::Complete,
-        };
-        let identity = SpanIdentity {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-            parent_span_id: None,
-            parent_is_remote: false,
-            sampled: true,
-            trace_state: None,
-            source: ParentSource::None,
-            injected: false,
-        };
+        let process = service(3, "api");
+        let ex = exchange(Direction::Ingress, "/a/1", 200);
         for _ in 0..n {
-            rec.http1(&ex, &ends, &process, &identity, 0);
+            rec.http1(&ex, &ends(), &process, &identity(2, None), 0);
         }
     }
 

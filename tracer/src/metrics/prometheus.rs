@@ -328,74 +328,22 @@ fn encode_agent(encoder: &mut DescriptorEncoder<'_>, stats: &Stats, held: usize)
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::{
-        context::parent::{ParentSource, SpanIdentity},
-        process::{ProcessInfo, info::ProcDetails},
-        protocols::http1::{Direction, Exchange, Outcome, RequestHead, ResponseHead, Version},
-        spans::http::Endpoints,
+        metrics::fixtures::{ends, exchange, identity, service},
+        protocols::http1::Direction,
     };
-
-    fn exchange(dir: Direction, target: &str, status: u16) -> Exchange {
-        Exchange {
-            request_direction: dir,
-            request: RequestHead {
-                method: "GET".into(),
-                target: target.into(),
-                version: Version::Http11,
-                headers: vec![("host".into(), "back:8080".into())],
-            },
-            response: Some(ResponseHead {
-                status,
-                version: Version::Http11,
-                headers: vec![],
-            }),
-            request_start: 0,
-            request_end: 1_000,
-            response_start: 2_000,
-            response_end: 30_000_000,
-            request_body_bytes: 0,
-            response_body_bytes: 100,
-            outcome: Outcome::Complete,
-        }
-    }
-
-    fn identity(span: u8, parent: Option<u8>) -> SpanIdentity {
-        SpanIdentity {
-            trace_id: [1; 16],
-            span_id: [span; 8],
-            parent_span_id: parent.map(|p| [p; 8]),
-            parent_is_remote: parent.is_some(),
-            sampled: false,
-            trace_state: None,
-            source: ParentSource::None,
-            injected: false,
-        }
-    }
 
     #[test]
     fn scrape_has_translated_names_labels_graph_and_agent_counters() {
         let stats = Arc::new(Stats::default());
         let shared = Shared::new(100, stats.clone());
         let mut rec = shared.recorder();
-        let ends = Endpoints {
-            local: ([127, 0, 0, 1].into(), 8080),
-            remote: ([127, 0, 0, 1].into(), 40_000),
-        };
-        let details = ProcDetails {
-            env_service_name: Some("back".into()),
-            ..ProcDetails::default()
-        };
-        let back = Arc::new(ProcessInfo::new(7, details, "host-a"));
-        let details = ProcDetails {
-            env_service_name: Some("front".into()),
-            ..ProcDetails::default()
-        };
-        let front = Arc::new(ProcessInfo::new(8, details, "host-a"));
-        for (i, status) in [200, 200, 500].into_iter().enumerate() {
-            let span = u8::try_from(i).unwrap() + 10;
+        let ends = ends();
+        let back = service(7, "back");
+        let front = service(8, "front");
+        for (i, status) in [200u16, 200, 500].into_iter().enumerate() {
+            let span = i as u64 + 10;
             let client = exchange(Direction::Egress, "/users/1", status);
             rec.http1(&client, &ends, &front, &identity(span, None), 0);
             let server = exchange(Direction::Ingress, &format!("/users/{i}"), status);

@@ -6,6 +6,7 @@ pub mod apps;
 pub mod chain;
 pub mod fanout;
 pub mod flow;
+pub mod http_serve;
 pub mod injection;
 pub mod otlp_metrics;
 pub mod otlp_receiver;

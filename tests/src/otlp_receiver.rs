@@ -17,8 +17,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response, StatusCode, body::Incoming};
 use opentelemetry_proto::tonic::{
     collector::{
         metrics::v1::{
@@ -37,7 +36,10 @@ use opentelemetry_proto::tonic::{
 use prost::Message as _;
 use tokio::{net::TcpListener, runtime::Runtime};
 
-use crate::otlp_metrics::{ReceivedPoint, dump_points, flatten_metrics};
+use crate::{
+    http_serve,
+    otlp_metrics::{ReceivedPoint, dump_points, flatten_metrics},
+};
 
 /// Largest HTTP/protobuf body accepted; the agent's batches are far smaller.
 const MAX_HTTP_BODY: usize = 64 << 20;
@@ -360,7 +362,12 @@ impl Receiver {
                 eprintln!("[otlp-receiver] gRPC server stopped: {e}");
             }
         });
-        runtime.spawn(serve_http(http_listener, store.clone()));
+        let served = store.clone();
+        runtime.spawn(http_serve::serve(
+            http_listener,
+            "otlp-receiver",
+            move |req| handle_http(req, served.clone()),
+        ));
 
         Ok(Receiver {
             store,
@@ -543,29 +550,6 @@ fn latest_per_series(points: &[ReceivedPoint]) -> Vec<ReceivedPoint> {
         }
     }
     latest
-}
-
-async fn serve_http(listener: TcpListener, store: Arc<Store>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                eprintln!("[otlp-receiver] HTTP accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let store = store.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle_http(req, store.clone()));
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                eprintln!("[otlp-receiver] HTTP connection error: {e}");
-            }
-        });
-    }
 }
 
 async fn handle_http(

@@ -12,10 +12,11 @@ use std::{
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response, StatusCode, body::Incoming};
 use serde_json::Value;
 use tokio::{net::TcpListener, runtime::Runtime};
+
+use crate::http_serve;
 
 /// Zipkin's conventional span endpoint, the only path served.
 pub const SPANS_PATH: &str = "/api/v2/spans";
@@ -112,7 +113,10 @@ impl ZipkinReceiver {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let store = Arc::new(Store::default());
-        runtime.spawn(serve(listener, store.clone()));
+        let served = store.clone();
+        runtime.spawn(http_serve::serve(listener, "zipkin-receiver", move |req| {
+            handle(req, served.clone())
+        }));
         Ok(ZipkinReceiver {
             store,
             addr,
@@ -180,29 +184,6 @@ impl Drop for ZipkinReceiver {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-async fn serve(listener: TcpListener, store: Arc<Store>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                eprintln!("[zipkin-receiver] accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let store = store.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| handle(req, store.clone()));
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                eprintln!("[zipkin-receiver] connection error: {e}");
-            }
-        });
     }
 }
 

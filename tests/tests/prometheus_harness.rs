@@ -7,11 +7,10 @@ use std::{convert::Infallible, path::Path, time::Duration};
 use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Response, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper::Response;
 use integration_tests::{
     apps::{TempDir, free_port},
-    function_name,
+    function_name, http_serve,
     prometheus::{self, Prometheus},
     skip::skip,
 };
@@ -44,26 +43,20 @@ impl MetricsPage {
             .block_on(TcpListener::bind("127.0.0.1:0"))
             .context("binding the metrics page")?;
         let port = listener.local_addr()?.port();
-        runtime.spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let service = service_fn(|_req| async {
-                        let mut response =
-                            Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-                        response.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            ),
-                        );
-                        Ok::<_, Infallible>(response)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        runtime.spawn(http_serve::serve(
+            listener,
+            "metrics-page",
+            move |_req| async move {
+                let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    ),
+                );
+                Ok::<_, Infallible>(response)
+            },
+        ));
         Ok(MetricsPage {
             port,
             _runtime: runtime,

@@ -47,55 +47,14 @@ pub fn build_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExp
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        io::{BufRead, BufReader, Read, Write},
-        net::TcpListener,
-        time::Duration,
-    };
+    use std::time::Duration;
 
     use super::*;
     use crate::export::{
         batch::{Batch, export_attempt},
         convert::{self, tests::record},
+        tests::collector,
     };
-
-    /// A minimal OTLP/HTTP receiver: answers every POST with 200 and hands
-    /// the request bodies back.
-    fn http_receiver(requests: usize) -> (String, std::thread::JoinHandle<Vec<Vec<u8>>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
-        let server = std::thread::spawn(move || {
-            let mut bodies = Vec::new();
-            let (stream, _) = listener.accept().unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            while bodies.len() < requests {
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    let line = line.trim_end().to_ascii_lowercase();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                bodies.push(body);
-                reader
-                    .get_mut()
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
-                    .unwrap();
-            }
-            bodies
-        });
-        (url, server)
-    }
 
     fn contains(haystack: &[u8], needle: &str) -> bool {
         haystack
@@ -109,7 +68,11 @@ mod tests {
     /// is enough without decoding).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn http_requests_carry_the_resource_of_their_process() {
-        let (url, server) = http_receiver(2);
+        let (url, server) = collector(
+            "/v1/traces",
+            2,
+            "200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+        );
         let config = OtlpConfig {
             endpoint: Some(url),
             protocol: Protocol::HttpProtobuf,
@@ -121,7 +84,7 @@ mod tests {
         assert!(attempt.error.is_none(), "{:?}", attempt.error);
         assert_eq!(attempt.exported, 3);
 
-        let bodies = server.join().unwrap();
+        let bodies: Vec<Vec<u8>> = server.join().unwrap().into_iter().map(|s| s.body).collect();
         assert!(contains(&bodies[0], "svc-11") && !contains(&bodies[0], "svc-22"));
         assert!(contains(&bodies[1], "svc-22") && !contains(&bodies[1], "svc-11"));
         assert!(contains(&bodies[0], "GET /users/{id}"));

@@ -1,9 +1,10 @@
 //! The export task end to end, against a fake exporter and against a port
 //! nobody listens on.
 use std::{
-    io,
+    io::{self, BufRead as _, BufReader, Read as _, Write as _},
     net::TcpListener,
     sync::{Arc, Mutex, atomic::Ordering},
+    thread::JoinHandle,
     time::Duration,
 };
 
@@ -15,6 +16,64 @@ use super::{
     task::{SHUTDOWN_TIMEOUT, spawn_with},
 };
 use crate::stats::Stats;
+
+/// What a [`collector`] saw of one request.
+pub struct Seen {
+    /// `POST /path HTTP/1.1`.
+    pub request_line: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// A minimal HTTP backend on one keep-alive connection: answers `requests`
+/// requests to `http://127.0.0.1:PORT{path}` with `response` (status line
+/// onwards, e.g. `200 OK\r\ncontent-length: 0\r\n\r\n`) and hands back
+/// what it saw.
+pub fn collector(
+    path: &str,
+    requests: usize,
+    response: &'static str,
+) -> (String, JoinHandle<Vec<Seen>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let (stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        while seen.len() < requests {
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let (mut length, mut content_type) = (0, String::new());
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let line = line.trim_end().to_ascii_lowercase();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if let Some(v) = line.strip_prefix("content-type:") {
+                    content_type = v.trim().to_owned();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            seen.push(Seen {
+                request_line: request_line.trim_end().to_owned(),
+                content_type,
+                body,
+            });
+            write!(reader.get_mut(), "HTTP/1.1 {response}").unwrap();
+        }
+        seen
+    });
+    (url, server)
+}
 
 #[derive(Clone, Default)]
 struct SharedOut(Arc<Mutex<Vec<u8>>>);

@@ -118,16 +118,13 @@ fn with_sources(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        io::{BufRead, BufReader, Read, Write},
-        net::TcpListener,
-        time::Duration,
-    };
+    use std::{net::TcpListener, time::Duration};
 
     use super::*;
     use crate::export::{
         batch::{Batch, export_attempt},
         convert::tests::record,
+        tests::collector,
     };
 
     fn config(endpoint: &str) -> ZipkinConfig {
@@ -137,61 +134,16 @@ mod tests {
         }
     }
 
-    /// Request line and body of each request a collector saw.
-    type Seen = Vec<(String, Vec<u8>)>;
-
-    /// Answers `requests` POSTs with `status`, handing back what it saw.
-    fn collector(requests: usize, status: &'static str) -> (String, std::thread::JoinHandle<Seen>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/api/v2/spans", listener.local_addr().unwrap());
-        let server = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            let (stream, _) = listener.accept().unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut reader = BufReader::new(stream);
-            while seen.len() < requests {
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                let mut length = 0;
-                let mut content_type = String::new();
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    let line = line.trim_end().to_ascii_lowercase();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
-                    }
-                    if let Some(v) = line.strip_prefix("content-type:") {
-                        content_type = v.trim().to_owned();
-                    }
-                }
-                assert_eq!(content_type, "application/json");
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                seen.push((request_line.trim_end().to_owned(), body));
-                let reason = "bad span";
-                write!(
-                    reader.get_mut(),
-                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{reason}",
-                    reason.len()
-                )
-                .unwrap();
-            }
-            seen
-        });
-        (url, server)
-    }
+    const PATH: &str = "/api/v2/spans";
+    /// Zipkin's answers, each with a reason the exporter may quote.
+    const ACCEPTED: &str = "202 Accepted\r\ncontent-length: 8\r\n\r\nbad span";
+    const BAD_REQUEST: &str = "400 Bad Request\r\ncontent-length: 8\r\n\r\nbad span";
 
     /// Two processes in one batch: two POSTs, each with its own
     /// localEndpoint.serviceName.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn one_request_per_process_with_its_service_name() {
-        let (url, server) = collector(2, "202 Accepted");
+        let (url, server) = collector(PATH, 2, ACCEPTED);
         let mut exporter = ZipkinExporter::new(&config(&url)).unwrap();
         let mut batch = Batch::new(vec![record(11), record(22), record(11)]);
         let attempt = export_attempt(&mut exporter, &mut batch).await;
@@ -199,11 +151,12 @@ mod tests {
         assert_eq!(attempt.exported, 3);
 
         let seen = server.join().unwrap();
-        assert_eq!(seen[0].0, "POST /api/v2/spans HTTP/1.1");
+        assert_eq!(seen[0].request_line, "POST /api/v2/spans HTTP/1.1");
+        assert!(seen.iter().all(|s| s.content_type == "application/json"));
         let services: Vec<Vec<String>> = seen
             .iter()
-            .map(|(_, body)| {
-                let spans: serde_json::Value = serde_json::from_slice(body).unwrap();
+            .map(|s| {
+                let spans: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
                 spans
                     .as_array()
                     .unwrap()
@@ -217,7 +170,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_error_status_fails_the_attempt_with_the_reason() {
-        let (url, server) = collector(1, "400 Bad Request");
+        let (url, server) = collector(PATH, 1, BAD_REQUEST);
         let mut exporter = ZipkinExporter::new(&config(&url)).unwrap();
         let mut batch = Batch::new(vec![record(1)]);
         let attempt = export_attempt(&mut exporter, &mut batch).await;
@@ -227,7 +180,7 @@ mod tests {
             "{error}"
         );
         assert_eq!((attempt.exported, batch.len()), (0, 1));
-        server.join().unwrap();
+        assert_eq!(server.join().unwrap()[0].content_type, "application/json");
     }
 
     #[tokio::test]

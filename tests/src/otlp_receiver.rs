@@ -599,41 +599,39 @@ async fn handle_http(
             return reply(StatusCode::BAD_REQUEST, "text/plain", Vec::new());
         }
     };
-    if path == HTTP_METRICS_PATH {
-        return match ExportMetricsServiceRequest::decode(body) {
-            Ok(request) => {
-                store.lock().stats.http_paths.push(path);
-                store.add_metrics(request, Protocol::HttpProtobuf);
-                let response = ExportMetricsServiceResponse {
-                    partial_success: None,
-                };
-                reply(
-                    StatusCode::OK,
-                    "application/x-protobuf",
-                    response.encode_to_vec(),
-                )
-            }
-            Err(e) => {
-                store.error(format!("HTTP POST {path}: decoding metrics: {e}"));
-                reply(StatusCode::BAD_REQUEST, "text/plain", Vec::new())
-            }
-        };
-    }
-    match ExportTraceServiceRequest::decode(body) {
-        Ok(request) => {
-            store.lock().stats.http_paths.push(path);
-            store.add(&request, Protocol::HttpProtobuf);
-            let response = ExportTraceServiceResponse {
+    // Each signal's request is decoded, stored (its path first, so that a
+    // test woken by the data finds the path too), and answered with its
+    // (empty) response; a body that does not decode is a 400.
+    let stored_path = |path| store.lock().stats.http_paths.push(path);
+    let metrics = path == HTTP_METRICS_PATH;
+    let stored = if metrics {
+        ExportMetricsServiceRequest::decode(body).map(|request| {
+            stored_path(path.clone());
+            store.add_metrics(request, Protocol::HttpProtobuf);
+            ExportMetricsServiceResponse {
                 partial_success: None,
-            };
-            reply(
-                StatusCode::OK,
-                "application/x-protobuf",
-                response.encode_to_vec(),
-            )
-        }
+            }
+            .encode_to_vec()
+        })
+    } else {
+        ExportTraceServiceRequest::decode(body).map(|request| {
+            stored_path(path.clone());
+            store.add(&request, Protocol::HttpProtobuf);
+            ExportTraceServiceResponse {
+                partial_success: None,
+            }
+            .encode_to_vec()
+        })
+    };
+    match stored {
+        Ok(response) => reply(StatusCode::OK, "application/x-protobuf", response),
         Err(e) => {
-            store.error(format!("HTTP POST {path}: decoding: {e}"));
+            let what = if metrics {
+                "decoding metrics"
+            } else {
+                "decoding"
+            };
+            store.error(format!("HTTP POST {path}: {what}: {e}"));
             reply(StatusCode::BAD_REQUEST, "text/plain", Vec::new())
         }
     }

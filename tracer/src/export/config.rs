@@ -186,7 +186,7 @@ impl OtlpEnv {
 }
 
 /// Whether a URL has a path beyond `/`.
-fn has_path(url: &str) -> bool {
+pub fn has_path(url: &str) -> bool {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     after_scheme
         .split_once('/')

@@ -29,7 +29,7 @@ mod zipkin;
 
 pub use config::{
     DEFAULT_EXPORT_TIMEOUT, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ExportConfig, OtlpConfig,
-    OtlpEnv, ParseProtocolError, Protocol,
+    OtlpEnv, ParseProtocolError, Protocol, has_path,
 };
 pub use convert::to_span_data;
 pub use exporters::{ENV_TRACES_EXPORTER, ExportEnv, ExportFlags, SelectError, resolve};

@@ -2,7 +2,7 @@
 //! standard OTEL_* variables (the flags win).
 use std::{net::SocketAddr, time::Duration};
 
-use crate::export::Protocol;
+use crate::export::{DEFAULT_GRPC_ENDPOINT, Protocol, has_path};
 
 pub const ENV_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
 pub const ENV_EXPORT_INTERVAL: &str = "OTEL_METRIC_EXPORT_INTERVAL";
@@ -20,7 +20,6 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_PROMETHEUS_HOST: &str = "localhost";
 const DEFAULT_PROMETHEUS_PORT: u16 = 9464;
-const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318/v1/metrics";
 const HTTP_METRICS_PATH: &str = "/v1/metrics";
 const HTTP_TRACES_PATH: &str = "/v1/traces";
@@ -218,13 +217,6 @@ fn endpoint(
         Protocol::HttpProtobuf => DEFAULT_HTTP_ENDPOINT,
     }
     .to_owned()
-}
-
-fn has_path(url: &str) -> bool {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    after_scheme
-        .split_once('/')
-        .is_some_and(|(_, path)| !path.is_empty())
 }
 
 /// The Prometheus endpoint's socket address (`localhost` → 127.0.0.1).

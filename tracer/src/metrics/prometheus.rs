@@ -97,7 +97,9 @@ struct Snapshot {
     series: Vec<Series>,
 }
 
-/// A semantic-convention attribute name as a label name.
+/// A semantic-convention attribute or instrument name as a Prometheus
+/// name (`http.server.request.duration` → `http_server_request_duration`;
+/// the encoder adds the unit suffix).
 pub fn label_name(key: &str) -> String {
     key.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -151,11 +153,6 @@ fn series_labels(p: &Snapshot, s: &Series) -> Labels {
     labels
 }
 
-/// `http.server.request.duration` (s) → `http_server_request_duration_seconds`.
-fn family_name(name: &str) -> String {
-    label_name(name)
-}
-
 fn encode_instrument(
     encoder: &mut DescriptorEncoder<'_>,
     processes: &[Snapshot],
@@ -173,7 +170,7 @@ fn encode_instrument(
     if series.is_empty() {
         return Ok(());
     }
-    let name = family_name(instrument.duration_name());
+    let name = label_name(instrument.duration_name());
     histogram_family(
         encoder,
         &name,
@@ -184,14 +181,14 @@ fn encode_instrument(
     if let Some((request, response)) = instrument.size_names() {
         histogram_family(
             encoder,
-            &family_name(request),
+            &label_name(request),
             "Size of request bodies",
             &Unit::Bytes,
             series.iter().map(|(l, s)| (l, &s.request_size)),
         )?;
         histogram_family(
             encoder,
-            &family_name(response),
+            &label_name(response),
             "Size of response bodies",
             &Unit::Bytes,
             series.iter().map(|(l, s)| (l, &s.response_size)),

@@ -17,7 +17,7 @@ use integration_tests::{
     Protocol, ReceivedSpan, Receiver,
     agent::Agent,
     apps, flow,
-    process::Proc,
+    process::{Finished, Proc},
     require_root,
     skip::{self, TestEnv},
 };
@@ -111,6 +111,22 @@ fn server(imp: Impl, packages: &OsString, name: &str, args: &[&str]) -> (Proc, u
         .and_then(|p| p.trim().parse().ok())
         .expect("a port");
     (proc, port)
+}
+
+/// Runs a grpc_echo client to the end; all `calls` must succeed.
+fn run_client(imp: Impl, packages: &OsString, args: &[&str], calls: usize) -> Finished {
+    let finished = Proc::spawn("grpc-client", imp.echo(packages, args), true)
+        .expect("starting the gRPC client")
+        .finish(Duration::from_secs(120))
+        .expect("the gRPC client");
+    assert!(
+        finished
+            .stdout
+            .contains(&format!("RESULT ok={calls} failed=0")),
+        "calls failed through the traced services: {}",
+        finished.stdout
+    );
+    finished
 }
 
 fn start_agent(env: &TestEnv, receiver: &Receiver, args: &[&str]) -> Agent {
@@ -274,33 +290,20 @@ fn run(r: Run) {
         r.concurrent.to_string(),
         r.big_kib.to_string(),
     );
-    let client = Proc::spawn(
-        "grpc-client",
-        r.imp.echo(
-            &packages,
-            &[
-                "client",
-                &target,
-                "--sequential",
-                &seq,
-                "--concurrent",
-                &conc,
-                "--big-kib",
-                &big,
-            ],
-        ),
-        true,
-    )
-    .expect("starting the gRPC client");
-    let finished = client
-        .finish(Duration::from_secs(120))
-        .expect("the gRPC client");
-    assert!(
-        finished
-            .stdout
-            .contains(&format!("RESULT ok={calls} failed=0")),
-        "calls failed through the traced services: {}",
-        finished.stdout
+    let finished = run_client(
+        r.imp,
+        &packages,
+        &[
+            "client",
+            &target,
+            "--sequential",
+            &seq,
+            "--concurrent",
+            &conc,
+            "--big-kib",
+            &big,
+        ],
+        calls,
     );
     let cp = finished.pid;
     let total = 2 * calls + 2 * downstream;
@@ -509,31 +512,18 @@ fn injection_byte_exact(imp: Impl) {
     let agent = start_agent(&env, &receiver, &["--port", &port]);
     let target = format!("127.0.0.1:{proxy_port}");
     let conc = CONCURRENT.to_string();
-    let client = Proc::spawn(
-        "grpc-client",
-        imp.echo(
-            &packages,
-            &[
-                "client",
-                &target,
-                "--sequential",
-                "0",
-                "--concurrent",
-                &conc,
-            ],
-        ),
-        true,
-    )
-    .expect("starting the gRPC client");
-    let finished = client
-        .finish(Duration::from_secs(120))
-        .expect("the gRPC client");
-    assert!(
-        finished
-            .stdout
-            .contains(&format!("RESULT ok={calls} failed=0")),
-        "calls failed: {}",
-        finished.stdout
+    let finished = run_client(
+        imp,
+        &packages,
+        &[
+            "client",
+            &target,
+            "--sequential",
+            "0",
+            "--concurrent",
+            &conc,
+        ],
+        calls,
     );
     let checked = checker
         .finish(Duration::from_secs(30))

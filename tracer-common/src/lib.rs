@@ -31,6 +31,7 @@ pub mod maps {
     pub const TAIL_CALLS: &str = "TAIL_CALLS";
     pub const GO_PROCS: &str = "GO_PROCS";
     pub const GO_HANDOFF: &str = "GO_HANDOFF";
+    pub const GO_SERVERS: &str = "GO_SERVERS";
 }
 
 /// Uprobe programs on Go functions, by the function they are attached to.
@@ -46,6 +47,22 @@ pub mod go_probes {
     pub const GRPC_NEW_STREAM: (&str, &str) = (
         "go_grpc_new_stream",
         "google.golang.org/grpc/internal/transport.(*http2Client).NewStream",
+    );
+    /// grpc-go's `(*Server).handleStream`, probed at entry: the goroutine
+    /// that will run the handler of one incoming stream, with that stream in
+    /// hand. Attached only to Go processes that make outgoing calls.
+    pub const GRPC_SERVER_STREAM: (&str, &str) = (
+        "go_grpc_server_stream",
+        "google.golang.org/grpc.(*Server).handleStream",
+    );
+    /// net/http's bundled HTTP/2 server starting a stream's handler
+    /// goroutine (`go sc.runHandler(rw, req, handler)`), probed at entry.
+    pub const H2_SERVER_STD: (&str, &str) =
+        ("go_h2_server_std", "net/http.(*http2serverConn).runHandler");
+    /// The same in golang.org/x/net/http2.
+    pub const H2_SERVER_XNET: (&str, &str) = (
+        "go_h2_server_xnet",
+        "golang.org/x/net/http2.(*serverConn).runHandler",
     );
 }
 
@@ -122,7 +139,16 @@ pub mod counter {
     /// Go gRPC calls whose HEADERS went out with no caller recorded for
     /// their stream (the uprobe came late, or not at all): new traces.
     pub const GO_GRPC_STREAM_NO_CALLER: u32 = 14;
-    pub const COUNT: u32 = 15;
+    /// Hits of the Go HTTP/2 and gRPC server handler probes: one per
+    /// incoming request of a Go process that has the probe.
+    pub const GO_SERVER_STREAMS: u32 = 15;
+    /// Of those, streams whose connection or stream id could not be read:
+    /// calls made by their handler start new traces.
+    pub const GO_SERVER_STREAM_FAILED: u32 = 16;
+    /// Of those, requests whose `traceparent` (or `b3`) the probe read from
+    /// the handler's request headers.
+    pub const GO_SERVER_STREAM_HEADER: u32 = 17;
+    pub const COUNT: u32 = 18;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.
@@ -297,7 +323,9 @@ pub struct H2Head {
     pub frame_at: u32,
     /// Offset just past its header block, where the field goes.
     pub block_end: u32,
-    pub _pad: u32,
+    /// 1: not a client request but a server stream whose handler a Go
+    /// server probe saw start (`ctx` is the server span's; no frame).
+    pub server: u32,
     pub ctx: TraceCtx,
 }
 
@@ -928,6 +956,60 @@ pub struct GoOffsets {
     pub h2_writers: [u64; GO_H2_WRITERS],
 }
 
+/// Where one HTTP/2 server (net/http's bundled copy or
+/// golang.org/x/net/http2) keeps what its handler probe reads, from the
+/// arguments of `(*serverConn).runHandler(rw, req, handler)`. `sc_conn` 0:
+/// that server is not in the binary.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoH2Server {
+    /// serverConn.conn (a net.Conn interface)
+    pub sc_conn: u32,
+    /// responseWriter.rws (*responseWriterState)
+    pub rw_rws: u32,
+    /// responseWriterState.stream (*stream)
+    pub rws_stream: u32,
+    /// stream.id
+    pub stream_id: u32,
+}
+
+/// grpc-go's server side, from the arguments of `(*Server).handleStream(t,
+/// stream, ...)`. `stream_ctx` 0: not known.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoGrpcServer {
+    /// internal/transport.Stream.id
+    pub stream_id: u32,
+    /// internal/transport.Stream.ctx (a context.Context interface)
+    pub stream_ctx: u32,
+    /// internal/transport.Stream.st (a ServerTransport interface whose data
+    /// word is `*http2Server`)
+    pub stream_st: u32,
+    /// internal/transport.http2Server.conn (a net.Conn interface)
+    pub server_conn: u32,
+    /// context.valueCtx.key and .val (interfaces)
+    pub value_key: u32,
+    pub value_val: u32,
+    pub _pad: [u32; 2],
+    /// Address of the runtime type of `metadata.mdIncomingKey`: the key of
+    /// the context value that holds the incoming metadata.
+    pub md_key_type: u64,
+}
+
+/// What the server handler probes of one Go process read (GO_SERVERS),
+/// registered when the probes are attached to it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoServerOffsets {
+    pub std: GoH2Server,
+    pub xnet: GoH2Server,
+    pub grpc: GoGrpcServer,
+    /// net/http.Request.Header (a map[string][]string)
+    pub req_header: u32,
+    /// 1: Go 1.24+ maps (swiss tables); 0: buckets (`runtime.hmap`).
+    pub swiss_maps: u32,
+}
+
 /// Slots of `GoOffsets::h2_writers`.
 pub const GO_H2_WRITERS: usize = 8;
 
@@ -975,4 +1057,5 @@ mod pod {
     unsafe impl aya::Pod for super::ThreadCtx {}
     unsafe impl aya::Pod for super::ConnSeqKey {}
     unsafe impl aya::Pod for super::GoOffsets {}
+    unsafe impl aya::Pod for super::GoServerOffsets {}
 }

@@ -74,7 +74,7 @@ fn random_u64() -> u64 {
 }
 
 #[inline(always)]
-fn new_span_id() -> [u8; 8] {
+pub(crate) fn new_span_id() -> [u8; 8] {
     let mut id = random_u64();
     if id == 0 {
         id = 1;
@@ -85,7 +85,7 @@ fn new_span_id() -> [u8; 8] {
 /// A new trace: random id, sampled by the ratio rule of the OpenTelemetry
 /// SDKs so every host decides the same for the same trace id.
 #[inline(always)]
-fn new_root(cfg: &Config, ctx: &mut TraceCtx) {
+pub(crate) fn new_root(cfg: &Config, ctx: &mut TraceCtx) {
     let hi = random_u64();
     let mut lo = random_u64();
     if lo == 0 {
@@ -673,7 +673,7 @@ fn check_line(p: &[u8; MAX_CAPTURE], i: usize, scan: &mut Scan) -> bool {
 
 /// `b3: {trace}-{span}[-{sampling}[-{parent}]]`
 #[inline(always)]
-fn parse_b3_single(at: u32, len: u32, ctx: &mut TraceCtx) -> bool {
+pub(crate) fn parse_b3_single(at: u32, len: u32, ctx: &mut TraceCtx) -> bool {
     let at = at as usize;
     if at + 33 > len as usize {
         return false;
@@ -820,7 +820,7 @@ fn is_hex(c: u8) -> bool {
 /// other than 00 are read the same way (W3C: parse what you know); `ff` and
 /// all-zero ids are invalid. The agent re-checks and counts invalid headers.
 #[inline(always)]
-fn parse_traceparent(at: u32, len: u32, ctx: &mut TraceCtx) -> bool {
+pub(crate) fn parse_traceparent(at: u32, len: u32, ctx: &mut TraceCtx) -> bool {
     let at = at as usize;
     if at + TRACEPARENT_LEN > len as usize {
         return false;

@@ -44,14 +44,14 @@ pub struct Goroutine {
 }
 
 #[inline(always)]
-fn user<T>(addr: u64) -> Option<T> {
+pub(crate) fn user<T>(addr: u64) -> Option<T> {
     // SAFETY: the helper checks the address; a bad one is an error.
     unsafe { bpf_probe_read_user(addr as *const T) }.ok()
 }
 
 /// The goroutine of the `g` at `g`.
 #[inline(always)]
-fn goroutine_of(off: &GoOffsets, g: u64) -> Option<Goroutine> {
+pub(crate) fn goroutine_of(off: &GoOffsets, g: u64) -> Option<Goroutine> {
     if g == 0 {
         return None;
     }
@@ -76,7 +76,7 @@ pub fn current(cfg: &Config, tgid: u32) -> Option<Option<Goroutine>> {
 
 /// The `g` of the goroutine running on this thread (Go processes only).
 #[inline(always)]
-fn current_g(cfg: &Config) -> Option<u64> {
+pub(crate) fn current_g(cfg: &Config) -> Option<u64> {
     // SAFETY: the current task, only read through the probe helper.
     let task = unsafe { bpf_get_current_task() };
     // SAFETY: checked by the helper.
@@ -449,7 +449,7 @@ pub fn go_grpc_new_stream(ctx: ProbeContext) -> u32 {
 /// if netFD.net reads "tcp…" (a TLS connection's data word points
 /// elsewhere).
 #[inline(always)]
-fn conn_fd(off: &GoOffsets, iface: u64) -> Option<u32> {
+pub(crate) fn conn_fd(off: &GoOffsets, iface: u64) -> Option<u32> {
     // The interface's data word follows its type word.
     let data: u64 = user(iface + 8)?;
     if data == 0 {

@@ -6,6 +6,8 @@
 #[cfg(target_arch = "bpf")]
 mod context;
 #[cfg(target_arch = "bpf")]
+mod go_server;
+#[cfg(target_arch = "bpf")]
 mod goroutines;
 #[cfg(target_arch = "bpf")]
 mod inject;

@@ -67,6 +67,10 @@ impl KernelControl for Kernel {
     fn process_exited(&mut self, pid: u32) {
         self.go.send(GoCommand::Exited(pid));
     }
+
+    fn makes_calls(&mut self, pid: u32) {
+        self.go.send(GoCommand::MakesCalls(pid));
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -335,6 +339,15 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
         (
             counter::GO_GRPC_STREAM_NO_CALLER,
             &stats.go_grpc_stream_no_caller,
+        ),
+        (counter::GO_SERVER_STREAMS, &stats.go_server_probe_hits),
+        (
+            counter::GO_SERVER_STREAM_FAILED,
+            &stats.go_server_stream_failed,
+        ),
+        (
+            counter::GO_SERVER_STREAM_HEADER,
+            &stats.go_server_stream_header,
         ),
         (counter::READ_FAILED, &stats.kernel_read_failed),
         (counter::INJECTED, &stats.context_injected),

@@ -138,6 +138,24 @@ counters! {
     /// Go gRPC calls whose HEADERS went out with no caller recorded (late
     /// ones included, and any whose uprobe did not run): new traces.
     go_grpc_stream_no_caller,
+    /// Go processes given the server handler probe (they make outgoing
+    /// calls).
+    go_server_probes_attached,
+    /// Hits of the Go server handler probes: one per incoming HTTP/2 or gRPC
+    /// request of a Go middle tier (from the kernel).
+    go_server_probe_hits,
+    /// Of those, requests whose stream or connection could not be read:
+    /// their handler's calls start new traces (from the kernel).
+    go_server_stream_failed,
+    /// Of those, requests whose `traceparent` or `b3` the probe read from
+    /// the request's headers (from the kernel).
+    go_server_stream_header,
+    /// Server stream contexts the probes chose that reached the agent.
+    go_server_streams,
+    /// Of those, streams the agent had given another parent (a header the
+    /// probe does not read, or stitching by connection): the probe's ids
+    /// win, as the handler's calls carry them.
+    go_server_context_conflicts,
     /// HTTP/2 client requests that neither the kernel nor the app gave a
     /// context (no `traceparent` either): their spans start new traces.
     http2_client_no_context,

@@ -51,6 +51,7 @@ impl KernelControl for NoKernel {
     fn set_sample_threshold(&mut self, _: u64) {}
     fn process_started(&mut self, _: u32) {}
     fn process_exited(&mut self, _: u32) {}
+    fn makes_calls(&mut self, _: u32) {}
 }
 
 #[derive(Clone, Copy)]

@@ -1,6 +1,8 @@
 //! The stage after the ring buffer: events → connections → HTTP/1 exchanges
 //! and HTTP/2 streams → spans, handed to the exporter without ever blocking.
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashSet, sync::Arc, time::Instant};
+
+use tracer_common::TraceCtx;
 
 use super::{
     protocol::Outputs,
@@ -46,6 +48,9 @@ pub trait KernelControl {
     fn process_started(&mut self, pid: u32);
     /// A process exited.
     fn process_exited(&mut self, pid: u32);
+    /// A process was seen making an outgoing call for the first time (a
+    /// Go middle tier then gets its server handler probe).
+    fn makes_calls(&mut self, pid: u32);
 }
 
 /// The pipeline's settings.
@@ -75,6 +80,8 @@ pub struct Pipeline<S, P> {
     /// Newest kernel timestamp seen: the agent's notion of "now".
     now: u64,
     last_sweep: u64,
+    /// Processes seen making outgoing calls (told to the kernel side once).
+    callers: HashSet<u32>,
 }
 
 /// Everything that turns a finished exchange into an exported span; apart
@@ -131,6 +138,14 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             },
             now: 0,
             last_sweep: 0,
+            callers: HashSet::new(),
+        }
+    }
+
+    /// `pid` makes outgoing calls: say so once.
+    fn caller(&mut self, pid: u32) {
+        if self.callers.insert(pid) {
+            self.kernel.makes_calls(pid);
         }
     }
 
@@ -173,6 +188,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         };
         // The kernel chooses contexts for HTTP/1 requests (HTTP/2 ones come
         // in an event of their own, `on_http2_heads`).
+        let calls = !h.ingress && h.ctx.valid != 0;
         if h.ctx.valid != 0 && conn.protocol.is_http1() {
             let starts_at = if h.ingress { h.ts_exit } else { h.ts_enter };
             conn.remember_context(starts_at, h.ctx);
@@ -191,6 +207,9 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         self.spans.emit(&mut self.out, conn);
         if let Some(old) = replaced {
             self.finish(old, h.ts_enter);
+        }
+        if calls {
+            self.caller(h.pid);
         }
     }
 
@@ -220,6 +239,24 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 self.spans.injected.insert(ctx.span_id);
             }
         }
+        if !heads.is_empty() {
+            self.caller(key.pid);
+        }
+    }
+
+    /// The context a Go server's handler probe chose for a stream: the
+    /// stream's server span takes it (its request was read just before,
+    /// so the stream is normally open already).
+    fn on_go_server_stream(&mut self, key: ConnKey, sock_id: u64, stream_id: u32, ctx: TraceCtx) {
+        Stats::inc(&self.spans.stats.go_server_streams);
+        let Some(conn) = self.conns.get_mut(key, sock_id) else {
+            Stats::inc(&self.spans.stats.drop_http2_heads_orphaned);
+            return;
+        };
+        match conn.http2_streams.get_mut(&stream_id) {
+            Some(open) if !open.client => self.spans.adopt_server_context(key.pid, open, &ctx),
+            _ => conn.remember_http2_context(stream_id, ctx),
+        }
     }
 
     fn on_exec(&mut self, pid: u32, comm: &[u8; 16]) {
@@ -240,6 +277,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     }
 
     fn on_exit(&mut self, pid: u32) {
+        self.callers.remove(&pid);
         for conn in self.conns.remove_pid(pid) {
             self.finish(conn, self.now);
         }
@@ -380,11 +418,9 @@ impl<S: SpanSink> SpanMaker<S> {
     /// A stream's request headers were read: choose its span's identity.
     fn http2_started(&mut self, started: Started, conn: &mut Conn) {
         let client = started.request_direction == Direction::Egress;
-        let kernel = if client {
-            conn.http2_contexts.remove(&started.stream_id)
-        } else {
-            None
-        };
+        // Client streams: the context the kernel wrote. Server streams: the
+        // one a Go server's handler probe chose, should it have come first.
+        let kernel = conn.http2_contexts.remove(&started.stream_id);
         if client
             && kernel.is_none()
             && !started
@@ -422,7 +458,11 @@ impl<S: SpanSink> SpanMaker<S> {
             }
             _ => None,
         };
-        if kernel.is_some() {
+        if kernel.is_some() && !client {
+            // The handler's calls already carry these ids.
+            identity.sampled = sample(&mut self.sampling, &identity, true);
+            self.served_by(pid, &identity, started.request_start);
+        } else if kernel.is_some() {
             // The kernel's ids, already sent: its sampling decision stands
             // for its roots. Remembered for stitching too, should the
             // server end not see the header (injection failed).
@@ -440,17 +480,8 @@ impl<S: SpanSink> SpanMaker<S> {
         } else if identity.source != ParentSource::None {
             // The request's own context (the server will read the same).
             identity.sampled = sample(&mut self.sampling, &identity, false);
-            if !client && let Some(caller) = identity.parent_span_id {
-                self.forwarded.served(
-                    pid,
-                    caller,
-                    Served {
-                        trace_id: identity.trace_id,
-                        span_id: identity.span_id,
-                        sampled: identity.sampled,
-                        at: started.request_start,
-                    },
-                );
+            if !client && identity.parent_span_id.is_some() {
+                self.served_by(pid, &identity, started.request_start);
                 if let Some(key) = key {
                     let fingerprint = stitch::fingerprint(&started.request);
                     match self
@@ -486,6 +517,52 @@ impl<S: SpanSink> SpanMaker<S> {
                 recheck_forwarder,
             },
         );
+    }
+
+    /// Remember a server request by the caller its header named, for a
+    /// proxy that forwards that header.
+    fn served_by(&mut self, pid: u32, identity: &SpanIdentity, at: u64) {
+        if let Some(caller) = identity.parent_span_id {
+            self.forwarded.served(
+                pid,
+                caller,
+                Served {
+                    trace_id: identity.trace_id,
+                    span_id: identity.span_id,
+                    sampled: identity.sampled,
+                    at,
+                },
+            );
+        }
+    }
+
+    /// A Go server's handler probe chose `ctx` for the open server stream
+    /// `open` of process `pid`: the calls its handler makes carry those
+    /// ids, so its span takes them. The probe read the same header the
+    /// agent did; where they disagree (a context the probe does not read,
+    /// a stream stitched to its client by connection) the probe's ids win,
+    /// for its subtree is already built on them, and that is counted.
+    fn adopt_server_context(&mut self, pid: u32, open: &mut OpenStream, ctx: &TraceCtx) {
+        let parent = (ctx.parent_span_id != [0; 8]).then_some(ctx.parent_span_id);
+        let identity = &mut open.identity;
+        if identity.trace_id == ctx.trace_id && identity.parent_span_id == parent {
+            identity.span_id = ctx.span_id;
+        } else {
+            if identity.source != ParentSource::None {
+                Stats::inc(&self.stats.go_server_context_conflicts);
+            }
+            let (kernel, _) = parent::choose(Some(ctx), &[], &mut self.ids, |id| {
+                self.injected.contains(id)
+            });
+            *identity = SpanIdentity {
+                sampled: ctx.flags & 1 == 1,
+                ..kernel
+            };
+        }
+        open.decided = true;
+        open.recheck_forwarder = false;
+        let identity = identity.clone();
+        self.served_by(pid, &identity, self.now);
     }
 
     /// A stream ended: its span, with the identity chosen at its start.
@@ -643,6 +720,13 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
                 sock_id,
                 heads,
             } => self.on_http2_heads(ConnKey { pid, fd }, sock_id, &heads),
+            Event::GoServerStream {
+                pid,
+                fd,
+                sock_id,
+                stream_id,
+                ctx,
+            } => self.on_go_server_stream(ConnKey { pid, fd }, sock_id, stream_id, ctx),
         }
     }
 

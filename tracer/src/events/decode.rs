@@ -63,6 +63,16 @@ pub enum Event<'a> {
         /// (stream id, context) of each.
         heads: Vec<(u32, TraceCtx)>,
     },
+    /// A Go server's handler for stream `stream_id` of the connection on
+    /// `fd` started, and the kernel chose the context of the stream's
+    /// server span (the handler's calls are its children).
+    GoServerStream {
+        pid: u32,
+        fd: u32,
+        sock_id: u64,
+        stream_id: u32,
+        ctx: TraceCtx,
+    },
 }
 
 /// The header fields of a data record.
@@ -201,6 +211,15 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
                     present,
                 });
             }
+            if count == 1 && ev.heads[0].server != 0 {
+                return Ok(Event::GoServerStream {
+                    pid: ev.pid,
+                    fd: ev.fd,
+                    sock_id: ev.sock_id,
+                    stream_id: ev.heads[0].stream_id,
+                    ctx: ev.heads[0].ctx,
+                });
+            }
             Ok(Event::Http2Heads {
                 pid: ev.pid,
                 fd: ev.fd,
@@ -308,6 +327,26 @@ mod tests {
             decode(&[kind::H2_HEADS, 0, 0]),
             Err(DecodeError::Short { .. })
         ));
+    }
+
+    #[test]
+    fn decodes_a_go_server_stream_context() {
+        let mut rec = heads_record(1, 1);
+        let server_at = H2_HEADS_HEADER_LEN + std::mem::offset_of!(H2Head, server);
+        rec[server_at] = 1;
+        match decode(&rec).unwrap() {
+            Event::GoServerStream {
+                pid,
+                fd,
+                sock_id,
+                stream_id,
+                ctx,
+            } => assert_eq!(
+                (pid, fd, sock_id, stream_id, ctx.span_id),
+                (7, 5, 99, 1, [0; 8])
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use gimli::{
 use super::{
     GoError,
     elf::Elf,
-    offsets::{FIELDS, Field, GRPC_FIELDS, GoOffsets, GrpcOffsets},
+    offsets::{FIELDS, Field, GRPC_FIELDS, GoOffsets, GrpcOffsets, SERVER_FIELDS, ServerFields},
 };
 
 type Reader<'a> = EndianSlice<'a, RunTimeEndian>;
@@ -41,6 +41,35 @@ pub(crate) fn read_grpc_offsets(elf: &Elf) -> Result<Option<GrpcOffsets>, GoErro
     Ok(found.then_some(offsets))
 }
 
+/// The Go HTTP/2 and gRPC servers' members found in the DWARF; `None`
+/// when the binary has no DWARF.
+pub(crate) fn read_server_fields(elf: &Elf) -> Result<Option<ServerFields>, GoError> {
+    let mut offsets = ServerFields::default();
+    let found = read(elf, SERVER_FIELDS, &mut |i, at| {
+        offsets.set(i, at);
+        offsets.is_complete()
+    })?;
+    Ok(found.then_some(offsets))
+}
+
+/// DW_AT_go_runtime_type: where Go's linker says a type's runtime type
+/// descriptor is, as an offset from `runtime.types`.
+const DW_AT_GO_RUNTIME_TYPE: u16 = 0x2904;
+
+/// For each of the struct types `names`: `None` when the DWARF does not
+/// have it, else its runtime type's offset from `runtime.types` (`Some(None)`
+/// when not given). Empty when the binary has no DWARF.
+pub(crate) fn struct_types(elf: &Elf, names: &[&str]) -> Result<Vec<Option<Option<u64>>>, GoError> {
+    let Some(sections) = Sections::load(elf)? else {
+        return Ok(Vec::new());
+    };
+    let mut found = vec![None; names.len()];
+    sections
+        .struct_types(names, &mut found)
+        .map_err(|e| elf.malformed(format!("DWARF: {e}")))?;
+    Ok(found)
+}
+
 /// Walks the DWARF for the members `fields`, giving each found to `found`
 /// (index in `fields`, offset) until it says all are; false when the
 /// binary has no DWARF.
@@ -49,20 +78,8 @@ fn read(
     fields: &[Field],
     found: &mut dyn FnMut(usize, u32) -> bool,
 ) -> Result<bool, GoError> {
-    let Some(info) = section(elf, "info")? else {
+    let Some(sections) = Sections::load(elf)? else {
         return Ok(false);
-    };
-    let abbrev = section(elf, "abbrev")?.unwrap_or_default();
-    let strings = section(elf, "str")?.unwrap_or_default();
-    let endian = if elf.little_endian {
-        RunTimeEndian::Little
-    } else {
-        RunTimeEndian::Big
-    };
-    let sections = Sections {
-        info: DebugInfo::new(&info, endian),
-        abbrev: DebugAbbrev::new(&abbrev, endian),
-        strings: DebugStr::new(&strings, endian),
     };
     sections
         .walk(fields, found)
@@ -79,13 +96,103 @@ fn section(elf: &Elf, name: &str) -> Result<Option<Vec<u8>>, GoError> {
         .transpose()
 }
 
-struct Sections<'a> {
+/// The DWARF sections read, inflated.
+struct Sections {
+    info: Vec<u8>,
+    abbrev: Vec<u8>,
+    strings: Vec<u8>,
+    endian: RunTimeEndian,
+}
+
+impl Sections {
+    /// `None` when the binary has no DWARF.
+    fn load(elf: &Elf) -> Result<Option<Self>, GoError> {
+        let Some(info) = section(elf, "info")? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            info,
+            abbrev: section(elf, "abbrev")?.unwrap_or_default(),
+            strings: section(elf, "str")?.unwrap_or_default(),
+            endian: if elf.little_endian {
+                RunTimeEndian::Little
+            } else {
+                RunTimeEndian::Big
+            },
+        }))
+    }
+
+    fn walk(
+        &self,
+        fields: &[Field],
+        found: &mut dyn FnMut(usize, u32) -> bool,
+    ) -> gimli::Result<()> {
+        self.reader().walk(fields, found)
+    }
+
+    fn struct_types(&self, names: &[&str], found: &mut [Option<Option<u64>>]) -> gimli::Result<()> {
+        self.reader().struct_types(names, found)
+    }
+
+    fn reader(&self) -> SectionReader<'_> {
+        SectionReader {
+            info: DebugInfo::new(&self.info, self.endian),
+            abbrev: DebugAbbrev::new(&self.abbrev, self.endian),
+            strings: DebugStr::new(&self.strings, self.endian),
+        }
+    }
+}
+
+struct SectionReader<'a> {
     info: DebugInfo<Reader<'a>>,
     abbrev: DebugAbbrev<Reader<'a>>,
     strings: DebugStr<Reader<'a>>,
 }
 
-impl<'a> Sections<'a> {
+impl<'a> SectionReader<'a> {
+    /// Top-level struct DIEs named in `names`: their runtime type offsets.
+    fn struct_types(&self, names: &[&str], found: &mut [Option<Option<u64>>]) -> gimli::Result<()> {
+        let cache = AbbreviationsCache::new();
+        let mut units = self.info.units();
+        while let Some(unit) = units.next()? {
+            let abbreviations = cache.get(&self.abbrev, unit.debug_abbrev_offset())?;
+            let mut entries = unit.entries_raw(&abbreviations, None)?;
+            while !entries.is_empty() {
+                let Some(abbrev) = entries.read_abbreviation()? else {
+                    continue;
+                };
+                if abbrev.tag() != constants::DW_TAG_structure_type {
+                    entries.skip_attributes(abbrev.attributes())?;
+                    continue;
+                }
+                let mut name = None;
+                let mut runtime_type = None;
+                for spec in abbrev.attributes() {
+                    let attr = entries.read_attribute(*spec)?;
+                    match attr.name() {
+                        constants::DW_AT_name => name = self.string(attr.value()),
+                        // Written as DW_FORM_addr, yet an offset.
+                        n if n.0 == DW_AT_GO_RUNTIME_TYPE => {
+                            runtime_type = match attr.value() {
+                                AttributeValue::Addr(a) => Some(a),
+                                _ => attr.udata_value(),
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let Some(name) = name else { continue };
+                if let Some(i) = names.iter().position(|n| n.as_bytes() == name) {
+                    found[i] = Some(runtime_type);
+                    if found.iter().all(Option::is_some) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn walk(
         &self,
         fields: &[Field],

@@ -15,6 +15,7 @@ pub mod offsets;
 mod pclntab;
 mod returns;
 mod runtime_vars;
+pub mod servers;
 pub mod symbols;
 #[cfg(test)]
 mod test_programs;

@@ -132,6 +132,41 @@ go_fields! {
     client_conn: "google.golang.org/grpc/internal/transport.http2Client"."conn",
 }
 
+go_fields! {
+    ServerFields, SERVER_FIELDS:
+    /// net/http's bundled HTTP/2 server: the connection (a net.Conn).
+    std_sc_conn: "net/http.http2serverConn"."conn",
+    std_rw_rws: "net/http.http2responseWriter"."rws",
+    std_rws_stream: "net/http.http2responseWriterState"."stream",
+    std_stream_id: "net/http.http2stream"."id",
+    /// The request's headers (a map[string][]string).
+    req_header: "net/http.Request"."Header",
+    /// golang.org/x/net/http2's server: the same members.
+    xnet_sc_conn: "golang.org/x/net/http2.serverConn"."conn",
+    xnet_rw_rws: "golang.org/x/net/http2.responseWriter"."rws",
+    xnet_rws_stream: "golang.org/x/net/http2.responseWriterState"."stream",
+    xnet_stream_id: "golang.org/x/net/http2.stream"."id",
+    /// grpc-go's server stream: its id, context and transport.
+    grpc_stream_id: "google.golang.org/grpc/internal/transport.Stream"."id",
+    grpc_stream_ctx: "google.golang.org/grpc/internal/transport.Stream"."ctx",
+    grpc_stream_st: "google.golang.org/grpc/internal/transport.Stream"."st",
+    /// The server transport's connection (a net.Conn).
+    grpc_server_conn: "google.golang.org/grpc/internal/transport.http2Server"."conn",
+    /// A context value's key and value (interfaces).
+    value_key: "context.valueCtx"."key",
+    value_val: "context.valueCtx"."val",
+}
+
+impl ServerFields {
+    /// The field called `name`, if known.
+    pub fn named(&self, name: &str) -> Option<u32> {
+        SERVER_FIELDS
+            .iter()
+            .position(|f| f.name == name)
+            .and_then(|i| self.get(i))
+    }
+}
+
 /// The committed table, per Go release.
 const TABLE: &str = include_str!("offsets_table.json");
 

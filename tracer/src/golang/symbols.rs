@@ -60,35 +60,18 @@ pub(crate) fn from_symtab(
     elf: &Elf,
     names: &[&str],
 ) -> Result<Option<Vec<Option<Function>>>, GoError> {
-    let (Some(symtab), Some(strtab)) = (elf.section(".symtab"), elf.section(".strtab")) else {
+    let Some(symtab) = Symtab::read(elf)? else {
         return Ok(None);
-    };
-    let symbols = elf.section_data(symtab)?;
-    let strings = elf.section_data(strtab)?;
-    // Elf64_Sym: name u32, info u8, other u8, shndx u16, value u64, size
-    // u64. Elf32_Sym: name u32, value u32, size u32, info u8, other u8,
-    // shndx u16.
-    let (entry_size, info_at, shndx_at, value_at, size_at, word) = if elf.is_64 {
-        (24, 4, 6, 8, 16, 8)
-    } else {
-        (16, 12, 14, 4, 8, 4)
     };
     // Per name: the symbol, and whether it is the `.abi0` one.
     let mut found: Vec<Option<(Entry, bool)>> = vec![None; names.len()];
-    for sym in symbols.chunks_exact(entry_size) {
+    for sym in symtab.symbols(elf) {
         // Defined functions only (a cgo binary also lists the C functions
         // it imports, in no section).
-        let defined = elf.uint(sym, shndx_at, 2) != Some(u64::from(elf::SHN_UNDEF));
-        if sym[info_at] & 0xf != elf::STT_FUNC || !defined {
+        if sym.kind != elf::STT_FUNC || !sym.defined {
             continue;
         }
-        let Some(name) = elf
-            .uint(sym, 0, 4)
-            .and_then(|at| strings.get(at as usize..))
-            .and_then(|s| s.split(|&b| b == 0).next())
-        else {
-            continue;
-        };
+        let name = sym.name;
         for (slot, wanted) in found.iter_mut().zip(names) {
             let Some(rest) = name.strip_prefix(wanted.as_bytes()) else {
                 continue;
@@ -103,8 +86,8 @@ pub(crate) fn from_symtab(
             };
             if slot.is_none_or(|(_, was_abi0)| was_abi0 && !abi0) {
                 let entry = Entry {
-                    address: elf.uint(sym, value_at, word).unwrap_or_default(),
-                    size: elf.uint(sym, size_at, word).unwrap_or_default(),
+                    address: sym.value,
+                    size: sym.size,
                 };
                 *slot = Some((entry, abi0));
             }
@@ -119,6 +102,73 @@ pub(crate) fn from_symtab(
         })
         .collect::<Result<_, _>>()
         .map(Some)
+}
+
+/// The address of the defined symbol `name` of any kind (a variable, a
+/// section marker such as `runtime.types`); `None` without `.symtab`.
+pub(crate) fn symbol_address(elf: &Elf, name: &str) -> Result<Option<u64>, GoError> {
+    let Some(symtab) = Symtab::read(elf)? else {
+        return Ok(None);
+    };
+    Ok(symtab
+        .symbols(elf)
+        .find(|s| s.defined && s.name == name.as_bytes())
+        .map(|s| s.value))
+}
+
+/// `.symtab` and its strings.
+struct Symtab {
+    symbols: Vec<u8>,
+    strings: Vec<u8>,
+}
+
+/// One symbol of `.symtab`.
+struct Symbol<'a> {
+    name: &'a [u8],
+    /// STT_*.
+    kind: u8,
+    /// In a section (not imported).
+    defined: bool,
+    value: u64,
+    size: u64,
+}
+
+impl Symtab {
+    fn read(elf: &Elf) -> Result<Option<Self>, GoError> {
+        let (Some(symtab), Some(strtab)) = (elf.section(".symtab"), elf.section(".strtab")) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            symbols: elf.section_data(symtab)?,
+            strings: elf.section_data(strtab)?,
+        }))
+    }
+
+    fn symbols<'a>(&'a self, elf: &'a Elf) -> impl Iterator<Item = Symbol<'a>> + 'a {
+        // Elf64_Sym: name u32, info u8, other u8, shndx u16, value u64, size
+        // u64. Elf32_Sym: name u32, value u32, size u32, info u8, other u8,
+        // shndx u16.
+        let (entry_size, info_at, shndx_at, value_at, size_at, word) = if elf.is_64 {
+            (24, 4, 6, 8, 16, 8)
+        } else {
+            (16, 12, 14, 4, 8, 4)
+        };
+        self.symbols
+            .chunks_exact(entry_size)
+            .filter_map(move |sym| {
+                let name = elf
+                    .uint(sym, 0, 4)
+                    .and_then(|at| self.strings.get(at as usize..))
+                    .and_then(|s| s.split(|&b| b == 0).next())?;
+                Some(Symbol {
+                    name,
+                    kind: sym[info_at] & 0xf,
+                    defined: elf.uint(sym, shndx_at, 2) != Some(u64::from(elf::SHN_UNDEF)),
+                    value: elf.uint(sym, value_at, word).unwrap_or_default(),
+                    size: elf.uint(sym, size_at, word).unwrap_or_default(),
+                })
+            })
+    }
 }
 
 /// Through Go's function table.

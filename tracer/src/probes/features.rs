@@ -37,10 +37,13 @@ pub enum Feature {
     GoHttpCalls,
     /// Go gRPC client calls nested under their caller's request.
     GoGrpcCalls,
+    /// Calls made by the handlers of Go HTTP/2 and gRPC servers nested
+    /// under their request (a probe per middle-tier process).
+    GoServerHandlers,
 }
 
 /// Every feature, in the order the summary line gives them.
-pub const ALL: [Feature; 7] = [
+pub const ALL: [Feature; 8] = [
     Feature::Http1,
     Feature::Http2,
     Feature::Context,
@@ -48,6 +51,7 @@ pub const ALL: [Feature; 7] = [
     Feature::InjectHttp2,
     Feature::GoHttpCalls,
     Feature::GoGrpcCalls,
+    Feature::GoServerHandlers,
 ];
 
 impl Feature {
@@ -61,6 +65,7 @@ impl Feature {
             Self::InjectHttp2 => "inject-http2",
             Self::GoHttpCalls => "go-http-calls",
             Self::GoGrpcCalls => "go-grpc-calls",
+            Self::GoServerHandlers => "go-server-handlers",
         }
     }
 
@@ -77,6 +82,9 @@ impl Feature {
             Self::InjectHttp2 => "traceparent injection into HTTP/2 and gRPC requests",
             Self::GoHttpCalls => "nesting of Go net/http client calls under their request",
             Self::GoGrpcCalls => "nesting of Go gRPC client calls under their request",
+            Self::GoServerHandlers => {
+                "nesting of calls made by Go HTTP/2 and gRPC server handlers under their request"
+            }
         }
     }
 
@@ -96,6 +104,11 @@ impl Feature {
             Self::InjectHttp2 => &[CLIENT_H2, SK_MSG, SK_SKB, SOCK_OPS],
             Self::GoHttpCalls => &[go_probes::HTTP_ROUND_TRIP.0],
             Self::GoGrpcCalls => &[go_probes::GRPC_NEW_STREAM.0],
+            Self::GoServerHandlers => &[
+                go_probes::GRPC_SERVER_STREAM.0,
+                go_probes::H2_SERVER_STD.0,
+                go_probes::H2_SERVER_XNET.0,
+            ],
         }
     }
 
@@ -240,7 +253,8 @@ mod tests {
         assert!(f.all_wanted_on());
         assert_eq!(
             f.summary(),
-            "http1 http2 context inject inject-http2 go-http-calls go-grpc-calls"
+            "http1 http2 context inject inject-http2 go-http-calls go-grpc-calls \
+             go-server-handlers"
         );
         assert!(f.warnings().is_empty());
     }
@@ -254,7 +268,8 @@ mod tests {
         assert!(!f.is_on(Feature::Context) && !f.is_on(Feature::Inject));
         assert_eq!(
             f.summary(),
-            "http1 http2 inject-http2 go-http-calls go-grpc-calls (off: context inject)"
+            "http1 http2 inject-http2 go-http-calls go-grpc-calls go-server-handlers (off: \
+             context inject)"
         );
         let warnings = f.warnings();
         assert_eq!(warnings.len(), 2, "{warnings:?}");

@@ -18,14 +18,20 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
     maps::{HashMap as BpfHashMap, MapData},
-    programs::{UProbe, uprobe::UProbeScope},
+    programs::{
+        UProbe,
+        uprobe::{UProbeLinkId, UProbeScope},
+    },
 };
 use log::{debug, info, warn};
-use tracer_common::{GoOffsets, go_probes, maps};
+use tracer_common::{GoOffsets, GoServerOffsets, go_probes, maps};
 
 use super::{Feature, Features};
 use crate::{
-    golang::{self, GoTarget},
+    golang::{
+        self, GoTarget,
+        servers::{self, GoServers},
+    },
     process::maps::image_start,
     stats::Stats,
 };
@@ -38,6 +44,9 @@ pub enum GoCommand {
     Process(u32),
     /// The process is gone.
     Exited(u32),
+    /// The process made an outgoing call: if it is a Go server, its
+    /// handlers' calls need the server handler probe.
+    MakesCalls(u32),
     /// Answer once everything sent before is done.
     Sync(Sender<()>),
 }
@@ -80,12 +89,25 @@ enum Binary {
         probes: Vec<(&'static str, &'static str, u64)>,
         /// Attached (processes running it > 0).
         attached: bool,
+        /// Its servers' handler probes, once a process of it made a call.
+        servers: Option<Box<GoServers>>,
     },
 }
+
+/// The server handler programs.
+const SERVER_PROGRAMS: [&str; 3] = [
+    go_probes::GRPC_SERVER_STREAM.0,
+    go_probes::H2_SERVER_STD.0,
+    go_probes::H2_SERVER_XNET.0,
+];
 
 struct State {
     ebpf: Ebpf,
     go_procs: BpfHashMap<MapData, u32, GoOffsets>,
+    go_servers: BpfHashMap<MapData, u32, GoServerOffsets>,
+    /// Go processes that made a call, and the server probes attached to
+    /// each (this process only).
+    server_links: HashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
     proc_root: PathBuf,
     binaries: HashMap<BinaryId, Binary>,
     pids: HashMap<u32, BinaryId>,
@@ -106,6 +128,9 @@ pub fn spawn(
     let usable = [
         (Feature::GoHttpCalls, go_probes::HTTP_ROUND_TRIP.0),
         (Feature::GoGrpcCalls, go_probes::GRPC_NEW_STREAM.0),
+        (Feature::GoServerHandlers, SERVER_PROGRAMS[0]),
+        (Feature::GoServerHandlers, SERVER_PROGRAMS[1]),
+        (Feature::GoServerHandlers, SERVER_PROGRAMS[2]),
     ]
     .into_iter()
     .filter(|(f, _)| features.is_on(*f))
@@ -115,10 +140,16 @@ pub fn spawn(
         ebpf.take_map(maps::GO_PROCS)
             .ok_or_else(|| anyhow!("map {} missing from the kernel object", maps::GO_PROCS))?,
     )?;
+    let go_servers = BpfHashMap::try_from(
+        ebpf.take_map(maps::GO_SERVERS)
+            .ok_or_else(|| anyhow!("map {} missing from the kernel object", maps::GO_SERVERS))?,
+    )?;
     let (tx, rx) = channel();
     let state = State {
         ebpf,
         go_procs,
+        go_servers,
+        server_links: HashMap::new(),
         proc_root,
         binaries: HashMap::new(),
         pids: HashMap::new(),
@@ -137,6 +168,7 @@ fn run(mut state: State, rx: Receiver<GoCommand>) {
         match command {
             GoCommand::Process(pid) => state.add(pid),
             GoCommand::Exited(pid) => state.remove(pid),
+            GoCommand::MakesCalls(pid) => state.makes_calls(pid),
             GoCommand::Sync(done) => {
                 let _ = done.send(());
             }
@@ -161,6 +193,7 @@ impl State {
             target,
             probes,
             attached,
+            ..
         } = self
             .binaries
             .entry(id)
@@ -192,9 +225,93 @@ impl State {
         }
     }
 
+    /// Attach the server handler probes to Go process `pid`, once: it
+    /// makes outgoing calls, so its handlers' calls need their request.
+    fn makes_calls(&mut self, pid: u32) {
+        if self.server_links.contains_key(&pid) {
+            return;
+        }
+        let Some(&id) = self.pids.get(&pid) else {
+            return; // not a Go process (or not one we follow)
+        };
+        if !SERVER_PROGRAMS.iter().any(|p| self.usable.contains(p)) {
+            return;
+        }
+        self.server_links.insert(pid, Vec::new());
+        let exe = self.proc_root.join(pid.to_string()).join("exe");
+        let Some(Binary::Go { servers, .. }) = self.binaries.get_mut(&id) else {
+            return;
+        };
+        let servers = servers.get_or_insert_with(|| {
+            let found = servers::inspect(&exe).unwrap_or_else(|e| {
+                debug!("go: pid {pid}: servers not inspected: {e}");
+                GoServers::default()
+            });
+            for why in &found.unsupported {
+                warn!("go: pid {pid}: no server handler probe: {why}");
+            }
+            Box::new(found)
+        });
+        if servers.probes.is_empty() {
+            return;
+        }
+        let mapped_at = if servers.pie {
+            let maps = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("maps"));
+            let inode = std::fs::metadata(&exe).map(|m| m.ino()).unwrap_or(0);
+            match maps.ok().and_then(|m| image_start(&m, inode)) {
+                Some(at) => at,
+                None => return, // gone, or the image is not where it was
+            }
+        } else {
+            0
+        };
+        let offsets = servers.offsets_at(mapped_at);
+        debug!("go: pid {pid}: server offsets {offsets:?}");
+        if let Err(e) = self.go_servers.insert(pid, offsets, 0) {
+            warn!("go: pid {pid}: cannot register its servers: {e}");
+            return;
+        }
+        let probes = servers.probes.clone();
+        let mut links = Vec::new();
+        for probe in probes {
+            if !self.usable.contains(probe.program) {
+                continue;
+            }
+            match attach_one(&mut self.ebpf, probe.program, &exe, probe.offset, pid) {
+                Ok(link) => {
+                    info!(
+                        "go: pid {pid} makes outgoing calls: uprobe on {} (+{:#x}), this \
+                         process only",
+                        probe.function, probe.offset
+                    );
+                    links.push((probe.program, link));
+                }
+                Err(e) => warn!("go: pid {pid}: no uprobe on {}: {e:#}", probe.function),
+            }
+        }
+        if !links.is_empty() {
+            Stats::inc(&self.stats.go_server_probes_attached);
+        }
+        self.server_links.insert(pid, links);
+    }
+
     fn remove(&mut self, pid: u32) {
         if self.pids.remove(&pid).is_some() {
             let _ = self.go_procs.remove(&pid);
+        }
+        if let Some(links) = self.server_links.remove(&pid) {
+            let _ = self.go_servers.remove(&pid);
+            for (program, link) in links {
+                let probe: Option<&mut UProbe> = self
+                    .ebpf
+                    .program_mut(program)
+                    .and_then(|p| p.try_into().ok());
+                if let Some(probe) = probe
+                    && let Err(e) = probe.detach(link)
+                {
+                    debug!("go: pid {pid}: detaching {program}: {e}");
+                }
+            }
         }
         // The uprobes stay with the executable (a later process of it uses
         // them); they go when the agent stops.
@@ -284,7 +401,26 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
         target: Box::new(target),
         probes,
         attached: false,
+        servers: None,
     }
+}
+
+/// Attach `program` at `offset` of `exe` for process `pid` only.
+fn attach_one(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    exe: &Path,
+    offset: u64,
+    pid: u32,
+) -> anyhow::Result<UProbeLinkId> {
+    let probe: &mut UProbe = ebpf
+        .program_mut(program)
+        .ok_or_else(|| anyhow!("program {program} missing from the kernel object"))?
+        .try_into()?;
+    let pid = std::num::NonZeroU32::new(pid).ok_or_else(|| anyhow!("pid 0"))?;
+    probe
+        .attach(offset, exe, UProbeScope::OneProcess(pid))
+        .context("attaching")
 }
 
 /// Attach `program`, loaded at start, at `offset` of `exe`.

@@ -1,0 +1,189 @@
+//! What the server handler probes need in a Go executable: where the
+//! handler-start functions of its HTTP/2 and gRPC servers are, and the
+//! members they read. Read when a Go process is first seen making an
+//! outgoing call, never for a leaf server.
+//!
+//! Struct members come from DWARF only: without it, the handler probes are
+//! not attached and calls made by handlers start new traces (said once).
+use std::path::Path;
+
+use tracer_common::{GoGrpcServer, GoH2Server, GoServerOffsets, go_probes};
+
+use super::{GoError, buildinfo, dwarf, elf::Elf, offsets::ServerFields, runtime_vars, symbols};
+
+/// The key type of grpc-go's incoming metadata in a context (whose value
+/// is the metadata.MD map itself).
+const MD_INCOMING_KEY: &str = "google.golang.org/grpc/metadata.mdIncomingKey";
+
+/// One handler-start function to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerProbe {
+    pub program: &'static str,
+    pub function: &'static str,
+    /// File offset of its entry.
+    pub offset: u64,
+}
+
+/// The servers found in one executable.
+#[derive(Debug, Clone, Default)]
+pub struct GoServers {
+    /// Addresses as linked (`GoServers::offsets_at` relocates them).
+    pub offsets: GoServerOffsets,
+    pub probes: Vec<ServerProbe>,
+    /// Servers present that cannot be probed, and why (for the log).
+    pub unsupported: Vec<String>,
+    pub pie: bool,
+    pub image_base: u64,
+}
+
+impl GoServers {
+    /// The offsets for a process that mapped the executable at `mapped_at`.
+    pub fn offsets_at(&self, mapped_at: u64) -> GoServerOffsets {
+        let mut o = self.offsets;
+        if self.pie && o.grpc.md_key_type != 0 {
+            let bias = mapped_at.wrapping_sub(self.image_base);
+            o.grpc.md_key_type = o.grpc.md_key_type.wrapping_add(bias);
+        }
+        o
+    }
+}
+
+/// The handler-start functions of `path` and what their probes read.
+pub fn inspect(path: &Path) -> Result<GoServers, GoError> {
+    let malformed = |reason: &str| GoError::Malformed {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let info = buildinfo::read(path)?.ok_or_else(|| malformed("not a Go binary"))?;
+    let elf = Elf::open(path)?.ok_or_else(|| malformed("not ELF"))?;
+    let kinds = [
+        go_probes::H2_SERVER_STD,
+        go_probes::H2_SERVER_XNET,
+        go_probes::GRPC_SERVER_STREAM,
+    ];
+    let names: Vec<&str> = kinds.iter().map(|(_, f)| *f).collect();
+    let (_, found) = symbols::find(&elf, &names)?;
+    let mut servers = GoServers {
+        pie: runtime_vars::is_pie(&elf)?,
+        image_base: elf
+            .segments()
+            .iter()
+            .filter(|s| s.offset == 0)
+            .map(|s| s.address)
+            .min()
+            .unwrap_or(0),
+        ..GoServers::default()
+    };
+    if found.iter().all(Option::is_none) {
+        return Ok(servers);
+    }
+    let Some(fields) = dwarf::read_server_fields(&elf)? else {
+        servers.unsupported.push(format!(
+            "no DWARF ({}): calls made by HTTP/2 and gRPC handlers start new traces",
+            info.go_version
+        ));
+        return Ok(servers);
+    };
+    servers.offsets.swiss_maps = swiss_maps(&info.go_version) as u32;
+    servers.offsets.req_header = fields.named("req_header").unwrap_or(0);
+    for ((program, function), f) in kinds.into_iter().zip(found) {
+        let Some(f) = f else { continue };
+        let known = if program == go_probes::GRPC_SERVER_STREAM.0 {
+            grpc_layout(&elf, &fields)?.map(|g| servers.offsets.grpc = g)
+        } else {
+            let (prefix, slot) = if program == go_probes::H2_SERVER_STD.0 {
+                ("std", &mut servers.offsets.std)
+            } else {
+                ("xnet", &mut servers.offsets.xnet)
+            };
+            h2_layout(&fields, prefix)
+                .filter(|_| fields.named("req_header").is_some())
+                .map(|l| *slot = l)
+        };
+        match known {
+            Some(()) => servers.probes.push(ServerProbe {
+                program,
+                function,
+                offset: f.entry_offset,
+            }),
+            None => servers
+                .unsupported
+                .push(format!("{function}: its structs are not all in the DWARF")),
+        }
+    }
+    Ok(servers)
+}
+
+/// Go 1.24 made maps swiss tables, unless built with
+/// GOEXPERIMENT=noswissmap (1.24 and 1.25 only).
+fn swiss_maps(go_version: &str) -> bool {
+    let minor = go_version
+        .strip_prefix("go1.")
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|m| m.parse::<u32>().ok())
+        .unwrap_or(0);
+    minor >= 24 && !go_version.contains("noswissmap")
+}
+
+fn h2_layout(f: &ServerFields, prefix: &str) -> Option<GoH2Server> {
+    let field = |name: &str| f.named(&format!("{prefix}_{name}"));
+    Some(GoH2Server {
+        sc_conn: field("sc_conn")?,
+        rw_rws: field("rw_rws")?,
+        rws_stream: field("rws_stream")?,
+        stream_id: field("stream_id")?,
+    })
+}
+
+/// grpc-go's server stream layout, and where its incoming metadata's key
+/// type is (without it the stream is still tied to its handler, but the
+/// caller's `traceparent` is not read).
+fn grpc_layout(elf: &Elf, f: &ServerFields) -> Result<Option<GoGrpcServer>, GoError> {
+    let (Some(stream_id), Some(stream_ctx), Some(stream_st), Some(server_conn)) = (
+        f.named("grpc_stream_id"),
+        f.named("grpc_stream_ctx"),
+        f.named("grpc_stream_st"),
+        f.named("grpc_server_conn"),
+    ) else {
+        return Ok(None);
+    };
+    let types = dwarf::struct_types(elf, &[MD_INCOMING_KEY])?;
+    let key_offset = types.first().copied().flatten().flatten();
+    let types_base = symbols::symbol_address(elf, "runtime.types")?;
+    let md_key_type = match (key_offset, types_base, f.named("value_key")) {
+        (Some(offset), Some(base), Some(_)) => base + offset,
+        _ => {
+            log::info!(
+                "go: grpc-go's metadata key type not found: incoming traceparent of gRPC \
+                 middle tiers not read"
+            );
+            0
+        }
+    };
+    Ok(Some(GoGrpcServer {
+        stream_id,
+        stream_ctx,
+        stream_st,
+        server_conn,
+        value_key: f.named("value_key").unwrap_or(0),
+        value_val: f.named("value_val").unwrap_or(0),
+        _pad: [0; 2],
+        md_key_type,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_are_swiss_from_go_1_24_unless_turned_off() {
+        assert!(!swiss_maps("go1.21.13"));
+        assert!(!swiss_maps("go1.23.9"));
+        assert!(swiss_maps("go1.24.11"));
+        assert!(swiss_maps("go1.25.5 X:nodwarf5"));
+        assert!(!swiss_maps("go1.25.5 X:noswissmap"));
+        assert!(swiss_maps("go1.27.3"));
+        assert!(!swiss_maps("devel"));
+    }
+}

@@ -548,7 +548,8 @@ pub fn go_grpc_fanout(binary: &Path, target: SocketAddr) -> anyhow::Result<Serve
     })
 }
 
-/// Lets a waiting `go/grpc_fanout` connect, and waits until it has.
+/// Lets a waiting `go/grpc_fanout` (or `go/grpc_middle`) connect, and waits
+/// until it has.
 pub fn connect_grpc_fanout(front: &mut Server) -> anyhow::Result<()> {
     let stdout = front.proc.stdout.clone();
     anyhow::ensure!(
@@ -564,6 +565,55 @@ pub fn connect_grpc_fanout(front: &mut Server) -> anyhow::Result<()> {
         front.proc.stderr.text()
     );
     Ok(())
+}
+
+/// `go/grpc_middle`: a gRPC health service and an h2c `/work` route whose
+/// handlers make `calls` gRPC Check("ok") calls to `grpc_target`, then
+/// `http` GETs of `http_url`. It listens, then waits:
+/// [`connect_grpc_fanout`] has it dial `grpc_target` (once the agent
+/// follows it).
+pub struct GrpcMiddle {
+    pub server: Server,
+    /// Where `/work` is served over h2c (prior knowledge).
+    pub h2c: SocketAddr,
+}
+
+impl GrpcMiddle {
+    pub fn start(
+        binary: &Path,
+        grpc_target: SocketAddr,
+        http_url: &str,
+        calls: usize,
+        http: usize,
+    ) -> anyhow::Result<GrpcMiddle> {
+        let h2c_port = free_port(false)?;
+        let server = start_server("go-grpc-middle", false, |port| {
+            let mut cmd = Command::new(binary);
+            cmd.arg("-grpc-target")
+                .arg(grpc_target.to_string())
+                .arg("-http-url")
+                .arg(http_url)
+                .arg("-calls")
+                .arg(calls.to_string())
+                .arg("-http")
+                .arg(http.to_string())
+                .arg("-h2c-port")
+                .arg(h2c_port.to_string())
+                .arg("-wait")
+                .arg(port.to_string())
+                .env_remove("OTEL_SERVICE_NAME");
+            cmd
+        })?;
+        Ok(GrpcMiddle {
+            server,
+            h2c: ([127, 0, 0, 1], h2c_port).into(),
+        })
+    }
+
+    /// `http://127.0.0.1:<h2c port>/work`.
+    pub fn work_url(&self) -> String {
+        format!("http://{}/work", self.h2c)
+    }
 }
 
 /// The calls `go/grpc_client` makes to `grpc.health.v1.Health`.

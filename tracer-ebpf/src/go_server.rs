@@ -251,9 +251,10 @@ const BUCKET: u64 = 8 + SLOTS * 16 + SLOTS * 24 + 8;
 const SAME_SIZE_GROW: u64 = 8;
 /// Bucket top hashes below this mark empty or evacuated slots.
 const MIN_TOP_HASH: u8 = 5;
-/// Groups looked at: 8 tables of 4 groups, or 16 buckets and 16 old ones.
-/// Request headers fill one group or bucket but for unusual requests.
-const MAX_GROUPS: u32 = 32;
+/// Groups looked at: 8 tables of 4 groups (swiss), or 16 buckets, their
+/// overflow buckets and 16 old ones. Request headers fill one group or
+/// bucket but for unusual requests.
+const MAX_GROUPS: u32 = 48;
 const MAX_TABLES: u64 = 8;
 const MAX_BUCKETS: u64 = 16;
 /// Bytes of a header value read: a `traceparent` is 55, a `b3` at most 68.
@@ -322,8 +323,8 @@ fn incoming_header(swiss: bool, map: u64, ctx: &mut TraceCtx) -> bool {
     // SAFETY: the callback only touches `scan` and probe-reads memory.
     unsafe {
         bpf_loop(
-            MAX_GROUPS,
-            scan_group as *mut _,
+            MAX_GROUPS * SLOTS as u32,
+            scan_slot as *mut _,
             &mut scan as *mut HeaderScan as *mut _,
             0,
         )
@@ -360,84 +361,74 @@ fn incoming_header(swiss: bool, map: u64, ctx: &mut TraceCtx) -> bool {
     }
 }
 
-/// bpf_loop callback: look through group (or bucket) `i` of the map.
-extern "C" fn scan_group(i: u32, scan: *mut HeaderScan) -> i64 {
+/// bpf_loop callback: slot `i % 8` of group (or bucket) `i / 8` of the
+/// map. One slot per call keeps what the verifier walks small.
+extern "C" fn scan_slot(i: u32, scan: *mut HeaderScan) -> i64 {
     // SAFETY: bpf_loop hands back the pointer it was given.
     let scan = unsafe { &mut *scan };
-    let i = i as u64;
-    if scan.swiss != 0 {
-        let group = if scan.n == 0 {
-            if i > 0 {
-                return 1;
-            }
-            scan.base
-        } else {
-            let (table, at) = (i / 4, i % 4);
-            if table >= scan.n {
-                return 1;
-            }
-            // table.groups: data, lengthMask.
-            let Some(groups) = user::<u64>(scan.base + table * 8)
-                .filter(|&t| t != 0)
-                .and_then(|t| user::<[u64; 2]>(t + 16))
-            else {
-                return 1;
-            };
-            if at > groups[1] {
-                return 0;
-            }
-            groups[0] + at * SWISS_GROUP
-        };
-        return scan_slots(group, true, scan) as i64;
-    }
-    let bucket = if i < scan.n {
-        scan.base + i * BUCKET
-    } else if scan.old != 0 && i - scan.n < scan.old_n {
-        scan.old + (i - scan.n) * BUCKET
-    } else {
+    let (g, k) = ((i / 8) as u64, (i % 8) as u64);
+    let swiss = scan.swiss != 0;
+    let Some(group) = group_at(scan, g) else {
         return 1;
     };
-    if scan_slots(bucket, false, scan) {
-        return 1;
+    if group == 0 {
+        return 0; // an empty table slot, or no overflow bucket
     }
-    // One overflow bucket per bucket: more would take a map far bigger
-    // than request headers make.
-    match user::<u64>(bucket + BUCKET - 8) {
-        Some(overflow) if overflow != 0 => scan_slots(overflow, false, scan) as i64,
-        _ => 0,
-    }
-}
-
-/// Look through the 8 slots of a group (swiss) or bucket for `traceparent`
-/// or `b3`, any case; true once found.
-#[inline(always)]
-fn scan_slots(group: u64, swiss: bool, scan: &mut HeaderScan) -> bool {
     // Swiss: a control byte per slot, high bit clear when full. Buckets: a
     // top hash per slot, MIN_TOP_HASH or more when full.
-    let Some(ctrl) = user::<u64>(group) else {
-        return false;
+    let Some(byte) = user::<u8>(group + k) else {
+        return 0;
     };
-    for k in 0..SLOTS {
-        let byte = ((ctrl >> (8 * k)) & 0xff) as u8;
-        let full = if swiss {
-            byte & 0x80 == 0
-        } else {
-            byte >= MIN_TOP_HASH
-        };
-        if !full {
-            continue;
-        }
-        let (key_at, value_at) = if swiss {
-            let slot = group + 8 + k * 40;
-            (slot, slot + 16)
-        } else {
-            (group + 8 + k * 16, group + 8 + SLOTS * 16 + k * 24)
-        };
-        if header_slot(key_at, value_at, scan) {
-            return true;
-        }
+    let full = if swiss {
+        byte & 0x80 == 0
+    } else {
+        byte >= MIN_TOP_HASH
+    };
+    if !full {
+        return 0;
     }
-    false
+    let (key_at, value_at) = if swiss {
+        let slot = group + 8 + k * 40;
+        (slot, slot + 16)
+    } else {
+        (group + 8 + k * 16, group + 8 + SLOTS * 16 + k * 24)
+    };
+    header_slot(key_at, value_at, scan) as i64
+}
+
+/// The address of group `g` of the map (0: none there, go on); `None`
+/// past the last.
+#[inline(always)]
+fn group_at(scan: &HeaderScan, g: u64) -> Option<u64> {
+    if scan.swiss != 0 {
+        if scan.n == 0 {
+            return (g == 0).then_some(scan.base);
+        }
+        let (table, at) = (g / 4, g % 4);
+        if table >= scan.n {
+            return None;
+        }
+        // table.groups: data, lengthMask.
+        let groups = user::<u64>(scan.base + table * 8)
+            .filter(|&t| t != 0)
+            .and_then(|t| user::<[u64; 2]>(t + 16))?;
+        return Some(if at > groups[1] {
+            0
+        } else {
+            groups[0] + at * SWISS_GROUP
+        });
+    }
+    // Buckets, then one overflow bucket of each (more would take a map far
+    // bigger than request headers make), then the old buckets.
+    if g < scan.n {
+        Some(scan.base + g * BUCKET)
+    } else if g < 2 * scan.n {
+        user::<u64>(scan.base + (g - scan.n) * BUCKET + BUCKET - 8)
+    } else if scan.old != 0 && g - 2 * scan.n < scan.old_n {
+        Some(scan.old + (g - 2 * scan.n) * BUCKET)
+    } else {
+        None
+    }
 }
 
 /// Is the key at `key_at` `traceparent` or `b3` (any case)? Then its first

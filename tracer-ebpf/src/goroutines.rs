@@ -382,14 +382,24 @@ pub fn stream_caller(tgid: u32, sock_id: u64, stream: u32, now: u64) -> Option<O
         _pad: 0,
     };
     // SAFETY: copied out at once.
-    let Some(h) = (unsafe { GO_GRPC_STREAMS.get(&key) }).copied() else {
-        count(counter::GO_GRPC_STREAM_NO_CALLER, 1);
+    let mut found = (unsafe { GO_GRPC_STREAMS.get(&key) }).copied();
+    if found.is_none() {
         let written = ThreadCtx {
             ts: now,
             pending: STREAM_WRITTEN,
             ..ThreadCtx::default()
         };
-        let _ = GO_GRPC_STREAMS.insert(&key, &written, 0);
+        // Only where there is still nothing: the caller's uprobe, on
+        // another CPU, may have recorded it since the lookup.
+        if GO_GRPC_STREAMS.insert(&key, &written, BPF_NOEXIST).is_ok() {
+            count(counter::GO_GRPC_STREAM_NO_CALLER, 1);
+            return None;
+        }
+        // SAFETY: copied out at once.
+        found = (unsafe { GO_GRPC_STREAMS.get(&key) }).copied();
+    }
+    let Some(h) = found.filter(|h| h.pending != STREAM_WRITTEN) else {
+        count(counter::GO_GRPC_STREAM_NO_CALLER, 1);
         return None;
     };
     let _ = GO_GRPC_STREAMS.remove(&key);
@@ -431,18 +441,29 @@ pub fn go_grpc_new_stream(ctx: ProbeContext) -> u32 {
         stream,
         _pad: 0,
     };
-    // SAFETY: copied out at once.
-    if let Some(t) = unsafe { GO_GRPC_STREAMS.get(&key) }.copied()
-        && t.pending == STREAM_WRITTEN
-    {
-        // The writer goroutine was quicker: that call has no parent.
-        let _ = GO_GRPC_STREAMS.remove(&key);
-        count(counter::GO_GRPC_STREAM_LATE, 1);
+    let caller = caller_request(&off, tgid, g);
+    if GO_GRPC_STREAMS.insert(&key, caller, BPF_NOEXIST).is_ok() {
         return 0;
     }
-    let _ = GO_GRPC_STREAMS.insert(&key, caller_request(&off, tgid, g), 0);
+    // SAFETY: copied out at once.
+    match unsafe { GO_GRPC_STREAMS.get(&key) }.copied() {
+        Some(t) if t.pending == STREAM_WRITTEN => {
+            // The writer goroutine was quicker (the lookup and the
+            // tombstone are each atomic; whichever came second sees the
+            // other): that call has no parent.
+            let _ = GO_GRPC_STREAMS.remove(&key);
+            count(counter::GO_GRPC_STREAM_LATE, 1);
+        }
+        // A stale record of an earlier stream of that id.
+        _ => {
+            let _ = GO_GRPC_STREAMS.insert(&key, caller, 0);
+        }
+    }
     0
 }
+
+/// Map update flag: only create.
+const BPF_NOEXIST: u64 = 1;
 
 /// The socket fd behind the net.Conn interface at `iface` when it is a
 /// plain TCP connection (`*net.TCPConn`): conn.fd.pfd.Sysfd, trusted only

@@ -3,7 +3,7 @@
 // All calls go over one insecure (h2c) connection.
 //
 // Usage: grpc_client -target HOST:PORT [-call check-ok|check-missing|watch] [-n N]
-//                    [-traceparent VALUE] [-wait]
+//                    [-traceparent VALUE] [-concurrent] [-wait]
 //
 //	check-ok       Check("ok"), expects SERVING; prints "CHECK ok SERVING"
 //	check-missing  Check("missing"), expects status NotFound; prints
@@ -11,7 +11,8 @@
 //	watch          Watch("ok"), expects 3 × SERVING then OK; prints
 //	               "WATCH ok SERVING" per message, then "WATCH ok END OK"
 //
-// The call is made N times. -traceparent: send that value as `traceparent`
+// The call is made N times, one after another (-concurrent: all at once,
+// from N goroutines, as concurrent streams of the one connection). -traceparent: send that value as `traceparent`
 // metadata with every call (what an instrumented caller does). -wait: print "WAITING" and wait for a line on
 // stdin before connecting (so that a tracer can be started on this process
 // first). Exits 1 on any unexpected result.
@@ -43,6 +44,7 @@ var (
 	repeat   = flag.Int("n", 1, "how many times to make the call")
 	wait     = flag.Bool("wait", false, `print "WAITING" and wait for a line on stdin first`)
 	parent   = flag.String("traceparent", "", "traceparent metadata sent with every call")
+	parallel = flag.Bool("concurrent", false, "make the N calls at once, as concurrent streams of the one connection")
 )
 
 func checkOK(ctx context.Context, client healthpb.HealthClient) error {
@@ -134,6 +136,19 @@ func main() {
 	client := healthpb.NewHealthClient(conn)
 	if *parent != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", *parent)
+	}
+	if *parallel {
+		errs := make(chan error, *repeat)
+		for i := 0; i < *repeat; i++ {
+			go func() { errs <- run(ctx, client) }()
+		}
+		for i := 0; i < *repeat; i++ {
+			if err := <-errs; err != nil {
+				conn.Close()
+				log.Fatal(err)
+			}
+		}
+		return
 	}
 	for i := 0; i < *repeat; i++ {
 		if err := run(ctx, client); err != nil {

@@ -41,6 +41,10 @@ struct Kernel {
     traced_pids: BpfHashMap<MapData, u32, u8>,
     config: Array<MapData, Config>,
     go: GoTracing,
+    /// Processes are selected by pid or executable only (no --port): a new
+    /// process not selected (by exec, or as a child of a selected one,
+    /// which the kernel added when it forked) gets no uprobes.
+    only_selected: bool,
 }
 
 impl KernelControl for Kernel {
@@ -61,6 +65,9 @@ impl KernelControl for Kernel {
     }
 
     fn process_started(&mut self, pid: u32) {
+        if self.only_selected && self.traced_pids.get(&pid, 0).is_err() {
+            return;
+        }
         self.go.send(GoCommand::Process(pid));
     }
 
@@ -146,6 +153,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.proc_root.clone(),
             stats.clone(),
         )?,
+        only_selected: args.selective() && args.ports.is_empty(),
     };
     if args.selective() {
         let chosen = selection.scan(&args.proc_root);

@@ -5,6 +5,7 @@
 //! an error.
 
 mod agent;
+mod grpc_load;
 mod kernel;
 mod phase;
 mod procs;
@@ -77,6 +78,9 @@ pub enum WorkloadChoice {
     // Two Go servers: each request to the front makes one net/http client
     // call to the leaf.
     GoFanout,
+    // Go gRPC (grpc-go): a leaf alone, then a middle tier that makes one
+    // gRPC call to a leaf per request; load from a Go gRPC client.
+    GoGrpc,
     All,
 }
 
@@ -86,7 +90,14 @@ impl WorkloadChoice {
             Self::Go => vec![Workload::Go],
             Self::Nginx => vec![Workload::Nginx],
             Self::GoFanout => vec![Workload::GoFanout],
-            Self::All => vec![Workload::Go, Workload::Nginx, Workload::GoFanout],
+            Self::GoGrpc => vec![Workload::GoGrpc, Workload::GoGrpcMiddle],
+            Self::All => vec![
+                Workload::Go,
+                Workload::Nginx,
+                Workload::GoFanout,
+                Workload::GoGrpc,
+                Workload::GoGrpcMiddle,
+            ],
         }
     }
 }
@@ -311,6 +322,7 @@ fn command_line(args: &BenchArgs) -> String {
             WorkloadChoice::Go => "go",
             WorkloadChoice::Nginx => "nginx",
             WorkloadChoice::GoFanout => "go-fanout",
+            WorkloadChoice::GoGrpc => "go-grpc",
             WorkloadChoice::All => "all",
         };
         line.push_str(&format!(" --workload {name}"));

@@ -11,6 +11,7 @@ use anyhow::Result;
 
 use super::{
     agent::Agent,
+    grpc_load,
     kernel::{self, Program},
     procs::{self, Cpu, Memory},
     sink::Sink,
@@ -138,11 +139,34 @@ pub struct Target {
     pub path: &'static str,
     /// The server it calls, if any (port, pid): selected like it.
     pub downstream: Option<(u16, u32)>,
+    /// gRPC workloads: the load generator (else wrk loads `url`).
+    pub grpc_load: Option<&'static Path>,
+    /// A gRPC middle tier: told (SIGHUP) to dial its leaf again once an
+    /// agent has started, which must see that connection from its preface.
+    pub redial: bool,
 }
 
 impl Target {
     pub fn url(self) -> String {
         format!("http://127.0.0.1:{}{}", self.port, self.path)
+    }
+
+    /// Loads the server for `duration`.
+    fn load(self, load: Load, duration: Duration) -> Result<Report> {
+        match self.grpc_load {
+            Some(bin) => grpc_load::run(bin, self.port, load, duration),
+            None => wrk::run(&self.url(), load, duration),
+        }
+    }
+
+    /// A middle tier dials its leaf again (for an agent just started).
+    fn redial(self) -> Result<()> {
+        if self.redial {
+            procs::signal_hup(self.pid)?;
+            // A dial to 127.0.0.1 takes a millisecond or so.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Ok(())
     }
 }
 
@@ -201,10 +225,9 @@ fn timed<T>(slot: &mut Duration, f: impl FnOnce() -> T) -> T {
 }
 
 pub fn untraced(target: Target, load: Load, ctx: &Context, clock: &mut Clock) -> Result<Untraced> {
-    let url = &target.url();
-    timed(&mut clock.warm_up, || wrk::run(url, load, WARM_UP))?;
+    timed(&mut clock.warm_up, || target.load(load, WARM_UP))?;
     let bpf_before = kernel::total_run_time_ns();
-    let wrk = timed(&mut clock.measured, || wrk::run(url, load, ctx.duration))?;
+    let wrk = timed(&mut clock.measured, || target.load(load, ctx.duration))?;
     Ok(Untraced {
         wrk,
         other_bpf_ns: kernel::total_run_time_ns().saturating_sub(bpf_before),
@@ -222,22 +245,22 @@ pub fn traced(
     clock: &mut Clock,
 ) -> Result<Traced> {
     let args = mode.agent_args(target, ctx.sink);
-    let url = &target.url();
     let log = ctx.logs.join(format!("{log_name}.log"));
     let mut agent = timed(&mut clock.agent_start, || {
         Agent::start(ctx.agent_bin, &args, &log)
     })?;
     let pid = agent.pid();
     let sink_before = ctx.sink.map_or(0, Sink::requests);
+    target.redial()?;
 
-    let warm = timed(&mut clock.warm_up, || wrk::run(url, load, WARM_UP))?;
+    let warm = timed(&mut clock.warm_up, || target.load(load, WARM_UP))?;
     timed(&mut clock.settle, || procs::wait_idle(pid, SETTLE_LIMIT))?;
     let cpu_before = procs::cpu(pid)?;
     let switches_before = procs::context_switches(pid)?;
     let programs_before = kernel::snapshot(pid)?;
     let bpf_before = kernel::total_run_time_ns();
 
-    let measured = timed(&mut clock.measured, || wrk::run(url, load, ctx.duration))?;
+    let measured = timed(&mut clock.measured, || target.load(load, ctx.duration))?;
     let memory = procs::memory(pid)?;
     timed(&mut clock.settle, || procs::wait_idle(pid, SETTLE_LIMIT))?;
     let cpu_after = procs::cpu(pid)?;
@@ -275,6 +298,8 @@ mod tests {
         pid: 4242,
         path: "/",
         downstream: None,
+        grpc_load: None,
+        redial: false,
     };
 
     #[test]

@@ -111,6 +111,16 @@ impl Drop for Proc {
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now.
+/// SIGHUP to `pid`, a server the bench started (and has not reaped).
+pub fn signal_hup(pid: u32) -> Result<()> {
+    let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot signal the server");
+    }
+    Ok(())
+}
+
 pub fn free_port() -> Result<u16> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port")?;

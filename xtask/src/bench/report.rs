@@ -57,8 +57,11 @@ struct Figures {
     probe_hits: f64,
     /// Go client calls per request (the workload's).
     client_calls: u64,
-    /// Probe hits are exactly one per client call (none on server paths),
-    /// give or take the calls of requests in flight when wrk stops.
+    /// Uprobe hits a request should cost (`Workload::probe_hits`).
+    expected_hits: u64,
+    /// Probe hits are exactly one per client call and one per request of a
+    /// Go gRPC middle tier (none on other server paths), give or take the
+    /// requests in flight when the load stops.
     probes_ok: bool,
     rss_steady_mib: f64,
     rss_peak_mib: f64,
@@ -98,6 +101,7 @@ impl Figures {
             kernel_us: per_round(&|_, t| kernel_us_per_request(t)),
             probe_hits: 0.0,
             client_calls: workload.client_calls(),
+            expected_hits: workload.probe_hits(),
             probes_ok: false,
             rss_steady_mib: per_round(&|_, t| mib(t.memory.rss_kib)),
             rss_peak_mib: 0.0,
@@ -118,11 +122,12 @@ impl Figures {
             probe_hits += probe_runs(traced);
         }
         figures.probe_hits = probe_hits as f64 / measured_requests.max(1) as f64;
-        let calls = figures.client_calls;
-        // A request in flight when wrk stops has made its calls, but wrk
-        // does not count it: at most one per connection per phase.
-        let in_flight = calls * u64::from(load.connections) * pairs.len() as u64;
-        figures.probes_ok = probe_hits.abs_diff(calls * measured_requests) <= in_flight;
+        let hits = figures.expected_hits;
+        // A request in flight when the load stops has made its calls, but
+        // the load generator does not count it: at most one per connection
+        // per phase.
+        let in_flight = hits * u64::from(load.connections) * pairs.len() as u64;
+        figures.probes_ok = probe_hits.abs_diff(hits * measured_requests) <= in_flight;
         Some(figures)
     }
 
@@ -137,6 +142,7 @@ impl Figures {
             kernel_us: kernel_us_per_request(traced),
             probe_hits: probe_runs(traced) as f64 / traced.wrk.requests.max(1) as f64,
             client_calls: workload.client_calls(),
+            expected_hits: workload.probe_hits(),
             // The overload table shows no probe hits.
             probes_ok: true,
             rss_steady_mib: mib(traced.memory.rss_kib),
@@ -198,6 +204,13 @@ impl Figures {
     /// Per request; per client call too where the workload makes any.
     fn probes_text(&self) -> String {
         match self.client_calls {
+            _ if self.expected_hits > self.client_calls => format!(
+                "{:.2} (expected {}: {} server handler + {} client call)",
+                self.probe_hits,
+                self.expected_hits,
+                self.expected_hits - self.client_calls,
+                self.client_calls
+            ),
             0 => format!("{:.2}", self.probe_hits),
             calls => format!(
                 "{:.2} ({:.2}/client call)",
@@ -384,7 +397,7 @@ fn budget(out: &mut String, results: &[WorkloadResults], mode: Mode, load: Load)
     }
     let _ = write!(
         out,
-        "| uprobe hits: 0/request on server paths, 1 per Go client call |"
+        "| uprobe hits: 0/request on leaf server paths, 1 per Go client call, 1 per request of a Go gRPC middle tier |"
     );
     for (_, f) in &figures {
         let _ = write!(out, " {} {} |", f.probes_text(), mark(f.probes_ok));

@@ -1,6 +1,8 @@
 //! The servers under load: a Go net/http hello server and nginx, each
-//! answering `hello` on 127.0.0.1; and two Go fan-out servers, a front whose
-//! every request makes one net/http client call to a leaf.
+//! answering `hello` on 127.0.0.1; two Go fan-out servers, a front whose
+//! every request makes one net/http client call to a leaf; and Go gRPC
+//! servers (grpc-go): a leaf alone, and a middle tier whose every request
+//! makes one gRPC call to a leaf.
 
 use std::{
     fs,
@@ -24,12 +26,20 @@ use crate::{
 const GO_HELLO: &str = "tests/apps/go/hello";
 /// The fan-out server's source, relative to the workspace root.
 const GO_FANOUT: &str = "tests/apps/go/fanout";
+/// The gRPC leaf, middle tier and load generator.
+const GO_GRPC_LEAF: &str = "tests/apps/go/grpc_server";
+const GO_GRPC_MIDDLE: &str = "tests/apps/go/grpc_middle";
+const GO_GRPC_LOAD: &str = "tests/apps/go/grpc_load";
+/// Where Debian's grpc-go is (`cargo xtask setup` installs it).
+const DEBIAN_GOPATH: &str = "/usr/share/gocode";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     Go,
     Nginx,
     GoFanout,
+    GoGrpc,
+    GoGrpcMiddle,
 }
 
 impl Workload {
@@ -38,6 +48,18 @@ impl Workload {
             Self::Go => "Go net/http (GOMAXPROCS=1)",
             Self::Nginx => "nginx (1 worker)",
             Self::GoFanout => "Go fan-out, 1 client call/req (2 × GOMAXPROCS=1)",
+            Self::GoGrpc => "Go gRPC leaf (grpc-go, GOMAXPROCS=1)",
+            Self::GoGrpcMiddle => "Go gRPC middle tier, 1 gRPC call/req (2 × GOMAXPROCS=1)",
+        }
+    }
+
+    /// Uprobe hits each request should cost: one per Go client call, and
+    /// one for the server handler probe of a Go gRPC middle tier (a leaf
+    /// never gets it).
+    pub fn probe_hits(self) -> u64 {
+        match self {
+            Self::GoGrpcMiddle => self.client_calls() + 1,
+            _ => self.client_calls(),
         }
     }
 
@@ -45,8 +67,8 @@ impl Workload {
     /// ones the client path's uprobe is expected to hit once each.
     pub fn client_calls(self) -> u64 {
         match self {
-            Self::Go | Self::Nginx => 0,
-            Self::GoFanout => 1,
+            Self::Go | Self::Nginx | Self::GoGrpc => 0,
+            Self::GoFanout | Self::GoGrpcMiddle => 1,
         }
     }
 
@@ -54,9 +76,9 @@ impl Workload {
     /// server it crosses, a CLIENT span per client call (wrk's not counted).
     pub fn spans_per_request(self) -> u64 {
         match self {
-            Self::Go | Self::Nginx => 1,
+            Self::Go | Self::Nginx | Self::GoGrpc => 1,
             // Front server, front client, leaf server.
-            Self::GoFanout => 3,
+            Self::GoFanout | Self::GoGrpcMiddle => 3,
         }
     }
 
@@ -70,6 +92,13 @@ impl Workload {
             Self::GoFanout => Ok(Prepared::GoFanout {
                 bin: go_build(paths, dir, GO_FANOUT, "fanout")?,
             }),
+            Self::GoGrpc | Self::GoGrpcMiddle => Ok(Prepared::GoGrpc {
+                leaf: go_build(paths, dir, GO_GRPC_LEAF, "grpc_server")?,
+                middle: (self == Self::GoGrpcMiddle)
+                    .then(|| go_build(paths, dir, GO_GRPC_MIDDLE, "grpc_middle"))
+                    .transpose()?,
+                load: Box::leak(go_build(paths, dir, GO_GRPC_LOAD, "grpc_load")?.into_boxed_path()),
+            }),
             Self::Nginx => Ok(Prepared::Nginx {
                 bin: nginx_command()?,
                 dir: dir.join("nginx"),
@@ -79,9 +108,21 @@ impl Workload {
 }
 
 /// `go build -o DIR/NAME ./SRC` with the default Go of `cargo xtask setup`,
-/// in GOPATH mode: the test programs need nothing but the standard library.
+/// in GOPATH mode: the standard library, and Debian's packaged grpc-go for
+/// the gRPC programs.
 fn go_build(paths: &Paths, dir: &Path, src: &str, name: &str) -> Result<PathBuf> {
     let go = go_command(paths)?;
+    let gopath = if src.contains("grpc") {
+        if !Path::new(DEBIAN_GOPATH)
+            .join("src/google.golang.org/grpc")
+            .is_dir()
+        {
+            bail!("Debian's grpc-go is not installed: run `cargo xtask setup`");
+        }
+        PathBuf::from(DEBIAN_GOPATH)
+    } else {
+        dir.join("go-path")
+    };
     let bin = dir.join(name);
     cmd::run(
         cmd::new(&go)
@@ -94,16 +135,30 @@ fn go_build(paths: &Paths, dir: &Path, src: &str, name: &str) -> Result<PathBuf>
             .env("GO111MODULE", "off")
             .env("GOFLAGS", "")
             .env("GOCACHE", dir.join("go-cache"))
-            .env("GOPATH", dir.join("go-path")),
+            .env("GOPATH", gopath),
     )
     .with_context(|| format!("cannot build the Go program {src}"))?;
     Ok(bin)
 }
 
 pub enum Prepared {
-    Go { bin: PathBuf },
-    Nginx { bin: PathBuf, dir: PathBuf },
-    GoFanout { bin: PathBuf },
+    Go {
+        bin: PathBuf,
+    },
+    Nginx {
+        bin: PathBuf,
+        dir: PathBuf,
+    },
+    GoFanout {
+        bin: PathBuf,
+    },
+    GoGrpc {
+        leaf: PathBuf,
+        /// The middle tier, calling the leaf (else the leaf is loaded).
+        middle: Option<PathBuf>,
+        /// The load generator (leaked: targets are `Copy`).
+        load: &'static Path,
+    },
 }
 
 /// A server that answers on `port` until dropped.
@@ -114,6 +169,10 @@ pub struct Server {
     path: &'static str,
     /// go-fanout: the leaf the front (`proc`) calls, and its port.
     leaf: Option<(u16, Proc)>,
+    /// gRPC: the load generator.
+    grpc_load: Option<&'static Path>,
+    /// A gRPC middle tier: re-dials its leaf on SIGHUP.
+    redial: bool,
 }
 
 impl Server {
@@ -130,6 +189,8 @@ impl Server {
             pid: self.pid(),
             path: self.path,
             downstream: self.leaf.as_ref().map(|(port, leaf)| (*port, leaf.pid())),
+            grpc_load: self.grpc_load,
+            redial: self.redial,
         }
     }
 
@@ -146,6 +207,7 @@ impl Prepared {
     pub fn start(&self) -> Result<Server> {
         let port = procs::free_port()?;
         let (mut path, mut leaf) = ("/", None);
+        let (mut grpc_load, mut redial) = (None, false);
         let mut cmd = match self {
             Self::Go { bin } => {
                 let mut cmd = Command::new(bin);
@@ -171,6 +233,40 @@ impl Prepared {
                     .env("GOMAXPROCS", "1");
                 cmd
             }
+            Self::GoGrpc {
+                leaf: leaf_bin,
+                middle,
+                load,
+            } => {
+                grpc_load = Some(*load);
+                path = "grpc.health.v1.Health/Check";
+                let mut leaf_cmd = Command::new(leaf_bin);
+                leaf_cmd.env("GOMAXPROCS", "1");
+                match middle {
+                    None => {
+                        leaf_cmd.arg(port.to_string());
+                        leaf_cmd
+                    }
+                    Some(middle) => {
+                        let leaf_port = procs::free_port()?;
+                        leaf_cmd
+                            .arg(leaf_port.to_string())
+                            .stdin(Stdio::null())
+                            .stdout(Stdio::null());
+                        let mut proc = Proc::spawn("the gRPC leaf", &mut leaf_cmd)?;
+                        procs::wait_listening(&mut proc, leaf_port, Duration::from_secs(10))?;
+                        leaf = Some((leaf_port, proc));
+                        redial = true;
+                        let mut cmd = Command::new(middle);
+                        cmd.arg("-grpc-target")
+                            .arg(format!("127.0.0.1:{leaf_port}"))
+                            .args(["-calls", "1"])
+                            .arg(port.to_string())
+                            .env("GOMAXPROCS", "1");
+                        cmd
+                    }
+                }
+            }
             Self::Nginx { bin, dir } => {
                 fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -193,6 +289,8 @@ impl Prepared {
             proc,
             path,
             leaf,
+            grpc_load,
+            redial,
         })
     }
 }

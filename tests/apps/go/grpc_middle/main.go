@@ -14,7 +14,9 @@
 //
 // -wait: once listening, print "WAITING" and wait for a line on stdin before
 // connecting to -grpc-target (so that a tracer can follow this process from
-// that connection's preface on); "DIALED" once connected.
+// that connection's preface on); "DIALED" once connected. SIGHUP: dial a new
+// connection to -grpc-target for the calls from then on ("REDIALED"), for a
+// tracer started since.
 package main
 
 import (
@@ -27,6 +29,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -47,15 +52,34 @@ var (
 )
 
 var (
-	downstream healthpb.HealthClient
+	// The *grpc.ClientConn of the current connection.
+	downstream atomic.Value
 	httpClient = &http.Client{Timeout: 10 * time.Second}
 )
+
+// dial connects to -grpc-target; calls use that connection from then on,
+// and the previous one is closed once its calls are done.
+func dial() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := grpc.DialContext(ctx, *grpcTarget, grpc.WithInsecure(), grpc.WithBlock())
+	if err != nil {
+		return fmt.Errorf("dialling %s: %v", *grpcTarget, err)
+	}
+	old, _ := downstream.Load().(*grpc.ClientConn)
+	downstream.Store(conn)
+	if old != nil {
+		time.AfterFunc(10*time.Second, func() { old.Close() })
+	}
+	return nil
+}
 
 // work makes the configured downstream calls; the number made.
 func work(ctx context.Context) (int, error) {
 	made := 0
 	for i := 0; i < *grpcCalls; i++ {
-		resp, err := downstream.Check(ctx, &healthpb.HealthCheckRequest{Service: "ok"})
+		conn := downstream.Load().(*grpc.ClientConn)
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "ok"})
 		if err != nil {
 			return made, fmt.Errorf("gRPC call %d: %v", i, err)
 		}
@@ -127,13 +151,20 @@ func main() {
 		bufio.NewReader(os.Stdin).ReadString('\n')
 	}
 	if *grpcTarget != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		conn, err := grpc.DialContext(ctx, *grpcTarget, grpc.WithInsecure(), grpc.WithBlock())
-		cancel()
-		if err != nil {
-			log.Fatalf("dialling %s: %v", *grpcTarget, err)
+		if err := dial(); err != nil {
+			log.Fatal(err)
 		}
-		downstream = healthpb.NewHealthClient(conn)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			for range hup {
+				if err := dial(); err != nil {
+					log.Print(err)
+					continue
+				}
+				fmt.Println("REDIALED")
+			}
+		}()
 	}
 	fmt.Println("DIALED")
 	server := grpc.NewServer()

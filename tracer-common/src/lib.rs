@@ -971,6 +971,10 @@ pub struct GoH2Server {
     pub rws_stream: u32,
     /// stream.id
     pub stream_id: u32,
+    /// The request's Header (a map[string][]string): net/http.Request's,
+    /// or net/http/internal/http2.ServerRequest's (Go 1.27+).
+    pub req_header: u32,
+    pub _pad: u32,
 }
 
 /// grpc-go's server side, from the arguments of `(*Server).handleStream(t,
@@ -1004,10 +1008,9 @@ pub struct GoServerOffsets {
     pub std: GoH2Server,
     pub xnet: GoH2Server,
     pub grpc: GoGrpcServer,
-    /// net/http.Request.Header (a map[string][]string)
-    pub req_header: u32,
     /// 1: Go 1.24+ maps (swiss tables); 0: buckets (`runtime.hmap`).
     pub swiss_maps: u32,
+    pub _pad: u32,
 }
 
 /// Slots of `GoOffsets::h2_writers`.

@@ -113,7 +113,7 @@ fn h2_handler(ctx: &ProbeContext, xnet: bool) {
     let fd = net_conn_fd(&off, sc + layout.sc_conn as u64);
     let headers = match req {
         0 => 0,
-        req => user::<u64>(req + srv.req_header as u64).unwrap_or(0),
+        req => user::<u64>(req + layout.req_header as u64).unwrap_or(0),
     };
     serve(cfg, tgid, &off, &srv, g, fd, id, headers);
 }

@@ -297,7 +297,8 @@ fn struct_offsets(elf: &Elf, go_version: &str) -> Result<(GoOffsets, OffsetsSour
 
 /// The offsets table (JSON) read from the DWARF of `binaries`, one per Go
 /// release: what `tracer go-offsets` prints for `cargo xtask go-offsets`.
-/// Every field must be found in every binary.
+/// Every field of [`FIELDS`] must be found in every binary; the standard
+/// library's server members are taken as found.
 pub fn offsets_table(binaries: &[&Path]) -> Result<String, GoError> {
     let mut releases = Vec::new();
     for &path in binaries {
@@ -316,7 +317,10 @@ pub fn offsets_table(binaries: &[&Path]) -> Result<String, GoError> {
                 missing: offsets.missing().join(", "),
             });
         }
-        releases.push((release, offsets));
+        // The standard library's HTTP/2 server members, for stripped
+        // binaries' handler probes.
+        let server = dwarf::read_server_fields(&elf)?.unwrap_or_default();
+        releases.push((release, offsets, server));
     }
     Ok(offsets::render_table(&releases))
 }

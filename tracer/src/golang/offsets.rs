@@ -134,13 +134,27 @@ go_fields! {
 
 go_fields! {
     ServerFields, SERVER_FIELDS:
-    /// net/http's bundled HTTP/2 server: the connection (a net.Conn).
+    /// net/http's bundled HTTP/2 server (Go 1.21-1.26): the connection (a
+    /// net.Conn), the responseWriter's state, its stream, the stream's id.
     std_sc_conn: "net/http.http2serverConn"."conn",
     std_rw_rws: "net/http.http2responseWriter"."rws",
     std_rws_stream: "net/http.http2responseWriterState"."stream",
     std_stream_id: "net/http.http2stream"."id",
     /// The request's headers (a map[string][]string).
-    req_header: "net/http.Request"."Header",
+    std_req_header: "net/http.Request"."Header",
+    /// The same in net/http/internal/http2 (Go 1.27+), whose handlers get
+    /// a ServerRequest.
+    int_sc_conn: "net/http/internal/http2.serverConn"."conn",
+    int_rw_rws: "net/http/internal/http2.responseWriter"."rws",
+    int_rws_stream: "net/http/internal/http2.responseWriterState"."stream",
+    int_stream_id: "net/http/internal/http2.stream"."id",
+    int_req_header: "net/http/internal/http2.ServerRequest"."Header",
+    /// What reads a request's ServeMux pattern (Go 1.23+) and checks it is
+    /// still that request's: its method, URL and the URL's path.
+    req_method: "net/http.Request"."Method",
+    req_url: "net/http.Request"."URL",
+    url_path: "net/url.URL"."Path",
+    req_pattern: "net/http.Request"."Pattern",
     /// golang.org/x/net/http2's server: the same members.
     xnet_sc_conn: "golang.org/x/net/http2.serverConn"."conn",
     xnet_rw_rws: "golang.org/x/net/http2.responseWriter"."rws",
@@ -155,6 +169,12 @@ go_fields! {
     /// A context value's key and value (interfaces).
     value_key: "context.valueCtx"."key",
     value_val: "context.valueCtx"."val",
+}
+
+/// The members of [`SERVER_FIELDS`] in the standard library (net/http,
+/// net/url, context): those the offsets table holds for stripped binaries.
+pub fn is_standard_library(field: &Field) -> bool {
+    !field.type_name.starts_with("golang.org/") && !field.type_name.starts_with("google.golang.org/")
 }
 
 impl ServerFields {
@@ -241,8 +261,62 @@ fn minor_of(release: &str) -> &str {
     }
 }
 
+/// A release's standard-library server members from the table (those its
+/// offsets probe links in: no Request.Pattern before Go 1.23, the
+/// internal/http2 names from Go 1.27 on).
+pub fn lookup_server_fields(go_version: &str) -> Result<(String, ServerFields), GoError> {
+    let table = parse_server_table(TABLE)?;
+    let release = release_of(go_version).ok_or_else(|| GoError::UnknownRelease {
+        version: go_version.to_owned(),
+        known: String::new(),
+    })?;
+    let minor = minor_of(&release).to_owned();
+    table
+        .iter()
+        .find(|(r, _)| *r == release)
+        .or_else(|| table.iter().rev().find(|(r, _)| minor_of(r) == minor))
+        .cloned()
+        .ok_or_else(|| GoError::UnknownRelease {
+            version: go_version.to_owned(),
+            known: table
+                .iter()
+                .map(|(r, _)| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// The table's releases with their standard-library server members.
+fn parse_server_table(text: &str) -> Result<Vec<(String, ServerFields)>, GoError> {
+    read_table(text, SERVER_FIELDS)
+}
+
 /// The table's releases in file order, with their offsets.
 fn parse_table(text: &str) -> Result<Vec<(String, GoOffsets)>, GoError> {
+    let table: Vec<(String, GoOffsets)> = read_table(text, FIELDS)?;
+    Ok(table)
+}
+
+/// An offsets struct of the table's members.
+trait TableFields: Default {
+    fn set_field(&mut self, i: usize, value: u32);
+}
+
+impl TableFields for GoOffsets {
+    fn set_field(&mut self, i: usize, value: u32) {
+        self.set(i, value);
+    }
+}
+
+impl TableFields for ServerFields {
+    fn set_field(&mut self, i: usize, value: u32) {
+        self.set(i, value);
+    }
+}
+
+/// Each release of the table with the members of `fields` it has, sorted
+/// by release.
+fn read_table<T: TableFields>(text: &str, wanted: &[Field]) -> Result<Vec<(String, T)>, GoError> {
     let bad = |why: String| GoError::Malformed {
         path: "offsets_table.json".into(),
         reason: why,
@@ -257,8 +331,8 @@ fn parse_table(text: &str) -> Result<Vec<(String, GoOffsets)>, GoError> {
         let fields = fields
             .as_object()
             .ok_or_else(|| bad(format!("{release}: not an object")))?;
-        let mut offsets = GoOffsets::default();
-        for (i, field) in FIELDS.iter().enumerate() {
+        let mut offsets = T::default();
+        for (i, field) in wanted.iter().enumerate() {
             let Some(value) = fields.get(&field.to_string()) else {
                 continue;
             };
@@ -266,7 +340,7 @@ fn parse_table(text: &str) -> Result<Vec<(String, GoOffsets)>, GoError> {
                 .as_u64()
                 .and_then(|v| u32::try_from(v).ok())
                 .ok_or_else(|| bad(format!("{release}: {field}: not an offset")))?;
-            offsets.set(i, value);
+            offsets.set_field(i, value);
         }
         table.push((release.clone(), offsets));
     }
@@ -281,14 +355,20 @@ fn version_key(release: &str) -> Vec<u64> {
 
 /// The table file for these releases' offsets (what `tracer go-offsets`
 /// prints and `cargo xtask go-offsets` commits).
-pub fn render_table(releases: &[(String, GoOffsets)]) -> String {
-    let mut sorted: Vec<&(String, GoOffsets)> = releases.iter().collect();
-    sorted.sort_by_key(|(release, _)| version_key(release));
+/// With each release, the standard library's server members it has.
+pub fn render_table(releases: &[(String, GoOffsets, ServerFields)]) -> String {
+    let mut sorted: Vec<&(String, GoOffsets, ServerFields)> = releases.iter().collect();
+    sorted.sort_by_key(|(release, ..)| version_key(release));
     let mut by_release = Map::new();
-    for (release, offsets) in sorted {
+    for (release, offsets, server) in sorted {
         let mut fields = Map::new();
         for (i, field) in FIELDS.iter().enumerate() {
             if let Some(value) = offsets.get(i) {
+                fields.insert(field.to_string(), Value::from(value));
+            }
+        }
+        for (i, field) in SERVER_FIELDS.iter().enumerate() {
+            if let (true, Some(value)) = (is_standard_library(field), server.get(i)) {
                 fields.insert(field.to_string(), Value::from(value));
             }
         }
@@ -359,7 +439,17 @@ mod tests {
             ("1.9.1".to_owned(), offsets(&[(0, 1)])),
             ("1.25.5".to_owned(), offsets(&[(0, 160)])),
         ];
-        let parsed = parse_table(&render_table(&table)).unwrap();
+        let mut server = ServerFields::default();
+        server.set(0, 16);
+        let rendered = render_table(
+            &table
+                .iter()
+                .map(|(r, o)| (r.clone(), *o, server))
+                .collect::<Vec<_>>(),
+        );
+        let parsed = parse_table(&rendered).unwrap();
+        let servers = parse_server_table(&rendered).unwrap();
+        assert_eq!(servers[1].1.std_sc_conn, 16);
         assert_eq!(
             parsed.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
             ["1.9.1", "1.21.13", "1.25.5"]
@@ -385,6 +475,25 @@ mod tests {
         }
         assert_eq!(lookup("go1.25.5").unwrap().offsets.g_goid, 152);
         assert_eq!(lookup("go1.25.5").unwrap().offsets.g_parent_goid, 272);
+    }
+
+    #[test]
+    fn committed_table_has_the_standard_http2_server_of_every_release() {
+        for (release, server) in parse_server_table(TABLE).unwrap() {
+            let prefix = if version_key(&release) >= version_key("1.27") {
+                "int"
+            } else {
+                "std"
+            };
+            for name in ["sc_conn", "rw_rws", "rws_stream", "stream_id", "req_header"] {
+                assert!(
+                    server.named(&format!("{prefix}_{name}")).is_some(),
+                    "{release}: {prefix}_{name}"
+                );
+            }
+            let patterns = version_key(&release) >= version_key("1.23");
+            assert_eq!(server.named("req_pattern").is_some(), patterns, "{release}");
+        }
     }
 
     #[test]

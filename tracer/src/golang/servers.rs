@@ -3,13 +3,21 @@
 //! members they read. Read when a Go process is first seen making an
 //! outgoing call, never for a leaf server.
 //!
-//! Struct members come from DWARF only: without it, the handler probes are
-//! not attached and calls made by handlers start new traces (said once).
+//! Struct members come from DWARF; without it, from the committed offsets
+//! table for net/http's own HTTP/2 server (the standard library's layout
+//! follows the Go release), and not at all for grpc-go and x/net, whose
+//! layouts are never guessed: their handlers' calls then start new traces
+//! (said once).
 use std::path::Path;
 
 use tracer_common::{GoGrpcServer, GoH2Server, GoServerOffsets, go_probes};
 
-use super::{GoError, buildinfo, dwarf, elf::Elf, offsets::ServerFields, runtime_vars, symbols};
+use super::{
+    GoError, buildinfo, dwarf,
+    elf::Elf,
+    offsets::{self, ServerFields},
+    runtime_vars, symbols,
+};
 
 /// The key type of grpc-go's incoming metadata in a context (whose value
 /// is the metadata.MD map itself).
@@ -48,6 +56,20 @@ impl GoServers {
     }
 }
 
+/// The handler-start functions a probe goes on: the program, the function,
+/// and (HTTP/2 servers) the prefix of its members in [`ServerFields`].
+const KINDS: [(&str, &str, &str); 4] = [
+    (go_probes::H2_SERVER_STD.0, go_probes::H2_SERVER_STD.1, "std"),
+    // Go 1.27 moved the bundled server into an internal package.
+    (
+        go_probes::H2_SERVER_STD.0,
+        "net/http/internal/http2.(*serverConn).runHandler",
+        "int",
+    ),
+    (go_probes::H2_SERVER_XNET.0, go_probes::H2_SERVER_XNET.1, "xnet"),
+    (go_probes::GRPC_SERVER_STREAM.0, go_probes::GRPC_SERVER_STREAM.1, "grpc"),
+];
+
 /// The handler-start functions of `path` and what their probes read.
 pub fn inspect(path: &Path) -> Result<GoServers, GoError> {
     let malformed = |reason: &str| GoError::Malformed {
@@ -56,12 +78,7 @@ pub fn inspect(path: &Path) -> Result<GoServers, GoError> {
     };
     let info = buildinfo::read(path)?.ok_or_else(|| malformed("not a Go binary"))?;
     let elf = Elf::open(path)?.ok_or_else(|| malformed("not ELF"))?;
-    let kinds = [
-        go_probes::H2_SERVER_STD,
-        go_probes::H2_SERVER_XNET,
-        go_probes::GRPC_SERVER_STREAM,
-    ];
-    let names: Vec<&str> = kinds.iter().map(|(_, f)| *f).collect();
+    let names: Vec<&str> = KINDS.iter().map(|(_, f, _)| *f).collect();
     let (_, found) = symbols::find(&elf, &names)?;
     let mut servers = GoServers {
         pie: runtime_vars::is_pie(&elf)?,
@@ -77,38 +94,42 @@ pub fn inspect(path: &Path) -> Result<GoServers, GoError> {
     if found.iter().all(Option::is_none) {
         return Ok(servers);
     }
-    let Some(fields) = dwarf::read_server_fields(&elf)? else {
-        servers.unsupported.push(format!(
-            "no DWARF ({}): calls made by HTTP/2 and gRPC handlers start new traces",
-            info.go_version
-        ));
-        return Ok(servers);
-    };
     servers.offsets.swiss_maps = swiss_maps(&info.go_version) as u32;
-    servers.offsets.req_header = fields.named("req_header").unwrap_or(0);
-    for ((program, function), f) in kinds.into_iter().zip(found) {
+    // DWARF, else the committed table, which has the standard library's
+    // members only: grpc-go's and x/net's follow their own releases, which
+    // a binary does not always record, and are never guessed.
+    let (fields, source) = match dwarf::read_server_fields(&elf)? {
+        Some(fields) => (fields, None),
+        None => match offsets::lookup_server_fields(&info.go_version) {
+            Ok((release, fields)) => (fields, Some(release)),
+            Err(e) => (ServerFields::default(), Some(e.to_string())),
+        },
+    };
+    for ((program, function, prefix), f) in KINDS.into_iter().zip(found) {
         let Some(f) = f else { continue };
-        let known = if program == go_probes::GRPC_SERVER_STREAM.0 {
-            grpc_layout(&elf, &fields)?.map(|g| servers.offsets.grpc = g)
-        } else {
-            let (prefix, slot) = if program == go_probes::H2_SERVER_STD.0 {
-                ("std", &mut servers.offsets.std)
-            } else {
-                ("xnet", &mut servers.offsets.xnet)
-            };
-            h2_layout(&fields, prefix)
-                .filter(|_| fields.named("req_header").is_some())
-                .map(|l| *slot = l)
+        let known = match prefix {
+            "grpc" if source.is_none() => {
+                grpc_layout(&elf, &fields)?.map(|g| servers.offsets.grpc = g)
+            }
+            "grpc" | "xnet" if source.is_some() => None,
+            "xnet" => h2_layout(&fields, prefix, "std_req_header").map(|l| servers.offsets.xnet = l),
+            _ => h2_layout(&fields, prefix, &format!("{prefix}_req_header"))
+                .map(|l| servers.offsets.std = l),
         };
-        match known {
-            Some(()) => servers.probes.push(ServerProbe {
+        match (known, &source) {
+            (Some(()), _) => servers.probes.push(ServerProbe {
                 program,
                 function,
                 offset: f.entry_offset,
             }),
-            None => servers
+            (None, None) => servers
                 .unsupported
                 .push(format!("{function}: its structs are not all in the DWARF")),
+            (None, Some(table)) => servers.unsupported.push(format!(
+                "{function}: no DWARF ({}; offsets table: {table}): calls made by its \
+                 handlers start new traces",
+                info.go_version
+            )),
         }
     }
     Ok(servers)
@@ -125,13 +146,15 @@ fn swiss_maps(go_version: &str) -> bool {
     minor >= 24 && !go_version.contains("noswissmap")
 }
 
-fn h2_layout(f: &ServerFields, prefix: &str) -> Option<GoH2Server> {
+fn h2_layout(f: &ServerFields, prefix: &str, req_header: &str) -> Option<GoH2Server> {
     let field = |name: &str| f.named(&format!("{prefix}_{name}"));
     Some(GoH2Server {
         sc_conn: field("sc_conn")?,
         rw_rws: field("rw_rws")?,
         rws_stream: field("rws_stream")?,
         stream_id: field("stream_id")?,
+        req_header: f.named(req_header)?,
+        _pad: 0,
     })
 }
 

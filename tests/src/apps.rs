@@ -567,7 +567,7 @@ pub fn connect_grpc_fanout(front: &mut Server) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `go/grpc_middle`: a gRPC health service and an h2c `/work` route whose
+/// `go/grpc_middle`: a gRPC health service and an h2c `/work/` route whose
 /// handlers make `calls` gRPC Check("ok") calls to `grpc_target`, then
 /// `http` GETs of `http_url`. It listens, then waits:
 /// [`connect_grpc_fanout`] has it dial `grpc_target` (once the agent
@@ -601,7 +601,11 @@ impl GrpcMiddle {
                 .arg(h2c_port.to_string())
                 .arg("-wait")
                 .arg(port.to_string())
-                .env_remove("OTEL_SERVICE_NAME");
+                .env_remove("OTEL_SERVICE_NAME")
+                // GOPATH builds default to Go 1.20's GODEBUG: the ServeMux
+                // of Go 1.22+ (Request.Pattern), as modules have it. Older
+                // Go ignores the setting.
+                .env("GODEBUG", "httpmuxgo121=0");
             cmd
         })?;
         Ok(GrpcMiddle {
@@ -610,9 +614,9 @@ impl GrpcMiddle {
         })
     }
 
-    /// `http://127.0.0.1:<h2c port>/work`.
+    /// `http://127.0.0.1:<h2c port>/work/7` (ServeMux pattern `/work/`).
     pub fn work_url(&self) -> String {
-        format!("http://{}/work", self.h2c)
+        format!("http://{}/work/7", self.h2c)
     }
 }
 

@@ -424,8 +424,28 @@ fn http2_middle_tiers_nest_their_handlers_calls() {
         let requests = 3 + CONCURRENT;
         let per_request = 2 + 2 * (2 + HTTP_CALLS);
         let out = flow::finish_at(&receiver, agent, before + requests * per_request);
-        let callers = measured_callers(&out.spans, "/work", &[mid, leaf.pid(), py.pid()]);
+        let callers = measured_callers(&out.spans, "/work/7", &[mid, leaf.pid(), py.pid()]);
         let what = format!("x/net/http2 Go {version}");
+        // Requests that passed the probe take their route from ServeMux's
+        // pattern (Go 1.23+); the warm-up's is templated from its path.
+        let routes = routes_of(&out.spans, mid);
+        let (pattern, templated) = if minor(version) >= 23 {
+            (requests, 1)
+        } else {
+            (0, requests + 1)
+        };
+        assert_eq!(
+            routes,
+            BTreeMap::from([
+                ("/work/".to_owned(), pattern),
+                ("/work/{id}".to_owned(), templated)
+            ])
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect(),
+            "{what}: routes"
+        );
+        assert_eq!(out.exit.counter("go_routes_read"), pattern as u64, "{what}");
         assert_nested(
             &env.test,
             &what,
@@ -454,10 +474,7 @@ fn http2_middle_tiers_nest_their_handlers_calls() {
     // Stripped too: the standard library's members then come from the
     // offsets table of its Go release.
     let std_versions = skip_unless!(env, apps::go_versions_since(24));
-    for ((version, go), stripped) in std_versions
-        .iter()
-        .flat_map(|v| [(v, false), (v, true)])
-    {
+    for ((version, go), stripped) in std_versions.iter().flat_map(|v| [(v, false), (v, true)]) {
         let bin = apps::go_program(go, version, "h2std", stripped)
             .unwrap_or_else(|e| panic!("building h2std with Go {version}: {e:#}"));
         let receiver = Receiver::start().expect("starting the OTLP receiver");
@@ -470,13 +487,28 @@ fn http2_middle_tiers_nest_their_handlers_calls() {
         let before = receiver.spans().len();
         run("h2c-client", h2c(&url, 3, false));
         run("h2c-client", h2c(&url, CONCURRENT, true));
+        // A route with a ServeMux wildcard.
+        run("h2c-client", h2c(&apps.front.url("/things/abc"), 1, false));
         let requests = 3 + CONCURRENT;
-        let out = flow::finish_at(&receiver, agent, before + requests * (2 + 2 * 2));
+        let out = flow::finish_at(&receiver, agent, before + requests * (2 + 2 * 2) + 2);
         let callers = measured_callers(&out.spans, "/serial", &[front, leaf]);
         let what = format!(
             "net/http bundled HTTP/2 Go {version}{}",
             if stripped { " stripped" } else { "" }
         );
+        let routes = routes_of(&out.spans, front);
+        assert_eq!(routes.get("/things/{name}"), Some(&1), "{what}: {routes:?}");
+        assert_eq!(
+            routes.get("/serial"),
+            Some(&(requests + 1)),
+            "{what}: {routes:?}"
+        );
+        assert_eq!(
+            out.exit.counter("go_routes_read"),
+            requests as u64 + 1,
+            "{what}"
+        );
+        assert_eq!(out.exit.counter("go_routes_unread"), 0, "{what}");
         assert_nested(
             &env.test,
             &what,
@@ -491,9 +523,32 @@ fn http2_middle_tiers_nest_their_handlers_calls() {
             requests,
             0,
         );
-        assert_hits(&out.exit, &what, requests);
+        // The /things request passed the probe too.
+        assert_hits(&out.exit, &what, requests + 1);
         out.assert_clean();
     }
+}
+
+/// `http.route` of `pid`'s server spans, counted.
+fn routes_of(spans: &[ReceivedSpan], pid: u32) -> BTreeMap<String, usize> {
+    let mut routes = BTreeMap::new();
+    for s in spans
+        .iter()
+        .filter(|s| s.is_server() && s.pid() == Some(pid))
+    {
+        let route = s.attr_str("http.route").unwrap_or("-").to_owned();
+        *routes.entry(route).or_default() += 1;
+    }
+    routes
+}
+
+/// 25 of `1.25.5`.
+fn minor(version: &str) -> u32 {
+    version
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The client processes that called `path` more than once: the measured

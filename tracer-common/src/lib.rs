@@ -327,6 +327,9 @@ pub struct H2Head {
     /// server probe saw start (`ctx` is the server span's; no frame).
     pub server: u32,
     pub ctx: TraceCtx,
+    /// Server streams: the address of the handler's `*http.Request`, whose
+    /// route the agent reads when the stream ends (0: none).
+    pub request: u64,
 }
 
 /// The HTTP/2 requests one write starts (`kind::H2_HEADS`): built at
@@ -974,7 +977,9 @@ pub struct GoH2Server {
     /// The request's Header (a map[string][]string): net/http.Request's,
     /// or net/http/internal/http2.ServerRequest's (Go 1.27+).
     pub req_header: u32,
-    pub _pad: u32,
+    /// 1: the request is a `*net/http.Request` whose ServeMux pattern the
+    /// agent reads when the stream ends (its address goes in the event).
+    pub pattern: u32,
 }
 
 /// grpc-go's server side, from the arguments of `(*Server).handleStream(t,

@@ -69,7 +69,7 @@ pub fn go_grpc_server_stream(ctx: ProbeContext) -> u32 {
         .filter(|&t| t != 0)
         .and_then(|t| net_conn_fd(&off, t + gs.server_conn as u64));
     let metadata = incoming_metadata(&srv, stream + gs.stream_ctx as u64);
-    serve(cfg, tgid, &off, &srv, g, fd, id, metadata);
+    serve(cfg, tgid, &off, &srv, g, (fd, id), metadata, 0);
     0
 }
 
@@ -115,7 +115,8 @@ fn h2_handler(ctx: &ProbeContext, xnet: bool) {
         0 => 0,
         req => user::<u64>(req + layout.req_header as u64).unwrap_or(0),
     };
-    serve(cfg, tgid, &off, &srv, g, fd, id, headers);
+    let request = if layout.pattern != 0 { req } else { 0 };
+    serve(cfg, tgid, &off, &srv, g, (fd, id), headers, request);
 }
 
 /// The socket fd behind the net.Conn interface at `iface`: a TCP
@@ -175,7 +176,8 @@ struct ServerHead {
 
 /// Decide the context of stream `id` on `fd`, whose request headers are the
 /// map at `headers` (0: none), for the handler goroutine `g`; record it and
-/// tell the agent.
+/// tell the agent (with the address of the `*http.Request`, `request`, for
+/// its route).
 #[expect(clippy::too_many_arguments, reason = "one call site per server kind")]
 #[inline(always)]
 fn serve(
@@ -184,9 +186,9 @@ fn serve(
     off: &GoOffsets,
     srv: &GoServerOffsets,
     g: u64,
-    fd: Option<u32>,
-    id: Option<u32>,
+    (fd, id): (Option<u32>, Option<u32>),
     headers: u64,
+    request: u64,
 ) {
     let (Some(fd), Some(id)) = (fd, id) else {
         count(counter::GO_SERVER_STREAM_FAILED, 1);
@@ -232,6 +234,7 @@ fn serve(
             block_end: 0,
             server: 1,
             ctx,
+            request,
         },
     };
     if EVENTS.output::<ServerHead>(&ev, 0).is_err() {

@@ -14,6 +14,7 @@ use crate::{
     },
     events::reader,
     export::{self, ExportEnv, ExportFlags, ExportHandle, Protocol},
+    golang::patterns::Patterns,
     metrics::{self, config::MetricsFlags},
     probes::{
         ProbeOptions, Probes,
@@ -141,6 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         pids: args.pids.clone(),
         exes: args.exes.clone(),
     };
+    let patterns = Patterns::default();
     let mut kernel = Kernel {
         traced_pids: probes
             .traced_pids
@@ -152,6 +154,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &probes.features,
             args.proc_root.clone(),
             stats.clone(),
+            patterns.clone(),
         )?,
         only_selected: args.selective() && args.ports.is_empty(),
     };
@@ -197,6 +200,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             },
             sampling,
             metrics: metrics.as_ref().map(|m| m.shared.recorder()),
+            patterns,
         },
     );
 

@@ -156,6 +156,13 @@ counters! {
     /// probe does not read, or stitching by connection): the probe's ids
     /// win, as the handler's calls carry them.
     go_server_context_conflicts,
+    /// HTTP/2 requests of Go middle tiers whose `http.route` is their
+    /// ServeMux pattern, read from the process when the stream ended.
+    go_routes_read,
+    /// Of those whose pattern was to be read, the ones it could not be (no
+    /// pattern: not a ServeMux; the request gone or reused): the route is
+    /// templated from the path.
+    go_routes_unread,
     /// HTTP/2 client requests that neither the kernel nor the app gave a
     /// context (no `traceparent` either): their spans start new traces.
     http2_client_no_context,

@@ -120,6 +120,7 @@ fn run(steps: &[Step], mode: Mode) -> String {
                 root: Box::new(Sampler::AlwaysOn),
             }),
             metrics: None,
+            patterns: Default::default(),
         },
     );
     pipeline.set_clock(Clock::identity());

@@ -98,6 +98,7 @@ impl Host {
                 span_options: HttpSpanOptions::default(),
                 sampling: SamplingState::new(sampler),
                 metrics: None,
+                patterns: Default::default(),
             },
         );
         pipeline.set_clock(Clock::identity());

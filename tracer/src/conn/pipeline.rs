@@ -16,6 +16,7 @@ use crate::{
         parent::{self, ParentSource, SpanIdentity},
     },
     events::{DataHeader, Event, reader::EventHandler},
+    golang::patterns::Patterns,
     metrics::Recorder,
     process::{ProcessTable, selection::Selection},
     protocols::{
@@ -61,6 +62,8 @@ pub struct PipelineConfig {
     /// RED metrics and the service graph from every exchange; None when
     /// no metrics exporter runs.
     pub metrics: Option<Recorder>,
+    /// Where Go middle tiers keep their requests' ServeMux patterns.
+    pub patterns: Patterns,
 }
 
 /// How long a connection may stay silent before its state is dropped.
@@ -103,6 +106,7 @@ struct SpanMaker<S> {
     /// The pipeline's "now" (newest kernel timestamp seen).
     now: u64,
     metrics: Option<Recorder>,
+    patterns: Patterns,
 }
 
 impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
@@ -135,6 +139,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 forwarded: Forwarded::new(stitch::CAPACITY),
                 now: 0,
                 metrics: config.metrics,
+                patterns: config.patterns,
             },
             now: 0,
             last_sweep: 0,
@@ -247,14 +252,24 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     /// The context a Go server's handler probe chose for a stream: the
     /// stream's server span takes it (its request was read just before,
     /// so the stream is normally open already).
-    fn on_go_server_stream(&mut self, key: ConnKey, sock_id: u64, stream_id: u32, ctx: TraceCtx) {
+    fn on_go_server_stream(
+        &mut self,
+        key: ConnKey,
+        sock_id: u64,
+        stream_id: u32,
+        ctx: TraceCtx,
+        request: u64,
+    ) {
         Stats::inc(&self.spans.stats.go_server_streams);
         let Some(conn) = self.conns.get_mut(key, sock_id) else {
             Stats::inc(&self.spans.stats.drop_http2_heads_orphaned);
             return;
         };
         match conn.http2_streams.get_mut(&stream_id) {
-            Some(open) if !open.client => self.spans.adopt_server_context(key.pid, open, &ctx),
+            Some(open) if !open.client => {
+                open.go_request = request;
+                self.spans.adopt_server_context(key.pid, open, &ctx);
+            }
             _ => conn.remember_http2_context(stream_id, ctx),
         }
     }
@@ -515,8 +530,15 @@ impl<S: SpanSink> SpanMaker<S> {
                 client,
                 decided,
                 recheck_forwarder,
+                go_request: 0,
             },
         );
+    }
+
+    /// The ServeMux pattern of a Go server stream's request, as a route.
+    fn go_route(&self, pid: u32, request: u64, ex: &Http2Exchange) -> Option<String> {
+        let (path, _) = http::split_target(ex.request.path());
+        self.patterns.route(pid, request, ex.request.method(), path)
     }
 
     /// Remember a server request by the caller its header named, for a
@@ -572,7 +594,20 @@ impl<S: SpanSink> SpanMaker<S> {
         let client = ex.request_direction == Direction::Egress;
         let key = StreamKey::new(&conn.ends, client, ex.stream_id);
         let end = ex.response_end.max(ex.request_end);
-        let mut identity = match conn.http2_streams.remove(&ex.stream_id) {
+        let open = conn.http2_streams.remove(&ex.stream_id);
+        let route = match &open {
+            Some(o) if o.go_request != 0 => {
+                let route = self.go_route(conn.process.key.pid, o.go_request, &ex);
+                let counter = match route {
+                    Some(_) => &stats.go_routes_read,
+                    None => &stats.go_routes_unread,
+                };
+                Stats::inc(counter);
+                route
+            }
+            _ => None,
+        };
+        let mut identity = match open {
             Some(open) if open.decided && open.recheck_forwarder => {
                 // The client end's events may have come after the request
                 // was read: a proxy on this host that forwarded the header
@@ -636,7 +671,14 @@ impl<S: SpanSink> SpanMaker<S> {
             Stats::inc(&stats.http2_stitched);
         }
         if let Some(metrics) = &mut self.metrics {
-            metrics.http2(&ex, &conn.ends, &conn.process, &identity, self.now);
+            metrics.http2(
+                &ex,
+                &conn.ends,
+                &conn.process,
+                &identity,
+                self.now,
+                route.as_deref(),
+            );
         }
         if !identity.sampled {
             Stats::inc(&stats.spans_unsampled);
@@ -649,6 +691,7 @@ impl<S: SpanSink> SpanMaker<S> {
             self.clock,
             identity,
             self.opts,
+            route.as_deref(),
         );
         self.send(span);
     }
@@ -726,7 +769,8 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
                 sock_id,
                 stream_id,
                 ctx,
-            } => self.on_go_server_stream(ConnKey { pid, fd }, sock_id, stream_id, ctx),
+                request,
+            } => self.on_go_server_stream(ConnKey { pid, fd }, sock_id, stream_id, ctx, request),
         }
     }
 

@@ -56,6 +56,9 @@ pub struct OpenStream {
     /// on this host turn out to have forwarded that header (a proxy), its
     /// own span, found when the stream ends, is the parent instead.
     pub recheck_forwarder: bool,
+    /// Server streams of Go middle tiers: the handler's `*http.Request`,
+    /// whose ServeMux pattern is read when the stream ends (0: none).
+    pub go_request: u64,
 }
 
 /// Contexts kept per connection for exchanges not finished yet (pipelining

@@ -72,6 +72,8 @@ pub enum Event<'a> {
         sock_id: u64,
         stream_id: u32,
         ctx: TraceCtx,
+        /// The handler's `*http.Request` (0: none), for its route.
+        request: u64,
     },
 }
 
@@ -218,6 +220,7 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
                     sock_id: ev.sock_id,
                     stream_id: ev.heads[0].stream_id,
                     ctx: ev.heads[0].ctx,
+                    request: ev.heads[0].request,
                 });
             }
             Ok(Event::Http2Heads {
@@ -341,9 +344,10 @@ mod tests {
                 sock_id,
                 stream_id,
                 ctx,
+                request,
             } => assert_eq!(
-                (pid, fd, sock_id, stream_id, ctx.span_id),
-                (7, 5, 99, 1, [0; 8])
+                (pid, fd, sock_id, stream_id, ctx.span_id, request),
+                (7, 5, 99, 1, [0; 8], 0)
             ),
             other => panic!("{other:?}"),
         }

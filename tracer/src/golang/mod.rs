@@ -12,6 +12,7 @@ mod dwarf;
 mod elf;
 mod error;
 pub mod offsets;
+pub mod patterns;
 mod pclntab;
 mod returns;
 mod runtime_vars;

@@ -174,7 +174,8 @@ go_fields! {
 /// The members of [`SERVER_FIELDS`] in the standard library (net/http,
 /// net/url, context): those the offsets table holds for stripped binaries.
 pub fn is_standard_library(field: &Field) -> bool {
-    !field.type_name.starts_with("golang.org/") && !field.type_name.starts_with("google.golang.org/")
+    !field.type_name.starts_with("golang.org/")
+        && !field.type_name.starts_with("google.golang.org/")
 }
 
 impl ServerFields {
@@ -434,7 +435,7 @@ mod tests {
 
     #[test]
     fn table_round_trips_and_looks_up_by_release_then_minor() {
-        let table = vec![
+        let table = [
             ("1.21.13".to_owned(), offsets(&[(0, 152), (1, 272)])),
             ("1.9.1".to_owned(), offsets(&[(0, 1)])),
             ("1.25.5".to_owned(), offsets(&[(0, 160)])),

@@ -16,6 +16,7 @@ use super::{
     GoError, buildinfo, dwarf,
     elf::Elf,
     offsets::{self, ServerFields},
+    patterns::RequestLayout,
     runtime_vars, symbols,
 };
 
@@ -40,6 +41,8 @@ pub struct GoServers {
     pub probes: Vec<ServerProbe>,
     /// Servers present that cannot be probed, and why (for the log).
     pub unsupported: Vec<String>,
+    /// Where `*http.Request` keeps what its route is read from (Go 1.23+).
+    pub request: Option<RequestLayout>,
     pub pie: bool,
     pub image_base: u64,
 }
@@ -59,15 +62,27 @@ impl GoServers {
 /// The handler-start functions a probe goes on: the program, the function,
 /// and (HTTP/2 servers) the prefix of its members in [`ServerFields`].
 const KINDS: [(&str, &str, &str); 4] = [
-    (go_probes::H2_SERVER_STD.0, go_probes::H2_SERVER_STD.1, "std"),
+    (
+        go_probes::H2_SERVER_STD.0,
+        go_probes::H2_SERVER_STD.1,
+        "std",
+    ),
     // Go 1.27 moved the bundled server into an internal package.
     (
         go_probes::H2_SERVER_STD.0,
         "net/http/internal/http2.(*serverConn).runHandler",
         "int",
     ),
-    (go_probes::H2_SERVER_XNET.0, go_probes::H2_SERVER_XNET.1, "xnet"),
-    (go_probes::GRPC_SERVER_STREAM.0, go_probes::GRPC_SERVER_STREAM.1, "grpc"),
+    (
+        go_probes::H2_SERVER_XNET.0,
+        go_probes::H2_SERVER_XNET.1,
+        "xnet",
+    ),
+    (
+        go_probes::GRPC_SERVER_STREAM.0,
+        go_probes::GRPC_SERVER_STREAM.1,
+        "grpc",
+    ),
 ];
 
 /// The handler-start functions of `path` and what their probes read.
@@ -105,6 +120,8 @@ pub fn inspect(path: &Path) -> Result<GoServers, GoError> {
             Err(e) => (ServerFields::default(), Some(e.to_string())),
         },
     };
+    servers.request = request_layout(&fields);
+    let patterns = servers.request.is_some() as u32;
     for ((program, function, prefix), f) in KINDS.into_iter().zip(found) {
         let Some(f) = f else { continue };
         let known = match prefix {
@@ -112,9 +129,20 @@ pub fn inspect(path: &Path) -> Result<GoServers, GoError> {
                 grpc_layout(&elf, &fields)?.map(|g| servers.offsets.grpc = g)
             }
             "grpc" | "xnet" if source.is_some() => None,
-            "xnet" => h2_layout(&fields, prefix, "std_req_header").map(|l| servers.offsets.xnet = l),
-            _ => h2_layout(&fields, prefix, &format!("{prefix}_req_header"))
-                .map(|l| servers.offsets.std = l),
+            "xnet" => h2_layout(&fields, prefix, "std_req_header").map(|l| {
+                servers.offsets.xnet = GoH2Server {
+                    pattern: patterns,
+                    ..l
+                }
+            }),
+            // Go 1.27's handlers get a ServerRequest: no pattern there.
+            "int" => h2_layout(&fields, prefix, "int_req_header").map(|l| servers.offsets.std = l),
+            _ => h2_layout(&fields, prefix, &format!("{prefix}_req_header")).map(|l| {
+                servers.offsets.std = GoH2Server {
+                    pattern: patterns,
+                    ..l
+                }
+            }),
         };
         match (known, &source) {
             (Some(()), _) => servers.probes.push(ServerProbe {
@@ -154,7 +182,18 @@ fn h2_layout(f: &ServerFields, prefix: &str, req_header: &str) -> Option<GoH2Ser
         rws_stream: field("rws_stream")?,
         stream_id: field("stream_id")?,
         req_header: f.named(req_header)?,
-        _pad: 0,
+        pattern: 0,
+    })
+}
+
+/// What a request's route is read from: its ServeMux pattern (Go 1.23+),
+/// and its method and path to check it is still that request.
+fn request_layout(f: &ServerFields) -> Option<RequestLayout> {
+    Some(RequestLayout {
+        method: f.named("req_method")?,
+        url: f.named("req_url")?,
+        url_path: f.named("url_path")?,
+        pattern: f.named("req_pattern")?,
     })
 }
 

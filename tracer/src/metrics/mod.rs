@@ -101,8 +101,9 @@ impl Recorder {
         process: &Arc<ProcessInfo>,
         identity: &SpanIdentity,
         now: u64,
+        route: Option<&str>,
     ) {
-        let obs = observe::http2(ex, ends, &mut self.route);
+        let obs = observe::http2(ex, ends, &mut self.route, route);
         record(&self.shared, &mut self.peer, &obs, process, identity, now);
     }
 

@@ -39,11 +39,16 @@ pub fn http2<'a>(
     ex: &'a http2::Exchange,
     ends: &Endpoints,
     route_buf: &'a mut String,
+    route: Option<&'a str>,
 ) -> Observation<'a> {
     if http2_spans::is_grpc(ex) {
         rpc(ex, ends)
     } else {
-        http_call(&http2_spans::call_of(ex), ends, route_buf)
+        let call = HttpCall {
+            route,
+            ..http2_spans::call_of(ex)
+        };
+        http_call(&call, ends, route_buf)
     }
 }
 
@@ -60,7 +65,13 @@ fn http_call<'a>(
         None => ErrorType::Named(call.lost),
     };
     let (instrument, route, server) = if call.server {
-        route::template_into(path, route_buf);
+        match call.route {
+            Some(route) => {
+                route_buf.clear();
+                route_buf.push_str(route);
+            }
+            None => route::template_into(path, route_buf),
+        }
         (Instrument::HttpServer, route_buf.as_str(), None)
     } else {
         let server = http::server_endpoint_ref(false, call.host, ends);

@@ -30,6 +30,7 @@ use super::{Feature, Features};
 use crate::{
     golang::{
         self, GoTarget,
+        patterns::Patterns,
         servers::{self, GoServers},
     },
     process::maps::image_start,
@@ -108,6 +109,8 @@ struct State {
     /// Go processes that made a call, and the server probes attached to
     /// each (this process only).
     server_links: HashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
+    /// Their requests' layouts, for the pipeline to read routes with.
+    patterns: Patterns,
     proc_root: PathBuf,
     binaries: HashMap<BinaryId, Binary>,
     pids: HashMap<u32, BinaryId>,
@@ -124,6 +127,7 @@ pub fn spawn(
     features: &Features,
     proc_root: PathBuf,
     stats: Arc<Stats>,
+    patterns: Patterns,
 ) -> anyhow::Result<GoTracing> {
     let usable = [
         (Feature::GoHttpCalls, go_probes::HTTP_ROUND_TRIP.0),
@@ -150,6 +154,7 @@ pub fn spawn(
         go_procs,
         go_servers,
         server_links: HashMap::new(),
+        patterns,
         proc_root,
         binaries: HashMap::new(),
         pids: HashMap::new(),
@@ -271,7 +276,7 @@ impl State {
             warn!("go: pid {pid}: cannot register its servers: {e}");
             return;
         }
-        let probes = servers.probes.clone();
+        let (probes, request) = (servers.probes.clone(), servers.request);
         let mut links = Vec::new();
         for probe in probes {
             if !self.usable.contains(probe.program) {
@@ -291,6 +296,9 @@ impl State {
         }
         if !links.is_empty() {
             Stats::inc(&self.stats.go_server_probes_attached);
+            if let Some(layout) = request {
+                self.patterns.set(pid, layout);
+            }
         }
         self.server_links.insert(pid, links);
     }
@@ -301,6 +309,7 @@ impl State {
         }
         if let Some(links) = self.server_links.remove(&pid) {
             let _ = self.go_servers.remove(&pid);
+            self.patterns.remove(pid);
             for (program, link) in links {
                 let probe: Option<&mut UProbe> = self
                     .ebpf

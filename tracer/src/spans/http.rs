@@ -55,6 +55,9 @@ pub struct HttpCall<'a> {
     pub end: u64,
     pub request_body_bytes: u64,
     pub response_body_bytes: u64,
+    /// The server's own route for the request (a Go ServeMux pattern),
+    /// else the route is templated from the path.
+    pub route: Option<&'a str>,
 }
 
 pub fn build(
@@ -91,6 +94,7 @@ pub fn call_of(ex: &Exchange) -> HttpCall<'_> {
         end: ex.response_end.max(ex.request_end),
         request_body_bytes: ex.request_body_bytes,
         response_body_bytes: ex.response_body_bytes,
+        route: None,
     }
 }
 
@@ -121,7 +125,9 @@ pub fn build_call(
     let server = call.server;
     let (path, query) = split_target(call.target);
     let (method, known) = method_name(call.method);
-    let route = route::template(path);
+    let route = call
+        .route
+        .map_or_else(|| route::template(path), str::to_owned);
 
     let mut attrs = Vec::with_capacity(16);
     attrs.push(KeyValue::new("http.request.method", method.to_owned()));

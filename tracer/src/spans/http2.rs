@@ -24,6 +24,8 @@ pub fn is_grpc(ex: &Exchange) -> bool {
         .is_some_and(grpc::is_grpc)
 }
 
+/// `route`: the server's own route for the request, if known (see
+/// `HttpCall::route`).
 pub fn build(
     ex: &Exchange,
     ends: &Endpoints,
@@ -31,11 +33,16 @@ pub fn build(
     clock: Clock,
     identity: SpanIdentity,
     opts: HttpSpanOptions,
+    route: Option<&str>,
 ) -> SpanRecord {
     if is_grpc(ex) {
         return rpc::build(ex, ends, process, clock, identity);
     }
-    http::build_call(&call_of(ex), ends, process, clock, identity, opts)
+    let call = HttpCall {
+        route,
+        ..call_of(ex)
+    };
+    http::build_call(&call, ends, process, clock, identity, opts)
 }
 
 /// What the span (and the metrics) of a stream that is not gRPC are made of.
@@ -55,6 +62,7 @@ pub fn call_of(ex: &Exchange) -> HttpCall<'_> {
         end: ex.response_end.max(ex.request_end),
         request_body_bytes: ex.request_body_bytes,
         response_body_bytes: ex.response_body_bytes,
+        route: None,
     }
 }
 
@@ -121,6 +129,10 @@ mod tests {
     }
 
     fn span(ex: &Exchange) -> SpanRecord {
+        span_with_route(ex, None)
+    }
+
+    fn span_with_route(ex: &Exchange, route: Option<&str>) -> SpanRecord {
         let process = ProcessInfo::new(1, ProcDetails::default(), "h");
         let ends = Endpoints {
             local: (Ipv4Addr::LOCALHOST.into(), 40_000),
@@ -139,6 +151,7 @@ mod tests {
             Clock::new(),
             identity,
             HttpSpanOptions::default(),
+            route,
         )
     }
 
@@ -287,5 +300,16 @@ mod tests {
         ));
         assert_eq!(attr(&s, "error.type").unwrap().as_str(), "stream_reset");
         assert_eq!(attr(&s, "http.route").unwrap().as_str(), "/users/{id}");
+        // The server's own route (a Go ServeMux pattern) wins over the
+        // template of the path.
+        let ex = exchange(
+            Direction::Ingress,
+            &req,
+            Some(&[(":status", "200")]),
+            Outcome::Complete,
+        );
+        let s = span_with_route(&ex, Some("/users/"));
+        assert_eq!(attr(&s, "http.route").unwrap().as_str(), "/users/");
+        assert_eq!(s.name, "GET /users/");
     }
 }

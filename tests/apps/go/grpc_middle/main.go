@@ -9,8 +9,9 @@
 //                    [-http N] [-h2c-port PORT] [-wait] PORT
 //
 // gRPC on 127.0.0.1:PORT: Check("ok") makes the calls, then answers SERVING
-// (Internal if a call failed). With -h2c-port, GET /work on that port makes
-// the same calls and answers 200 "done N" (502 if a call failed).
+// (Internal if a call failed). With -h2c-port, GET /work/<anything> on that
+// port (ServeMux pattern "/work/") makes the same calls and answers 200
+// "done N" (502 if a call failed).
 //
 // -wait: once listening, print "WAITING" and wait for a line on stdin before
 // connecting to -grpc-target (so that a tracer can follow this process from
@@ -119,7 +120,7 @@ func (health) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*hea
 
 func serveH2C(port string) {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/work", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/work/", func(w http.ResponseWriter, r *http.Request) {
 		made, err := work(r.Context())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)

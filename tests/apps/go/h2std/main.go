@@ -18,9 +18,16 @@
 //	GET /serial?n=N  the same N calls made one after another by the handler's
 //	                 own goroutine.
 //	GET /leaf?i=I    200 "leaf I".
+//	GET /things/{name}  200 "thing NAME" (a ServeMux wildcard pattern).
 //
 // Every request is logged on stderr as "METHOD PATH PROTO"
 // ("GET /leaf HTTP/2.0"), so a test can tell HTTP/2 from HTTP/1.1.
+//
+// Built in GOPATH mode, whose GODEBUG defaults are Go 1.20's: the directive
+// below gives it Go 1.22's ServeMux (patterns with methods and wildcards,
+// and Request.Pattern), as a module of Go 1.22+ has by default.
+//
+//go:debug httpmuxgo121=0
 package main
 
 import (
@@ -152,6 +159,10 @@ func main() {
 	mux.HandleFunc("/leaf", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "leaf "+r.URL.Query().Get("i"))
+	})
+	mux.HandleFunc("GET /things/{name}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "thing "+r.PathValue("name"))
 	})
 	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log.Printf("%s %s %s", r.Method, r.URL.Path, r.Proto)

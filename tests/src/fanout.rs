@@ -148,7 +148,7 @@ pub fn check(spans: &[ReceivedSpan], f: &Fanout) -> (FanoutStats, Vec<String>) {
 /// A failure message: how many problems, the first 30, and every span.
 pub fn report(
     what: &str,
-    stats: &FanoutStats,
+    stats: &dyn fmt::Display,
     problems: &[String],
     spans: &[ReceivedSpan],
 ) -> String {

@@ -23,7 +23,7 @@ use integration_tests::{
     Protocol, ReceivedSpan, Receiver,
     agent::Agent,
     apps::{self, GrpcCall, GrpcMiddle},
-    flow,
+    fanout, flow,
     otlp_receiver::dump,
     process::Proc,
     require_root,
@@ -241,15 +241,8 @@ fn assert_nested(
     let per_request = 2 + 2 * downstream.iter().map(|d| d.count).sum::<usize>();
     assert!(
         problems.is_empty(),
-        "{what}: {} problem(s) ({counts:?}):\n  {}\nall spans:\n{}",
-        problems.len(),
-        problems
-            .iter()
-            .take(30)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n  "),
-        dump(spans)
+        "{}",
+        fanout::report(what, &format!("{counts:?}"), &problems, spans)
     );
     let late = counts.late;
     assert_eq!(
@@ -299,6 +292,81 @@ fn assert_hits(exit: &integration_tests::agent::AgentExit, what: &str, requests:
     assert_eq!(exit.counter("go_server_context_conflicts"), 0, "{what}");
 }
 
+/// One `go/grpc_middle` run: a gRPC leaf and an HTTP leaf (Python), the
+/// middle tier calling them (`grpc_calls` gRPC calls and one HTTP call per
+/// request), the agent on all three and on connections to the port
+/// `port_of` picks; then `client(middle, n, concurrent)` run once (the
+/// warm-up: its calls get the probe attached), 3 times, and 20 times at
+/// once. Checks what every run checks and gives back the outcome.
+struct MiddleRun {
+    out: flow::Outcome,
+    mid: u32,
+    requests: usize,
+}
+
+fn run_middle(
+    env: &TestEnv,
+    what: &str,
+    (middle_bin, leaf_bin): (&Path, &Path),
+    grpc_calls: usize,
+    port_of: fn(&GrpcMiddle) -> u16,
+    client: &dyn Fn(&GrpcMiddle, usize, bool) -> Command,
+    call: &str,
+) -> MiddleRun {
+    let receiver = Receiver::start().expect("starting the OTLP receiver");
+    let leaf = apps::go_grpc_server(leaf_bin).expect("starting the gRPC leaf");
+    let py = apps::python_server(&apps::PyServerOpts::default()).expect("python server");
+    let mut middle = GrpcMiddle::start(
+        middle_bin,
+        leaf.addr,
+        &py.url("/users/7"),
+        grpc_calls,
+        HTTP_CALLS,
+    )
+    .expect("starting the middle tier");
+    let mid = middle.server.pid();
+    let servers = [leaf.pid(), py.pid(), mid];
+    let agent = start_agent(env, &receiver, &servers, port_of(&middle));
+    apps::connect_grpc_fanout(&mut middle.server).expect("middle tier dials the leaf");
+    run("client", client(&middle, 1, false));
+    wait_for_probe(&agent, mid);
+    let before = receiver.spans().len();
+    run("client", client(&middle, 3, false));
+    run("client", client(&middle, CONCURRENT, true));
+    let requests = 3 + CONCURRENT;
+    let per_request = 2 + 2 * (grpc_calls + HTTP_CALLS);
+    let out = flow::finish_at(&receiver, agent, before + requests * per_request);
+    let log = &out.exit.stderr;
+    assert!(
+        !log.contains(&format!("go: pid {} makes outgoing calls", leaf.pid())),
+        "the leaf got the probe:\n{log}"
+    );
+    let callers = measured_callers(&out.spans, call, &servers);
+    assert_nested(
+        &env.test,
+        what,
+        &out,
+        &callers,
+        mid,
+        &[
+            Downstream {
+                pid: leaf.pid(),
+                call: CHECK,
+                count: grpc_calls,
+            },
+            Downstream {
+                pid: py.pid(),
+                call: "/users/7",
+                count: HTTP_CALLS,
+            },
+        ],
+        requests,
+        grpc_calls,
+    );
+    assert_hits(&out.exit, what, requests);
+    MiddleRun { out, mid, requests }
+}
+
 /// A Go gRPC middle tier (grpc-go) whose handler makes 5 gRPC calls and 1
 /// HTTP call, called 3 times one after another and then 20 times at once
 /// over one connection, with every Go version under test: one trace per
@@ -312,81 +380,32 @@ fn grpc_middle_tier_nests_its_handlers_calls() {
     let (first, go) = &versions[0];
     let leaf_bin = build(go, first, "grpc_server");
     let client_bin = build(go, first, "grpc_client");
+    let client = |middle: &GrpcMiddle, n: usize, concurrent: bool| {
+        let mut cmd = apps::go_grpc_client(&client_bin, middle.server.addr, GrpcCall::CheckOk, n);
+        if concurrent {
+            cmd.arg("-concurrent");
+        }
+        cmd
+    };
     for (version, go) in &versions {
         let middle_bin = build(go, version, "grpc_middle");
-        let receiver = Receiver::start().expect("starting the OTLP receiver");
-        let leaf = apps::go_grpc_server(&leaf_bin).expect("starting the gRPC leaf");
-        let py = apps::python_server(&apps::PyServerOpts::default()).expect("python server");
-        let mut middle = GrpcMiddle::start(
-            &middle_bin,
-            leaf.addr,
-            &py.url("/users/7"),
-            GRPC_CALLS,
-            HTTP_CALLS,
-        )
-        .expect("starting the middle tier");
-        let mid = middle.server.pid();
-        let agent = start_agent(
+        let run = run_middle(
             &env,
-            &receiver,
-            &[leaf.pid(), py.pid(), mid],
-            middle.server.port(),
-        );
-        apps::connect_grpc_fanout(&mut middle.server).expect("middle tier dials the leaf");
-        let client = |n: usize, concurrent: bool| {
-            let mut cmd =
-                apps::go_grpc_client(&client_bin, middle.server.addr, GrpcCall::CheckOk, n);
-            if concurrent {
-                cmd.arg("-concurrent");
-            }
-            cmd
-        };
-        // The first call makes the middle tier call out: then it gets the
-        // probe.
-        run("grpc-client", client(1, false));
-        wait_for_probe(&agent, mid);
-        let before = receiver.spans().len();
-        run("grpc-client", client(3, false));
-        run("grpc-client", client(CONCURRENT, true));
-        let requests = 3 + CONCURRENT;
-        let per_request = 2 + 2 * (GRPC_CALLS + HTTP_CALLS);
-        let out = flow::finish_at(&receiver, agent, before + requests * per_request);
-        let log = &out.exit.stderr;
-        assert!(
-            !log.contains(&format!("go: pid {} makes outgoing calls", leaf.pid())),
-            "the leaf got the probe:\n{log}"
-        );
-        let callers = measured_callers(&out.spans, CHECK, &[mid, leaf.pid(), py.pid()]);
-        let what = format!("grpc-go Go {version}");
-        assert_nested(
-            &env.test,
-            &what,
-            &out,
-            &callers,
-            mid,
-            &[
-                Downstream {
-                    pid: leaf.pid(),
-                    call: CHECK,
-                    count: GRPC_CALLS,
-                },
-                Downstream {
-                    pid: py.pid(),
-                    call: "/users/7",
-                    count: HTTP_CALLS,
-                },
-            ],
-            requests,
+            &format!("grpc-go Go {version}"),
+            (&middle_bin, &leaf_bin),
             GRPC_CALLS,
+            |m| m.server.port(),
+            &client,
+            CHECK,
         );
-        assert_hits(&out.exit, &what, requests);
-        out.assert_clean();
+        run.out.assert_clean();
     }
 }
 
 /// The same through HTTP/2 servers: golang.org/x/net/http2 (h2c, every Go
 /// under test) and net/http's bundled one (h2c, Go 1.24+). 3 requests one
-/// after another, then 20 concurrent streams of one connection.
+/// after another, then 20 concurrent streams of one connection; `http.route`
+/// from ServeMux's pattern where Go has it (1.23+).
 #[test]
 fn http2_middle_tiers_nest_their_handlers_calls() {
     let env = require_root!();
@@ -399,78 +418,34 @@ fn http2_middle_tiers_nest_their_handlers_calls() {
         apps::go_h2c_client(&client_bin, &[url], n, concurrent)
     };
     for (version, go) in &versions {
-        // x/net: grpc_middle's /work over h2c.
+        // x/net: grpc_middle's /work/7 over h2c.
         let middle_bin = build(go, version, "grpc_middle");
-        let receiver = Receiver::start().expect("starting the OTLP receiver");
-        let leaf = apps::go_grpc_server(&leaf_bin).expect("starting the gRPC leaf");
-        let py = apps::python_server(&apps::PyServerOpts::default()).expect("python server");
-        let mut middle =
-            GrpcMiddle::start(&middle_bin, leaf.addr, &py.url("/users/7"), 2, HTTP_CALLS)
-                .expect("starting the middle tier");
-        let mid = middle.server.pid();
-        let agent = start_agent(
-            &env,
-            &receiver,
-            &[leaf.pid(), py.pid(), mid],
-            middle.h2c.port(),
-        );
-        apps::connect_grpc_fanout(&mut middle.server).expect("middle tier dials the leaf");
-        let url = middle.work_url();
-        run("h2c-client", h2c(&url, 1, false));
-        wait_for_probe(&agent, mid);
-        let before = receiver.spans().len();
-        run("h2c-client", h2c(&url, 3, false));
-        run("h2c-client", h2c(&url, CONCURRENT, true));
-        let requests = 3 + CONCURRENT;
-        let per_request = 2 + 2 * (2 + HTTP_CALLS);
-        let out = flow::finish_at(&receiver, agent, before + requests * per_request);
-        let callers = measured_callers(&out.spans, "/work/7", &[mid, leaf.pid(), py.pid()]);
         let what = format!("x/net/http2 Go {version}");
+        let MiddleRun { out, mid, requests } = run_middle(
+            &env,
+            &what,
+            (&middle_bin, &leaf_bin),
+            2,
+            |m| m.h2c.port(),
+            &|m, n, concurrent| h2c(&m.work_url(), n, concurrent),
+            "/work/7",
+        );
         // Requests that passed the probe take their route from ServeMux's
         // pattern (Go 1.23+); the warm-up's is templated from its path.
-        let routes = routes_of(&out.spans, mid);
         let (pattern, templated) = if minor(version) >= 23 {
             (requests, 1)
         } else {
             (0, requests + 1)
         };
-        assert_eq!(
-            routes,
-            BTreeMap::from([
-                ("/work/".to_owned(), pattern),
-                ("/work/{id}".to_owned(), templated)
-            ])
+        let expected: BTreeMap<String, usize> = [("/work/", pattern), ("/work/{id}", templated)]
             .into_iter()
             .filter(|(_, n)| *n > 0)
-            .collect(),
-            "{what}: routes"
-        );
+            .map(|(r, n)| (r.to_owned(), n))
+            .collect();
+        assert_eq!(routes_of(&out.spans, mid), expected, "{what}: routes");
         assert_eq!(out.exit.counter("go_routes_read"), pattern as u64, "{what}");
-        assert_nested(
-            &env.test,
-            &what,
-            &out,
-            &callers,
-            mid,
-            &[
-                Downstream {
-                    pid: leaf.pid(),
-                    call: CHECK,
-                    count: 2,
-                },
-                Downstream {
-                    pid: py.pid(),
-                    call: "/users/7",
-                    count: HTTP_CALLS,
-                },
-            ],
-            requests,
-            2,
-        );
-        assert_hits(&out.exit, &what, requests);
         out.assert_clean();
     }
-    // net/http's bundled server: h2std's /serial calls its leaf over h2c.
     // Stripped too: the standard library's members then come from the
     // offsets table of its Go release.
     let std_versions = skip_unless!(env, apps::go_versions_since(24));

@@ -209,10 +209,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stats.clone(),
         probes.clone(),
     ));
+    let shutdown = shutdown_signal();
     eprintln!("tracer: ready");
     info!("ready: tracing {}", describe_selection(&args));
 
-    reader::run(ring, stats.clone(), &mut pipeline, shutdown_signal()).await?;
+    reader::run(ring, stats.clone(), &mut pipeline, shutdown).await?;
     info!("shutting down: flushing spans");
     pipeline.finish_all();
     reporter.abort();
@@ -384,17 +385,27 @@ async fn report_periodically(every: Option<Duration>, stats: Arc<Stats>, probes:
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT, with their handlers installed now (before the agent
+/// says it is ready: a signal sent as soon as it is must not kill it).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers; stop the agent with SIGKILL");
-        return std::future::pending().await;
+    ) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => {
+            warn!("cannot install signal handlers; stop the agent with SIGKILL");
+            None
+        }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        let Some((mut term, mut int)) = handlers else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -210,6 +210,26 @@ pub fn lookup(go_version: &str) -> Result<TableEntry, GoError> {
 }
 
 fn lookup_in(table: &[(String, GoOffsets)], go_version: &str) -> Result<TableEntry, GoError> {
+    let (release, exact, offsets) = find_release(table, go_version)?;
+    if !exact {
+        log::info!(
+            "go: no offsets for {go_version}: using those of Go {release}, the same minor release"
+        );
+    }
+    Ok(TableEntry {
+        release,
+        exact,
+        offsets,
+    })
+}
+
+/// The entry of `go_version`'s release, else of another of its minor
+/// release (struct layouts change between minor releases, not patch
+/// releases): the release found, whether it is the binary's own, the entry.
+fn find_release<T: Clone>(
+    table: &[(String, T)],
+    go_version: &str,
+) -> Result<(String, bool, T), GoError> {
     let unknown = || GoError::UnknownRelease {
         version: go_version.to_owned(),
         known: table
@@ -219,27 +239,16 @@ fn lookup_in(table: &[(String, GoOffsets)], go_version: &str) -> Result<TableEnt
             .join(", "),
     };
     let release = release_of(go_version).ok_or_else(unknown)?;
-    if let Some((_, offsets)) = table.iter().find(|(r, _)| *r == release) {
-        return Ok(TableEntry {
-            release,
-            exact: true,
-            offsets: *offsets,
-        });
+    if let Some((_, entry)) = table.iter().find(|(r, _)| *r == release) {
+        return Ok((release, true, entry.clone()));
     }
     let minor = minor_of(&release);
-    let (found, offsets) = table
+    let (found, entry) = table
         .iter()
         .rev()
         .find(|(r, _)| minor_of(r) == minor)
         .ok_or_else(unknown)?;
-    log::info!(
-        "go: no offsets for Go {release}: using those of Go {found}, the same minor release"
-    );
-    Ok(TableEntry {
-        release: found.clone(),
-        exact: false,
-        offsets: *offsets,
-    })
+    Ok((found.clone(), false, entry.clone()))
 }
 
 /// `1.25.5` from `go1.25.5 X:nodwarf5` or `go1.25rc1`; `None` for
@@ -266,25 +275,8 @@ fn minor_of(release: &str) -> &str {
 /// offsets probe links in: no Request.Pattern before Go 1.23, the
 /// internal/http2 names from Go 1.27 on).
 pub fn lookup_server_fields(go_version: &str) -> Result<(String, ServerFields), GoError> {
-    let table = parse_server_table(TABLE)?;
-    let release = release_of(go_version).ok_or_else(|| GoError::UnknownRelease {
-        version: go_version.to_owned(),
-        known: String::new(),
-    })?;
-    let minor = minor_of(&release).to_owned();
-    table
-        .iter()
-        .find(|(r, _)| *r == release)
-        .or_else(|| table.iter().rev().find(|(r, _)| minor_of(r) == minor))
-        .cloned()
-        .ok_or_else(|| GoError::UnknownRelease {
-            version: go_version.to_owned(),
-            known: table
-                .iter()
-                .map(|(r, _)| r.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+    let (release, _, fields) = find_release(&parse_server_table(TABLE)?, go_version)?;
+    Ok((release, fields))
 }
 
 /// The table's releases with their standard-library server members.

@@ -37,14 +37,15 @@ const GRPC_CALLS: usize = 5;
 const HTTP_CALLS: usize = 1;
 const CONCURRENT: usize = 20;
 
-/// The agent on `pids`, and on connections to `port` (the clients, started
-/// later: selected by their connection, in the kernel, from its first byte).
-fn start_agent(env: &TestEnv, receiver: &Receiver, pids: &[u32], port: u16) -> Agent {
+/// The agent on `pids`, and on processes running `client` (the clients,
+/// started later and let go once the agent follows them: see [`run`]).
+fn start_agent(env: &TestEnv, receiver: &Receiver, pids: &[u32], client: &Path) -> Agent {
     let mut args: Vec<String> = pids
         .iter()
         .flat_map(|p| ["--pid".to_owned(), p.to_string()])
         .collect();
-    args.extend(["--port".to_owned(), port.to_string()]);
+    let name = client.file_name().and_then(|n| n.to_str()).expect("a name");
+    args.extend(["--exe".to_owned(), name.to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match Agent::start(&env.tracer_bin, &args, receiver, Protocol::Grpc) {
         Ok(agent) => agent,
@@ -57,13 +58,26 @@ fn build(go: &Path, version: &str, program: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("building {program} with Go {version}: {e:#}"))
 }
 
-/// Runs a client command to completion; panics on failure.
-fn run(name: &str, cmd: Command) {
-    let out = Proc::spawn(name, cmd, true)
-        .expect("spawning")
+/// Runs a client command (`-wait` appended) to completion once the agent
+/// follows it, from its first byte and with its uprobes in; panics on
+/// failure.
+fn run(agent: &Agent, mut cmd: Command) {
+    cmd.arg("-wait");
+    let mut client = Proc::spawn_waiting("client", cmd);
+    let pid = client.pid();
+    assert!(
+        agent.wait_log(
+            &format!("go: pid {pid}: requests followed by goroutine"),
+            Duration::from_secs(20)
+        ),
+        "client {pid} not followed:\n{}",
+        agent.stderr()
+    );
+    client.write_stdin("go\n").expect("letting the client go");
+    let out = client
         .finish(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-    assert!(out.status.success(), "{name} failed: {}", out.stderr);
+        .unwrap_or_else(|e| panic!("client: {e:#}"));
+    assert!(out.status.success(), "client failed: {}", out.stderr);
 }
 
 /// The first incoming call made the middle tier call out: the agent then
@@ -294,8 +308,8 @@ fn assert_hits(exit: &integration_tests::agent::AgentExit, what: &str, requests:
 
 /// One `go/grpc_middle` run: a gRPC leaf and an HTTP leaf (Python), the
 /// middle tier calling them (`grpc_calls` gRPC calls and one HTTP call per
-/// request), the agent on all three and on connections to the port
-/// `port_of` picks; then `client(middle, n, concurrent)` run once (the
+/// request), the agent on all three and on `client_bin`'s processes; then
+/// `client(middle, n, concurrent)` run once (the
 /// warm-up: its calls get the probe attached), 3 times, and 20 times at
 /// once. Checks what every run checks and gives back the outcome.
 struct MiddleRun {
@@ -309,7 +323,7 @@ fn run_middle(
     what: &str,
     (middle_bin, leaf_bin): (&Path, &Path),
     grpc_calls: usize,
-    port_of: fn(&GrpcMiddle) -> u16,
+    client_bin: &Path,
     client: &dyn Fn(&GrpcMiddle, usize, bool) -> Command,
     call: &str,
 ) -> MiddleRun {
@@ -326,13 +340,13 @@ fn run_middle(
     .expect("starting the middle tier");
     let mid = middle.server.pid();
     let servers = [leaf.pid(), py.pid(), mid];
-    let agent = start_agent(env, &receiver, &servers, port_of(&middle));
+    let agent = start_agent(env, &receiver, &servers, client_bin);
     apps::connect_grpc_fanout(&mut middle.server).expect("middle tier dials the leaf");
-    run("client", client(&middle, 1, false));
+    run(&agent, client(&middle, 1, false));
     wait_for_probe(&agent, mid);
     let before = receiver.spans().len();
-    run("client", client(&middle, 3, false));
-    run("client", client(&middle, CONCURRENT, true));
+    run(&agent, client(&middle, 3, false));
+    run(&agent, client(&middle, CONCURRENT, true));
     let requests = 3 + CONCURRENT;
     let per_request = 2 + 2 * (grpc_calls + HTTP_CALLS);
     let out = flow::finish_at(&receiver, agent, before + requests * per_request);
@@ -394,7 +408,7 @@ fn grpc_middle_tier_nests_its_handlers_calls() {
             &format!("grpc-go Go {version}"),
             (&middle_bin, &leaf_bin),
             GRPC_CALLS,
-            |m| m.server.port(),
+            &client_bin,
             &client,
             CHECK,
         );
@@ -426,7 +440,7 @@ fn http2_middle_tiers_nest_their_handlers_calls() {
             &what,
             (&middle_bin, &leaf_bin),
             2,
-            |m| m.h2c.port(),
+            &client_bin,
             &|m, n, concurrent| h2c(&m.work_url(), n, concurrent),
             "/work/7",
         );
@@ -455,15 +469,15 @@ fn http2_middle_tiers_nest_their_handlers_calls() {
         let receiver = Receiver::start().expect("starting the OTLP receiver");
         let apps = apps::Fanout::start(&bin, &bin).expect("starting the h2std servers");
         let (front, leaf) = (apps.front.pid(), apps.leaf.pid());
-        let agent = start_agent(&env, &receiver, &[front, leaf], apps.front.port());
+        let agent = start_agent(&env, &receiver, &[front, leaf], &client_bin);
         let url = apps.front.url("/serial?n=2");
-        run("h2c-client", h2c(&url, 1, false));
+        run(&agent, h2c(&url, 1, false));
         wait_for_probe(&agent, front);
         let before = receiver.spans().len();
-        run("h2c-client", h2c(&url, 3, false));
-        run("h2c-client", h2c(&url, CONCURRENT, true));
+        run(&agent, h2c(&url, 3, false));
+        run(&agent, h2c(&url, CONCURRENT, true));
         // A route with a ServeMux wildcard.
-        run("h2c-client", h2c(&apps.front.url("/things/abc"), 1, false));
+        run(&agent, h2c(&apps.front.url("/things/abc"), 1, false));
         let requests = 3 + CONCURRENT;
         let out = flow::finish_at(&receiver, agent, before + requests * (2 + 2 * 2) + 2);
         let callers = measured_callers(&out.spans, "/serial", &[front, leaf]);
@@ -564,10 +578,10 @@ fn stripped_grpc_middle_tier_keeps_new_traces() {
     let mut middle = GrpcMiddle::start(&middle_bin, leaf.addr, &py.url("/users/7"), 1, 0)
         .expect("starting the middle tier");
     let mid = middle.server.pid();
-    let agent = start_agent(&env, &receiver, &[leaf.pid(), mid], middle.server.port());
+    let agent = start_agent(&env, &receiver, &[leaf.pid(), mid], &client_bin);
     apps::connect_grpc_fanout(&mut middle.server).expect("middle tier dials the leaf");
     run(
-        "grpc-client",
+        &agent,
         apps::go_grpc_client(&client_bin, middle.server.addr, GrpcCall::CheckOk, 3),
     );
     assert!(

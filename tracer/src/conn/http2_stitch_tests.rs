@@ -773,3 +773,81 @@ fn a_proxy_forwarding_the_header_it_serves_is_nested_both_ways() {
         }
     }
 }
+
+/// A Go middle tier's handler probe chose the server stream's context after
+/// the request was read (as in the kernel: the reader reads, then starts the
+/// handler): the server span takes the probe's span id, in the header's
+/// trace under the header's caller; a root the probe started replaces the
+/// agent's own root. Either way before the stream ends, whichever comes.
+#[test]
+fn a_go_server_stream_takes_the_context_its_handler_probe_chose() {
+    let steps = traced_call("/pkg.Svc/Middle");
+    let header_trace = [
+        0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31,
+        0x9c,
+    ];
+    let caller = [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31];
+    for (probe, want_trace, want_parent) in [
+        // The probe read the same traceparent.
+        (
+            TraceCtx {
+                trace_id: header_trace,
+                span_id: [0x42; 8],
+                parent_span_id: caller,
+                flags: 1,
+                source: tracer_common::ctx_source::HEADER,
+                valid: 1,
+                ..TraceCtx::default()
+            },
+            header_trace,
+            Some(caller),
+        ),
+        // The probe found no header it reads: its root wins (counted).
+        (
+            TraceCtx {
+                trace_id: [0x77; 16],
+                span_id: [0x42; 8],
+                flags: 1,
+                valid: 1,
+                ..TraceCtx::default()
+            },
+            [0x77; 16],
+            None,
+        ),
+    ] {
+        let mut host = Host::always_on();
+        let (client, server) = End::pair(40_300);
+        let mut n = 0;
+        for (i, step) in steps.iter().enumerate() {
+            if i == 3 {
+                // After the request was read, before the response.
+                host.pipeline.handle(Event::GoServerStream {
+                    pid: server.pid,
+                    fd: server.fd,
+                    sock_id: server.sock_id,
+                    stream_id: 1,
+                    ctx: probe,
+                    request: 0,
+                });
+            }
+            n = play(
+                &mut host,
+                (client, server),
+                std::slice::from_ref(step),
+                Order::WriterFirst,
+                None,
+                n,
+            );
+        }
+        let spans = host.spans();
+        let s = spans
+            .iter()
+            .find(|s| s.process.pid == server.pid)
+            .expect("the server span");
+        assert_eq!(s.span_id, [0x42; 8]);
+        assert_eq!((s.trace_id, s.parent_span_id), (want_trace, want_parent));
+        assert_eq!(host.counter("go_server_streams"), 1);
+        let conflicts = u64::from(want_parent.is_none());
+        assert_eq!(host.counter("go_server_context_conflicts"), conflicts);
+    }
+}

@@ -275,6 +275,8 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     }
 
     fn on_exec(&mut self, pid: u32, comm: &[u8; 16]) {
+        // Another program: its first outgoing call is told again.
+        self.callers.remove(&pid);
         let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
         let comm = String::from_utf8_lossy(&comm[..comm_len]);
         if let (Some(old), Some(metrics)) = (self.processes.peek(pid), &mut self.spans.metrics) {

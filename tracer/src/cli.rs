@@ -167,6 +167,11 @@ pub enum Command {
         #[arg(long, value_name = "INSNS")]
         budget: Option<u32>,
     },
+    /// Attach programs that return at once to every tracepoint the agent
+    /// uses, until SIGINT or SIGTERM: what the hooks alone cost (`cargo
+    /// xtask bench`'s floor phase).
+    #[command(hide = true)]
+    Floor,
 }
 
 impl Args {

@@ -8,6 +8,7 @@ fn main() -> std::process::ExitCode {
     match &args.command {
         Some(tracer::cli::Command::GoOffsets { binaries }) => return go_offsets(binaries),
         Some(tracer::cli::Command::VerifierReport { budget }) => return verifier_report(*budget),
+        Some(tracer::cli::Command::Floor) => return floor(),
         None => {}
     }
     // One thread: the stages hand each other work all the time, and waking
@@ -52,6 +53,17 @@ fn verifier_report(budget: Option<u32>) -> std::process::ExitCode {
     match tracer::probes::verifier::run(budget) {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("tracer: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tracer floor`: empty programs on the agent's tracepoints.
+fn floor() -> std::process::ExitCode {
+    match tracer::probes::floor::run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tracer: error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -1,6 +1,7 @@
 //! Load the kernel programs, fill their configuration, attach them.
 pub mod environment;
 pub mod features;
+pub mod floor;
 pub mod go;
 pub mod kernel_offsets;
 pub mod programs;
@@ -18,7 +19,7 @@ pub use features::{Feature, Features};
 use tracer_common::{Config, MAX_CAPTURE, counter, maps, tail};
 
 /// (program, tracepoint category, tracepoint name) for every attachment.
-const ATTACHMENTS: &[(&str, &str, &str)] = &[
+pub(crate) const ATTACHMENTS: &[(&str, &str, &str)] = &[
     ("enter_read", "syscalls", "sys_enter_read"),
     ("enter_read", "syscalls", "sys_enter_recvfrom"),
     ("enter_write", "syscalls", "sys_enter_write"),

@@ -214,6 +214,11 @@ fn bench_workload(
             "bench: {name} round {round}/{}: untraced: {:.0} req/s, p99 {:.0} µs",
             args.rounds, untraced.wrk.requests_per_sec, untraced.wrk.p99_us
         );
+        let floor = phase::floor(target, load, &format!("floor-{name}-{round}"), ctx, clock)?;
+        println!(
+            "bench: {name} round {round}/{}: floor (empty programs): {:.0} req/s, p99 {:.0} µs",
+            args.rounds, floor.wrk.requests_per_sec, floor.wrk.p99_us
+        );
         let mut traced = Vec::new();
         for &mode in modes {
             let log = format!("agent-{name}-{}-{round}", mode.name());
@@ -231,7 +236,11 @@ fn bench_workload(
             traced.push((mode, t));
         }
         server.ensure_running()?;
-        rounds.push(Round { untraced, traced });
+        rounds.push(Round {
+            untraced,
+            floor,
+            traced,
+        });
     }
     let overload = match modes.first() {
         Some(&mode) if args.overload => {

@@ -192,6 +192,14 @@ pub struct Traced {
     pub other_bpf_ns: u64,
 }
 
+/// What a floor phase measured: `tracer floor`, the agent's tracepoints
+/// with programs that return at once.
+pub struct Floor {
+    pub wrk: Report,
+    /// The floor's programs over the measured run.
+    pub programs: Vec<Program>,
+}
+
 /// What an untraced phase measured.
 pub struct Untraced {
     pub wrk: Report,
@@ -231,6 +239,31 @@ pub fn untraced(target: Target, load: Load, ctx: &Context, clock: &mut Clock) ->
     Ok(Untraced {
         wrk,
         other_bpf_ns: kernel::total_run_time_ns().saturating_sub(bpf_before),
+    })
+}
+
+/// `tracer floor` started fresh, a warm-up, the measured run, its programs'
+/// run time over it.
+pub fn floor(
+    target: Target,
+    load: Load,
+    name: &str,
+    ctx: &Context,
+    clock: &mut Clock,
+) -> Result<Floor> {
+    let log = ctx.logs.join(format!("{name}.log"));
+    let floor = timed(&mut clock.agent_start, || {
+        Agent::start(ctx.agent_bin, &["floor".to_owned()], &log)
+    })?;
+    let pid = floor.pid();
+    timed(&mut clock.warm_up, || target.load(load, WARM_UP))?;
+    let before = kernel::snapshot(pid)?;
+    let wrk = timed(&mut clock.measured, || target.load(load, ctx.duration))?;
+    let after = kernel::snapshot(pid)?;
+    timed(&mut clock.agent_stop, || floor.stop())?;
+    Ok(Floor {
+        wrk,
+        programs: kernel::delta(&before, &after),
     })
 }
 

@@ -242,6 +242,14 @@ fn play(
     n
 }
 
+/// [`play`] with the writer first, handing `event` to the pipeline just
+/// before step `at`.
+fn play_with_event(host: &mut Host, ends: (End, End), steps: &[Step], at: usize, event: Event) {
+    let n = play(host, ends, &steps[..at], Order::WriterFirst, None, 0);
+    host.pipeline.handle(event);
+    play(host, ends, &steps[at..], Order::WriterFirst, None, n);
+}
+
 fn ns(t: std::time::SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -633,29 +641,17 @@ fn each_stream_of_a_batched_write_gets_its_own_kernel_context() {
     let steps = grpc_conversation(&[(1, call), (3, call), (5, call)], &[3, 5, 1]);
     let mut host = Host::always_on();
     let (client, server) = End::pair(40_100);
-    let mut n = 0;
-    for (i, step) in steps.iter().enumerate() {
-        if i == 2 {
-            // Before the write with the three requests.
-            host.pipeline.handle(Event::Http2Heads {
-                pid: client.pid,
-                fd: client.fd,
-                sock_id: client.sock_id,
-                heads: vec![
-                    (1, kernel_ctx(0x11, 0x12, 0x13)),
-                    (5, kernel_ctx(0x51, 0x52, 0x53)),
-                ],
-            });
-        }
-        n = play(
-            &mut host,
-            (client, server),
-            std::slice::from_ref(step),
-            Order::WriterFirst,
-            None,
-            n,
-        );
-    }
+    // Before the write with the three requests.
+    let heads = Event::Http2Heads {
+        pid: client.pid,
+        fd: client.fd,
+        sock_id: client.sock_id,
+        heads: vec![
+            (1, kernel_ctx(0x11, 0x12, 0x13)),
+            (5, kernel_ctx(0x51, 0x52, 0x53)),
+        ],
+    };
+    play_with_event(&mut host, (client, server), &steps, 2, heads);
     let spans = host.spans();
     let client_span = |trace: u8| {
         spans
@@ -817,28 +813,16 @@ fn a_go_server_stream_takes_the_context_its_handler_probe_chose() {
     ] {
         let mut host = Host::always_on();
         let (client, server) = End::pair(40_300);
-        let mut n = 0;
-        for (i, step) in steps.iter().enumerate() {
-            if i == 3 {
-                // After the request was read, before the response.
-                host.pipeline.handle(Event::GoServerStream {
-                    pid: server.pid,
-                    fd: server.fd,
-                    sock_id: server.sock_id,
-                    stream_id: 1,
-                    ctx: probe,
-                    request: 0,
-                });
-            }
-            n = play(
-                &mut host,
-                (client, server),
-                std::slice::from_ref(step),
-                Order::WriterFirst,
-                None,
-                n,
-            );
-        }
+        // After the request was read, before the response.
+        let chosen = Event::GoServerStream {
+            pid: server.pid,
+            fd: server.fd,
+            sock_id: server.sock_id,
+            stream_id: 1,
+            ctx: probe,
+            request: 0,
+        };
+        play_with_event(&mut host, (client, server), &steps, 3, chosen);
         let spans = host.spans();
         let s = spans
             .iter()

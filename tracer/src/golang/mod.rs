@@ -159,11 +159,8 @@ impl GoTarget {
     pub fn kernel_offsets_at(&self, mapped_at: u64) -> Option<tracer_common::GoOffsets> {
         let mut o = self.kernel_offsets()?;
         if self.pie {
-            let bias = mapped_at.wrapping_sub(self.image_base);
             for address in std::iter::once(&mut o.allgs).chain(o.h2_writers.iter_mut()) {
-                if *address != 0 {
-                    *address = address.wrapping_add(bias);
-                }
+                *address = relocate(*address, self.image_base, mapped_at);
             }
         }
         Some(o)
@@ -242,13 +239,7 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
     });
     let (_, found) = symbols::find(&elf, H2_WRITER_STARTS)?;
     let h2_writers = found.into_iter().flatten().map(|f| f.address).collect();
-    let image_base = elf
-        .segments()
-        .iter()
-        .filter(|s| s.offset == 0)
-        .map(|s| s.address)
-        .min()
-        .unwrap_or(0);
+    let image_base = image_base(&elf);
     Ok(Some(GoTarget {
         version: info.go_version,
         stripped: elf.section(".symtab").is_none(),
@@ -263,6 +254,27 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         image_base,
         grpc,
     }))
+}
+
+/// Where the executable starts as linked: its PT_LOAD segment at file
+/// offset 0, the process's first mapping of it.
+pub(crate) fn image_base(elf: &Elf) -> u64 {
+    elf.segments()
+        .iter()
+        .filter(|s| s.offset == 0)
+        .map(|s| s.address)
+        .min()
+        .unwrap_or(0)
+}
+
+/// `address` as linked in a PIE executable whose image starts at
+/// `image_base`, in a process that mapped it at `mapped_at`; 0 (unknown)
+/// stays 0.
+pub(crate) fn relocate(address: u64, image_base: u64, mapped_at: u64) -> u64 {
+    match address {
+        0 => 0,
+        a => a.wrapping_add(mapped_at.wrapping_sub(image_base)),
+    }
 }
 
 /// From DWARF when the binary has it, else from the table.

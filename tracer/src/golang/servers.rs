@@ -15,9 +15,10 @@ use tracer_common::{GoGrpcServer, GoH2Server, GoServerOffsets, go_probes};
 use super::{
     GoError, buildinfo, dwarf,
     elf::Elf,
+    image_base,
     offsets::{self, ServerFields},
     patterns::RequestLayout,
-    runtime_vars, symbols,
+    relocate, runtime_vars, symbols,
 };
 
 /// The key type of grpc-go's incoming metadata in a context (whose value
@@ -51,9 +52,8 @@ impl GoServers {
     /// The offsets for a process that mapped the executable at `mapped_at`.
     pub fn offsets_at(&self, mapped_at: u64) -> GoServerOffsets {
         let mut o = self.offsets;
-        if self.pie && o.grpc.md_key_type != 0 {
-            let bias = mapped_at.wrapping_sub(self.image_base);
-            o.grpc.md_key_type = o.grpc.md_key_type.wrapping_add(bias);
+        if self.pie {
+            o.grpc.md_key_type = relocate(o.grpc.md_key_type, self.image_base, mapped_at);
         }
         o
     }
@@ -97,13 +97,7 @@ pub fn inspect(path: &Path) -> Result<GoServers, GoError> {
     let (_, found) = symbols::find(&elf, &names)?;
     let mut servers = GoServers {
         pie: runtime_vars::is_pie(&elf)?,
-        image_base: elf
-            .segments()
-            .iter()
-            .filter(|s| s.offset == 0)
-            .map(|s| s.address)
-            .min()
-            .unwrap_or(0),
+        image_base: image_base(&elf),
         ..GoServers::default()
     };
     if found.iter().all(Option::is_none) {

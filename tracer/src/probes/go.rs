@@ -261,9 +261,8 @@ impl State {
             return;
         }
         let mapped_at = if servers.pie {
-            let maps = std::fs::read_to_string(self.proc_root.join(pid.to_string()).join("maps"));
             let inode = std::fs::metadata(&exe).map(|m| m.ino()).unwrap_or(0);
-            match maps.ok().and_then(|m| image_start(&m, inode)) {
+            match mapped_at(&self.proc_root, pid, inode) {
                 Some(at) => at,
                 None => return, // gone, or the image is not where it was
             }
@@ -335,8 +334,7 @@ fn process_offsets(target: &GoTarget, proc_root: &Path, pid: u32, inode: u64) ->
     if !target.pie {
         return target.kernel_offsets();
     }
-    let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps")).ok();
-    match maps.and_then(|m| image_start(&m, inode)) {
+    match mapped_at(proc_root, pid, inode) {
         Some(start) => target.kernel_offsets_at(start),
         None => {
             debug!("go: pid {pid}: PIE image not found in maps: parent goroutines only");
@@ -347,6 +345,12 @@ fn process_offsets(target: &GoTarget, proc_root: &Path, pid: u32, inode: u64) ->
             })
         }
     }
+}
+
+/// Where process `pid` mapped the start of its executable (inode `inode`).
+fn mapped_at(proc_root: &Path, pid: u32, inode: u64) -> Option<u64> {
+    let maps = std::fs::read_to_string(proc_root.join(pid.to_string()).join("maps")).ok()?;
+    image_start(&maps, inode)
 }
 
 /// What an executable is, for the Go thread.

@@ -32,6 +32,30 @@ pub mod maps {
     pub const GO_PROCS: &str = "GO_PROCS";
     pub const GO_HANDOFF: &str = "GO_HANDOFF";
     pub const GO_SERVERS: &str = "GO_SERVERS";
+    pub const TLS_TAILS: &str = "TLS_TAILS";
+}
+
+/// Uprobe programs on OpenSSL's API (libssl, or an executable that links
+/// it in and exports it): (program, function).
+pub mod tls_probes {
+    /// Entry of `SSL_write` / `SSL_write_ex`: the plaintext is in hand, and
+    /// the socket write inside the call ties the `SSL*` to its fd.
+    pub const WRITE: [(&str, &str); 2] =
+        [("ssl_write", "SSL_write"), ("ssl_write", "SSL_write_ex")];
+    /// Entry of `SSL_read` / `SSL_read_ex`: where the plaintext will go.
+    pub const READ: [(&str, &str); 2] = [("ssl_read", "SSL_read"), ("ssl_read_ex", "SSL_read_ex")];
+    /// Their return: how many bytes came.
+    pub const READ_RET: [(&str, &str); 2] = [
+        ("ssl_read_ret", "SSL_read"),
+        ("ssl_read_ret", "SSL_read_ex"),
+    ];
+    /// Uprobe twins of the syscall chain's tail programs, by `tail` slot:
+    /// a plaintext read goes through the same classification.
+    pub const TAILS: [(u32, &str); 3] = [
+        (super::tail::CLASSIFY, "tls_classify"),
+        (super::tail::SERVER_CONTEXT, "tls_server_context"),
+        (super::tail::SERVER_DECIDE, "tls_server_decide"),
+    ];
 }
 
 /// Uprobe programs on Go functions, by the function they are attached to.
@@ -148,7 +172,15 @@ pub mod counter {
     /// Of those, requests whose `traceparent` (or `b3`) the probe read from
     /// the handler's request headers.
     pub const GO_SERVER_STREAM_HEADER: u32 = 17;
-    pub const COUNT: u32 = 18;
+    /// Plaintext chunks a TLS library's probes gave (SSL_write, SSL_read).
+    pub const TLS_PLAINTEXT: u32 = 18;
+    /// Plaintext read from a TLS library that could not be tied to its
+    /// connection: dropped, never attributed by guess.
+    pub const TLS_UNTIED: u32 = 19;
+    /// Syscalls on TLS sockets whose bytes (ciphertext) were not sent to
+    /// the agent: their plaintext comes from the TLS library, or not at all.
+    pub const TLS_CIPHERTEXT_SKIPPED: u32 = 20;
+    pub const COUNT: u32 = 21;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.
@@ -208,6 +240,10 @@ pub struct SockInfo {
     /// `http2::SOCK_*`: whether this (client) socket speaks HTTP/2 and
     /// may get `traceparent` in HPACK.
     pub http2: u8,
+    /// 1: the socket carries TLS (a record went by). Its syscalls' bytes
+    /// are never sent; its plaintext comes from the TLS library's probes.
+    pub tls: u8,
+    pub _pad0: [u8; 3],
     /// Requests started on this socket since the agent saw it: pairs the
     /// client's and the server's view of a request on one host.
     pub request_seq: u32,
@@ -215,7 +251,6 @@ pub struct SockInfo {
     /// still belong to a frame of an earlier one (frames may be cut across
     /// writes), so the frame walk starts past them.
     pub h2_skip: u32,
-    pub _pad: u32,
 }
 
 /// How the parent of a span was found (`TraceCtx::source`).
@@ -295,7 +330,10 @@ pub struct SyscallArgs {
     /// contexts are in H2_HEADS (`http2::headers_frames`); 2 once sk_msg
     /// has been through them.
     pub http2: u8,
-    pub _pad: [u8; 2],
+    /// 1: `buf` is the plaintext a TLS library was given or filled, of
+    /// `tls_len` bytes, in place of the syscall's ciphertext.
+    pub tls: u8,
+    pub _pad: u8,
     /// For a write that starts a client request: the context chosen for it
     /// (sk_msg reads it to write the header).
     pub ctx: TraceCtx,
@@ -311,6 +349,8 @@ pub struct SyscallArgs {
     /// tell), and the bytes the write was asked to send.
     pub h2_end: u32,
     pub h2_len: u32,
+    pub tls_len: u32,
+    pub _pad2: u32,
 }
 
 /// One HTTP/2 request a write starts: where its HEADERS frame is, and the
@@ -846,7 +886,8 @@ pub struct DataEvent {
     pub kind: u8,
     pub direction: u8,
     pub role: u8,
-    pub _pad: u8,
+    /// 1: plaintext from a TLS library, not the syscall's bytes.
+    pub tls: u8,
     pub pid: u32,
     pub tid: u32,
     pub fd: u32,

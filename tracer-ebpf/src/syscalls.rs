@@ -2,6 +2,7 @@
 //! syscalls of wanted processes; one sys_exit program turns the result into a
 //! data event (with a payload prefix) or a socket-table update.
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, tracepoint},
     maps::PerCpuArray,
@@ -102,6 +103,16 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
                 .unwrap_or(0) as u32;
         }
     }
+    // A TLS socket: its bytes are ciphertext. A write inside SSL_write
+    // carries that call's plaintext instead; anything else is not sent.
+    if let Some(info) = sock
+        && info.tls != 0
+    {
+        if !crate::tls::plaintext_for(pid_tgid, args) {
+            count(counter::TLS_CIPHERTEXT_SKIPPED, 1);
+            return;
+        }
+    }
     // A client request starting: choose its context now, before the bytes
     // leave (sk_msg writes it; the server end may read it at once).
     if op == op::WRITE
@@ -115,6 +126,7 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
             // tracepoint program.
             unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_CONTEXT) };
         } else if cfg.inject != 0
+            && info.tls == 0
             && info.role == role::CONNECTED
             && http2_request_head(info, src, len, args)
         {
@@ -138,6 +150,9 @@ fn first_buffer(
 ) -> Option<(u64, u64)> {
     if args.buf == 0 {
         return None;
+    }
+    if args.tls != 0 {
+        return Some((args.buf, args.tls_len as u64));
     }
     if args.iovcnt != 0 {
         // SAFETY: user pointer checked by the helper.
@@ -612,13 +627,18 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
                 return 0;
             };
             if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
+                if args.tls != 0 {
+                    // The plaintext of the SSL_write this write is part of.
+                    emit_data(&ctx, cfg, args, info, args.tls_len as u64, false);
+                    return 0;
+                }
                 if args.op == op::WRITE && info.http2 == http2::SOCK_INJECT && cfg.inject != 0 {
                     follow_frames(tgid, args, ret as u64);
                 }
                 if args.http2 != 0 {
                     send_http2_heads(pid_tgid);
                 }
-                emit_data(&ctx, cfg, args, info, ret as u64);
+                emit_data(&ctx, cfg, args, info, ret as u64, false);
             }
         }
         _ => {}
@@ -704,13 +724,18 @@ fn send_http2_heads(pid_tgid: u64) {
     }
 }
 
+/// Build the data event of `args` (a syscall's bytes, or a TLS library's
+/// plaintext) in the scratch and send it, through `classify` when it may
+/// start a request or response. `tls_chain`: called from a uprobe, whose
+/// tail calls go to the uprobe twins.
 #[inline(always)]
-fn emit_data(
-    tp: &TracePointContext,
+pub fn emit_data<C: EbpfContext>(
+    tp: &C,
     cfg: &Config,
     args: &SyscallArgs,
     info: &SockInfo,
     total: u64,
+    tls_chain: bool,
 ) {
     let pid_tgid = bpf_get_current_pid_tgid();
     // HTTP/2 sockets: several frames per syscall, and a frame header in
@@ -744,6 +769,7 @@ fn emit_data(
     ev.tuple = info.tuple;
     ev.cap_len = 0;
     ev.tail_len = 0;
+    ev.tls = args.tls;
 
     let want = if (capture_len as u64) < total {
         capture_len as u64
@@ -774,14 +800,24 @@ fn emit_data(
             return;
         }
     }
+    if args.tls == 0 && ev.cap_len >= 9 && crate::tls::is_client_hello(&ev.payload[..9]) {
+        // A TLS handshake starts: from now on this socket's bytes are
+        // ciphertext, and its plaintext comes from the TLS library.
+        if let Some(entry) = SOCKS.get_ptr_mut(sock_key(ev.pid, args.fd)) {
+            // SAFETY: a live entry of this process's socket.
+            unsafe { (*entry).tls = 1 };
+        }
+        count(counter::TLS_CIPHERTEXT_SKIPPED, 1);
+        return;
+    }
     let starts_upper = ev.cap_len >= 8 && ev.payload[0].is_ascii_uppercase();
     // Messages that may start an HTTP request or response (an upper-case
     // letter first) are classified in a program of their own, which keeps
     // this one within the verifier's budget. It sends the event.
     if starts_upper {
-        // SAFETY: a valid tracepoint context; the slot holds a tracepoint
-        // program.
-        unsafe { TAIL_CALLS.tail_call(tp, tail::CLASSIFY) };
+        // SAFETY: a valid context of the chain's program type; the slot
+        // holds a program of that type.
+        unsafe { crate::tls::tails(tls_chain).tail_call(tp, tail::CLASSIFY) };
     }
     output_event(ev);
 }
@@ -806,8 +842,15 @@ const MAX_CHUNKS: u32 = 8;
 /// thread's request; the event is sent.
 #[tracepoint]
 pub fn classify(ctx: TracePointContext) -> u32 {
+    classify_body(&ctx, false);
+    0
+}
+
+/// `classify`, for either chain.
+#[inline(always)]
+pub fn classify_body<C: EbpfContext>(ctx: &C, tls_chain: bool) {
     let (Some(scratch), Some(args)) = (SCRATCH.get_ptr_mut(0), ARGS_BUF.get_ptr(0)) else {
-        return 0;
+        return;
     };
     // SAFETY: this CPU's slots, filled by the caller.
     let (ev, op) = unsafe { (&(*scratch).event, (*args).op) };
@@ -828,21 +871,20 @@ pub fn classify(ctx: TracePointContext) -> u32 {
         // frames, whose headers must not fall beyond the capture.
         // SAFETY: this CPU's scratch and args, as above.
         if unsafe { recapture(&mut (*scratch).event, &*args) } {
-            return 0;
+            return;
         }
     }
     if op == op::READ && is_request_start(&first) {
         // Does not return when it works: `server_context` sends the event.
-        // SAFETY: a valid tracepoint context; the slot holds a tracepoint
-        // program.
-        unsafe { TAIL_CALLS.tail_call(&ctx, tail::SERVER_CONTEXT) };
+        // SAFETY: a valid context of the chain's program type; the slot
+        // holds a program of that type.
+        unsafe { crate::tls::tails(tls_chain).tail_call(ctx, tail::SERVER_CONTEXT) };
     } else if op == op::WRITE && is_response_start(&first) {
         if let Some(cfg) = config() {
             server_responded(actor(cfg, bpf_get_current_pid_tgid()));
         }
     }
     output_event(ev);
-    0
 }
 
 /// Copy the payload again, as much as an HTTP/2 socket gets: the whole
@@ -1144,30 +1186,43 @@ fn app_sends_traceparent(ctx: &TracePointContext, args: &SyscallArgs, frame_at: 
 /// the context its head carries, then go on to `server_decide`.
 #[tracepoint]
 pub fn server_context(ctx: TracePointContext) -> u32 {
+    server_context_body(&ctx, false);
+    0
+}
+
+/// `server_context`, for either chain.
+#[inline(always)]
+pub fn server_context_body<C: EbpfContext>(ctx: &C, tls_chain: bool) {
     parse_request_head(scratch_len());
-    // SAFETY: a valid tracepoint context; the slot holds a tracepoint program.
-    unsafe { TAIL_CALLS.tail_call(&ctx, tail::SERVER_DECIDE) };
+    // SAFETY: a valid context of the chain's program type; the slot holds a
+    // program of that type.
+    unsafe { crate::tls::tails(tls_chain).tail_call(ctx, tail::SERVER_DECIDE) };
     // The chain broke: send the event without a context.
     if let Some(scratch) = SCRATCH.get_ptr(0) {
         // SAFETY: per-CPU scratch.
         output_event(unsafe { &(*scratch).event });
     }
-    0
 }
 
 /// Choose a server request's trace context and send the data event.
 #[tracepoint]
 pub fn server_decide(_ctx: TracePointContext) -> u32 {
-    let Some(cfg) = config() else { return 0 };
+    server_decide_body();
+    0
+}
+
+/// `server_decide`, for either chain.
+#[inline(always)]
+pub fn server_decide_body() {
+    let Some(cfg) = config() else { return };
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return 0;
+        return;
     };
     // SAFETY: per-CPU scratch filled by the caller on this CPU.
     let ev = unsafe { &mut (*scratch).event };
     let pid_tgid = bpf_get_current_pid_tgid();
     server_request(cfg, actor(cfg, pid_tgid), pid_tgid, ev);
     output_event(ev);
-    0
 }
 
 /// A length the verifier can see is at most MAX_CAPTURE.

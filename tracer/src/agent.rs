@@ -362,6 +362,12 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
             counter::GO_SERVER_STREAM_HEADER,
             &stats.go_server_stream_header,
         ),
+        (counter::TLS_PLAINTEXT, &stats.tls_plaintext_events),
+        (counter::TLS_UNTIED, &stats.drop_tls_untied),
+        (
+            counter::TLS_CIPHERTEXT_SKIPPED,
+            &stats.tls_ciphertext_skipped,
+        ),
         (counter::READ_FAILED, &stats.kernel_read_failed),
         (counter::INJECTED, &stats.context_injected),
         (counter::INJECT_FAILED, &stats.context_inject_failed),

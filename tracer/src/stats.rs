@@ -163,6 +163,17 @@ counters! {
     /// pattern: not a ServeMux; the request gone or reused): the route is
     /// templated from the path.
     go_routes_unread,
+    /// Files given the TLS probes: a libssl, or an executable that exports
+    /// OpenSSL's API.
+    tls_files_probed,
+    /// Plaintext chunks the TLS probes gave (from the kernel).
+    tls_plaintext_events,
+    /// Plaintext read from a TLS library that could not be tied to its
+    /// connection: dropped, never guessed (from the kernel).
+    drop_tls_untied,
+    /// Syscalls on TLS sockets whose ciphertext was not sent to the agent
+    /// (from the kernel): their plaintext comes from the probes.
+    tls_ciphertext_skipped,
     /// HTTP/2 client requests that neither the kernel nor the app gave a
     /// context (no `traceparent` either): their spans start new traces.
     http2_client_no_context,

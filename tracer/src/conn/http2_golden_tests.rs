@@ -149,6 +149,7 @@ fn run(steps: &[Step], mode: Mode) -> String {
                         total_len: data.len() as u64,
                         tuple: tuple(mode.client),
                         ctx: TraceCtx::default(),
+                        tls: false,
                     },
                     payload: &data[..cap],
                     tail,

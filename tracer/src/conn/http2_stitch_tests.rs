@@ -139,6 +139,7 @@ impl Host {
                 total_len: data.len() as u64,
                 tuple: end.tuple(),
                 ctx: TraceCtx::default(),
+                tls: false,
             },
             payload: &data[..cap],
             tail,

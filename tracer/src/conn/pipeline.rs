@@ -186,6 +186,9 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 return;
             }
         };
+        if h.tls {
+            conn.ends.tls = true;
+        }
         let dir = if h.ingress {
             Direction::Ingress
         } else {

@@ -249,6 +249,7 @@ mod tests {
         let ends = Endpoints {
             local: (Ipv4Addr::LOCALHOST.into(), port),
             remote: (Ipv4Addr::LOCALHOST.into(), 50_051),
+            tls: false,
         };
         StreamKey::new(&ends, true, stream_id).expect("known ends")
     }
@@ -268,9 +269,11 @@ mod tests {
         let client_ends = Endpoints {
             local: (Ipv4Addr::LOCALHOST.into(), 40_000),
             remote: (Ipv4Addr::new(127, 0, 0, 2).into(), 50_051),
+            tls: false,
         };
         let server_ends = Endpoints {
             local: client_ends.remote,
+            tls: false,
             remote: client_ends.local,
         };
         assert_eq!(
@@ -285,6 +288,7 @@ mod tests {
         let unknown = Endpoints {
             local: (Ipv4Addr::UNSPECIFIED.into(), 0),
             remote: (Ipv4Addr::UNSPECIFIED.into(), 0),
+            tls: false,
         };
         assert_eq!(StreamKey::new(&unknown, true, 3), None, "never stitched");
     }

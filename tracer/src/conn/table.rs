@@ -221,6 +221,7 @@ pub fn endpoints(t: &ConnTuple) -> Endpoints {
     Endpoints {
         local: (addr(&t.local_addr), t.local_port),
         remote: (addr(&t.remote_addr), t.remote_port),
+        tls: false,
     }
 }
 

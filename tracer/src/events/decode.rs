@@ -31,6 +31,8 @@ pub struct DataHeader {
     /// The trace context the kernel chose, when this syscall started a
     /// request (`ctx.valid`).
     pub ctx: TraceCtx,
+    /// Plaintext from a TLS library (the socket carries TLS).
+    pub tls: bool,
 }
 
 #[derive(Debug)]
@@ -91,6 +93,7 @@ struct Header {
     tail_len: u32,
     tuple: ConnTuple,
     ctx: TraceCtx,
+    tls: u8,
 }
 
 /// Reads a `T` from the start of `bytes` (which may be unaligned).
@@ -145,6 +148,7 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
                 tail_len: field!(tail_len),
                 tuple: field!(tuple),
                 ctx: field!(ctx),
+                tls: field!(tls),
             };
             let claimed = ev.cap_len as usize;
             let present = record.len() - DATA_HEADER_LEN;
@@ -164,6 +168,7 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
                     total_len: ev.total_len,
                     tuple: ev.tuple,
                     ctx: ev.ctx,
+                    tls: ev.tls != 0,
                 },
                 payload: &record[DATA_HEADER_LEN..DATA_HEADER_LEN + claimed],
                 tail: &record[tail_start..tail_start + ev.tail_len as usize],

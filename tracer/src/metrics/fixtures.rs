@@ -64,5 +64,6 @@ pub fn ends() -> Endpoints {
     Endpoints {
         local: ([127, 0, 0, 1].into(), 8080),
         remote: ([127, 0, 0, 1].into(), 40_000),
+        tls: false,
     }
 }

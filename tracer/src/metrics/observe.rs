@@ -31,7 +31,7 @@ pub fn http1<'a>(
     ends: &Endpoints,
     route_buf: &'a mut String,
 ) -> Observation<'a> {
-    http_call(&http::call_of(ex), ends, route_buf)
+    http_call(&http::call_of(ex, ends), ends, route_buf)
 }
 
 /// An HTTP/2 stream: gRPC or plain HTTP.
@@ -175,6 +175,7 @@ mod tests {
         Endpoints {
             local: (Ipv4Addr::LOCALHOST.into(), 40_000),
             remote: (Ipv4Addr::new(10, 0, 0, 2).into(), 8080),
+            tls: false,
         }
     }
 

@@ -2,7 +2,7 @@
 //! programs loaded. Capture (the syscall and sched tracepoints, the ring
 //! buffer) is not optional; everything here is: a program that the kernel
 //! refuses turns off only the features that need it.
-use tracer_common::{go_probes, tail};
+use tracer_common::{go_probes, tail, tls_probes};
 
 use super::programs::ProgramLoad;
 
@@ -19,6 +19,17 @@ const SERVER_DECIDE: &str = tail::PROGRAMS[tail::SERVER_DECIDE as usize];
 const CLIENT_CONTEXT: &str = tail::PROGRAMS[tail::CLIENT_CONTEXT as usize];
 const CLIENT_DECIDE: &str = tail::PROGRAMS[tail::CLIENT_DECIDE as usize];
 const CLIENT_H2: &str = tail::PROGRAMS[tail::CLIENT_H2 as usize];
+
+/// The TLS probes and their tail programs.
+pub const TLS_PROGRAMS: [&str; 7] = [
+    tls_probes::WRITE[0].0,
+    tls_probes::READ[0].0,
+    tls_probes::READ[1].0,
+    tls_probes::READ_RET[0].0,
+    tls_probes::TAILS[0].1,
+    tls_probes::TAILS[1].1,
+    tls_probes::TAILS[2].1,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
@@ -40,10 +51,12 @@ pub enum Feature {
     /// Calls made by the handlers of Go HTTP/2 and gRPC servers nested
     /// under their request (a probe per middle-tier process).
     GoServerHandlers,
+    /// HTTPS: plaintext from OpenSSL's API, in place of the ciphertext.
+    Tls,
 }
 
 /// Every feature, in the order the summary line gives them.
-pub const ALL: [Feature; 8] = [
+pub const ALL: [Feature; 9] = [
     Feature::Http1,
     Feature::Http2,
     Feature::Context,
@@ -52,6 +65,7 @@ pub const ALL: [Feature; 8] = [
     Feature::GoHttpCalls,
     Feature::GoGrpcCalls,
     Feature::GoServerHandlers,
+    Feature::Tls,
 ];
 
 impl Feature {
@@ -66,6 +80,7 @@ impl Feature {
             Self::GoHttpCalls => "go-http-calls",
             Self::GoGrpcCalls => "go-grpc-calls",
             Self::GoServerHandlers => "go-server-handlers",
+            Self::Tls => "tls",
         }
     }
 
@@ -85,6 +100,7 @@ impl Feature {
             Self::GoServerHandlers => {
                 "nesting of calls made by Go HTTP/2 and gRPC server handlers under their request"
             }
+            Self::Tls => "HTTPS: plaintext from OpenSSL's SSL_read and SSL_write",
         }
     }
 
@@ -109,6 +125,7 @@ impl Feature {
                 go_probes::H2_SERVER_STD.0,
                 go_probes::H2_SERVER_XNET.0,
             ],
+            Self::Tls => &TLS_PROGRAMS,
         }
     }
 
@@ -254,7 +271,7 @@ mod tests {
         assert_eq!(
             f.summary(),
             "http1 http2 context inject inject-http2 go-http-calls go-grpc-calls \
-             go-server-handlers"
+             go-server-handlers tls"
         );
         assert!(f.warnings().is_empty());
     }
@@ -268,7 +285,7 @@ mod tests {
         assert!(!f.is_on(Feature::Context) && !f.is_on(Feature::Inject));
         assert_eq!(
             f.summary(),
-            "http1 http2 inject-http2 go-http-calls go-grpc-calls go-server-handlers (off: \
+            "http1 http2 inject-http2 go-http-calls go-grpc-calls go-server-handlers tls (off: \
              context inject)"
         );
         let warnings = f.warnings();

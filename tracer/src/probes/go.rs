@@ -3,7 +3,8 @@
 //! syscall programs key its requests by goroutine, and its executable gets
 //! the one uprobe of the client path. This runs on a thread of its own:
 //! inspecting a binary takes tens of milliseconds, which the event pipeline
-//! must not wait for.
+//! must not wait for. The thread owns the loaded programs, so OpenSSL's
+//! probes (`tls`) are attached from here too.
 use std::{
     collections::{HashMap, HashSet},
     os::unix::fs::MetadataExt as _,
@@ -26,7 +27,7 @@ use aya::{
 use log::{debug, info, warn};
 use tracer_common::{GoOffsets, GoServerOffsets, go_probes, maps};
 
-use super::{Feature, Features};
+use super::{Feature, Features, tls::TlsProbes};
 use crate::{
     golang::{
         self, GoTarget,
@@ -118,6 +119,8 @@ struct State {
     /// The uprobe programs that loaded at start (the others' features are
     /// off, and said so then).
     usable: HashSet<&'static str>,
+    /// OpenSSL's probes, per process.
+    tls: TlsProbes,
 }
 
 /// Start the Go thread; it owns the loaded programs from now on (and
@@ -148,8 +151,15 @@ pub fn spawn(
         ebpf.take_map(maps::GO_SERVERS)
             .ok_or_else(|| anyhow!("map {} missing from the kernel object", maps::GO_SERVERS))?,
     )?;
+    let tls = TlsProbes::new(
+        &mut ebpf,
+        proc_root.clone(),
+        features.is_on(Feature::Tls),
+        stats.clone(),
+    );
     let (tx, rx) = channel();
     let state = State {
+        tls,
         ebpf,
         go_procs,
         go_servers,
@@ -171,7 +181,10 @@ pub fn spawn(
 fn run(mut state: State, rx: Receiver<GoCommand>) {
     while let Ok(command) = rx.recv() {
         match command {
-            GoCommand::Process(pid) => state.add(pid),
+            GoCommand::Process(pid) => {
+                state.tls.add(&mut state.ebpf, pid);
+                state.add(pid);
+            }
             GoCommand::Exited(pid) => state.remove(pid),
             GoCommand::MakesCalls(pid) => state.makes_calls(pid),
             GoCommand::Sync(done) => {

@@ -5,6 +5,7 @@ pub mod floor;
 pub mod go;
 pub mod kernel_offsets;
 pub mod programs;
+pub mod tls;
 pub mod verifier;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -16,7 +17,18 @@ use aya::{
 use log::{debug, info, warn};
 
 pub use features::{Feature, Features};
-use tracer_common::{Config, MAX_CAPTURE, counter, maps, tail};
+use tracer_common::{Config, MAX_CAPTURE, counter, maps, tail, tls_probes};
+
+/// The syscall chain's tail programs, by slot.
+const TAIL_SLOTS: [(u32, &str); tail::COUNT as usize] = {
+    let mut out = [(0, ""); tail::COUNT as usize];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = (i as u32, tail::PROGRAMS[i]);
+        i += 1;
+    }
+    out
+};
 
 /// (program, tracepoint category, tracepoint name) for every attachment.
 pub(crate) const ATTACHMENTS: &[(&str, &str, &str)] = &[
@@ -89,6 +101,7 @@ pub struct Probes {
     /// The kernel empties a program array when its last user-space
     /// reference goes: kept for as long as the programs run.
     _tail_calls: ProgramArray<MapData>,
+    _tls_tails: ProgramArray<MapData>,
 }
 
 impl Probes {
@@ -130,7 +143,8 @@ impl Probes {
             );
             loads.push(load);
         }
-        let tail_calls = fill_tail_calls(&mut ebpf, &loads)?;
+        let tail_calls = fill_tail_calls(&mut ebpf, &loads, maps::TAIL_CALLS, &TAIL_SLOTS)?;
+        let tls_tails = fill_tail_calls(&mut ebpf, &loads, maps::TLS_TAILS, &tls_probes::TAILS)?;
         let mut features = Features::new(opts.inject, &loads);
         if (features.is_on(Feature::Inject) || features.is_on(Feature::InjectHttp2))
             && let Err(e) = attach_injection(&mut ebpf)
@@ -182,6 +196,7 @@ impl Probes {
             config: Some(config_map),
             features,
             _tail_calls: tail_calls,
+            _tls_tails: tls_tails,
         })
     }
 
@@ -228,18 +243,20 @@ fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
 fn fill_tail_calls(
     ebpf: &mut Ebpf,
     loads: &[programs::ProgramLoad],
+    array_name: &str,
+    programs: &[(u32, &str)],
 ) -> anyhow::Result<ProgramArray<MapData>> {
     let mut slots = Vec::new();
-    for (slot, name) in tail::PROGRAMS.iter().enumerate() {
+    for (slot, name) in programs {
         if !loads.iter().any(|l| l.name == *name && l.loaded()) {
             continue;
         }
         let program = ebpf
             .program(name)
             .ok_or_else(|| anyhow!("program {name} missing from the kernel object"))?;
-        slots.push((slot as u32, program.fd()?.try_clone()?));
+        slots.push((*slot, program.fd()?.try_clone()?));
     }
-    let mut array: ProgramArray<_> = ProgramArray::try_from(take(ebpf, maps::TAIL_CALLS)?)?;
+    let mut array: ProgramArray<_> = ProgramArray::try_from(take(ebpf, array_name)?)?;
     for (slot, fd) in &slots {
         array
             .set(*slot, fd, 0)

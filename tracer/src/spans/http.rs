@@ -19,6 +19,9 @@ use crate::{
 pub struct Endpoints {
     pub local: (IpAddr, u16),
     pub remote: (IpAddr, u16),
+    /// The connection carries TLS (its plaintext came from the TLS
+    /// library): `url.scheme` is `https`.
+    pub tls: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -68,17 +71,18 @@ pub fn build(
     identity: SpanIdentity,
     opts: HttpSpanOptions,
 ) -> SpanRecord {
-    build_call(&call_of(ex), ends, process, clock, identity, opts)
+    build_call(&call_of(ex, ends), ends, process, clock, identity, opts)
 }
 
-/// What the span (and the metrics) of an HTTP/1 exchange are made of.
-pub fn call_of(ex: &Exchange) -> HttpCall<'_> {
+/// What the span (and the metrics) of an HTTP/1 exchange on the
+/// connection `ends` are made of.
+pub fn call_of<'a>(ex: &'a Exchange, ends: &Endpoints) -> HttpCall<'a> {
     let req = &ex.request;
     HttpCall {
         server: ex.request_direction == Direction::Ingress,
         method: &req.method,
         target: &req.target,
-        scheme: "http",
+        scheme: if ends.tls { "https" } else { "http" },
         version: match req.version {
             Version::Http10 => "1.0",
             Version::Http11 => "1.1",
@@ -363,6 +367,7 @@ mod tests {
         let ends = Endpoints {
             local: (Ipv4Addr::LOCALHOST.into(), 8080),
             remote: (Ipv4Addr::new(10, 0, 0, 2).into(), 40000),
+            tls: false,
         };
         let (identity, _) =
             crate::context::parent::choose(None, &[], &mut IdGenerator::new(), |_| false);

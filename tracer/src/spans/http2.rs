@@ -137,6 +137,7 @@ mod tests {
         let ends = Endpoints {
             local: (Ipv4Addr::LOCALHOST.into(), 40_000),
             remote: (Ipv4Addr::new(10, 0, 0, 2).into(), 50_051),
+            tls: false,
         };
         let (identity, _) = crate::context::parent::choose(
             None,

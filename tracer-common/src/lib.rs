@@ -49,6 +49,11 @@ pub mod tls_probes {
         ("ssl_read_ret", "SSL_read"),
         ("ssl_read_ret", "SSL_read_ex"),
     ];
+    /// Go's `crypto/tls.(*Conn).Write` at entry, `(*Conn).Read` at entry
+    /// and at each RET instruction (never a uretprobe on Go code).
+    pub const GO_WRITE: (&str, &str) = ("go_tls_write", "crypto/tls.(*Conn).Write");
+    pub const GO_READ: (&str, &str) = ("go_tls_read", "crypto/tls.(*Conn).Read");
+    pub const GO_READ_RET: (&str, &str) = ("go_tls_read_ret", "crypto/tls.(*Conn).Read");
     /// Uprobe twins of the syscall chain's tail programs, by `tail` slot:
     /// a plaintext read goes through the same classification.
     pub const TAILS: [(u32, &str); 3] = [
@@ -330,8 +335,9 @@ pub struct SyscallArgs {
     /// contexts are in H2_HEADS (`http2::headers_frames`); 2 once sk_msg
     /// has been through them.
     pub http2: u8,
-    /// 1: `buf` is the plaintext a TLS library was given or filled, of
-    /// `tls_len` bytes, in place of the syscall's ciphertext.
+    /// `tls_args::*`: whether `buf` is the plaintext a TLS library was
+    /// given or filled (`tls_len` bytes) in place of the syscall's
+    /// ciphertext, or a TLS socket's read to look at the records of.
     pub tls: u8,
     pub _pad: u8,
     /// For a write that starts a client request: the context chosen for it
@@ -351,6 +357,20 @@ pub struct SyscallArgs {
     pub h2_len: u32,
     pub tls_len: u32,
     pub _pad2: u32,
+    /// `tls_args::PEEK`: the caller (`goroutines::actor`) the records read
+    /// are remembered for.
+    pub tls_caller: u64,
+}
+
+/// `SyscallArgs::tls`.
+pub mod tls_args {
+    /// The syscall's own bytes.
+    pub const NONE: u8 = 0;
+    /// The plaintext of a TLS library's call instead.
+    pub const PLAINTEXT: u8 = 1;
+    /// A read of a TLS socket outside any TLS read call: its records'
+    /// lengths tie the next read call to this socket (memory BIOs).
+    pub const PEEK: u8 = 2;
 }
 
 /// One HTTP/2 request a write starts: where its HEADERS frame is, and the

@@ -23,7 +23,7 @@ use tracer_common::{
 
 use crate::{
     context::{THREAD_CTX, new_root, new_span_id, parse_b3_single, parse_traceparent},
-    goroutines::{GO_PROCS, conn_fd, goroutine_of, user},
+    goroutines::{GO_PROCS, goroutine_of, net_conn_fd, user},
     maps::{EVENTS, SCRATCH, SOCKS, config, count, process_wanted},
     sockets::sock_key,
 };
@@ -117,20 +117,6 @@ fn h2_handler(ctx: &ProbeContext, xnet: bool) {
     };
     let request = if layout.pattern != 0 { req } else { 0 };
     serve(cfg, tgid, &off, &srv, g, (fd, id), headers, request);
-}
-
-/// The socket fd behind the net.Conn interface at `iface`: a TCP
-/// connection, or one wrapped in a struct that embeds it first (x/net's
-/// h2c `bufConn`).
-#[inline(always)]
-fn net_conn_fd(off: &GoOffsets, iface: u64) -> Option<u32> {
-    conn_fd(off, iface).or_else(|| {
-        let data: u64 = user(iface + 8)?;
-        if data == 0 {
-            return None;
-        }
-        conn_fd(off, data)
-    })
 }
 
 /// Context values looked through for the incoming metadata.

@@ -289,7 +289,7 @@ pub fn request_of_writer(cfg: &Config, pid_tgid: u64, now: u64) -> Option<Thread
 /// offsets, RAX (the receiver at entry, the first result at a RET under
 /// Go's register ABI) and R14 (the running `g`).
 #[inline(always)]
-fn go_probe(ctx: &ProbeContext) -> Option<(u32, GoOffsets, u64, u64)> {
+pub(crate) fn go_probe(ctx: &ProbeContext) -> Option<(u32, GoOffsets, u64, u64)> {
     let cfg = config()?;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !process_wanted(cfg, tgid) {
@@ -312,7 +312,7 @@ pub fn go_http_round_trip(ctx: ProbeContext) -> u32 {
     };
     let fd = match pc {
         0 => None,
-        pc => conn_fd(&off, pc + off.persist_conn_conn as u64),
+        pc => net_conn_fd(&off, pc + off.persist_conn_conn as u64),
     };
     let Some(fd) = fd else {
         count(counter::GO_HANDOFF_FAILED, 1);
@@ -490,4 +490,18 @@ pub(crate) fn conn_fd(off: &GoOffsets, iface: u64) -> Option<u32> {
     }
     let fd: i64 = user(netfd + off.netfd_pfd as u64 + off.fd_sysfd as u64)?;
     (0..1 << 24).contains(&fd).then_some(fd as u32)
+}
+
+/// The socket fd behind the net.Conn interface at `iface`: a TCP
+/// connection, or one wrapped in a struct that holds it first (x/net's h2c
+/// `bufConn`, crypto/tls's `Conn`).
+#[inline(always)]
+pub(crate) fn net_conn_fd(off: &GoOffsets, iface: u64) -> Option<u32> {
+    conn_fd(off, iface).or_else(|| {
+        let data: u64 = user(iface + 8)?;
+        if data == 0 {
+            return None;
+        }
+        conn_fd(off, data)
+    })
 }

@@ -11,7 +11,7 @@ use aya_ebpf::{
 use tracer_common::{
     CloseEvent, Config, DATA_HEADER_LEN, H2_HEADS_HEADER_LEN, H2Head, H2HeadsEvent, MAX_CAPTURE,
     MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN, ThreadCtx, counter, direction, http2, kind, op, role,
-    tail,
+    tail, tls_args,
 };
 
 use crate::{
@@ -108,8 +108,17 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     if let Some(info) = sock
         && info.tls != 0
     {
-        if !crate::tls::plaintext_for(pid_tgid, args) {
+        let caller = actor(cfg, pid_tgid);
+        if !crate::tls::plaintext_for(tgid, caller, args) {
             count(counter::TLS_CIPHERTEXT_SKIPPED, 1);
+            // A read outside any TLS call (a memory BIO's runtime reads
+            // the socket itself): its records are looked at on return.
+            if op == op::READ && args.tls == tls_args::PEEK {
+                args.tls_caller = caller;
+                if ARGS.insert(pid_tgid, &*args, 0).is_err() {
+                    count(counter::ARGS_FULL, 1);
+                }
+            }
             return;
         }
     }
@@ -619,6 +628,11 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
                 resolve(cfg, tgid, fd, how);
             }
         }
+        op::READ if args.tls == tls_args::PEEK => {
+            if ret > 0 {
+                crate::tls::records_read(args, ret as u64);
+            }
+        }
         op::READ | op::WRITE if ret > 0 => {
             // sys_enter resolved the socket; only an entry evicted since is
             // missing, and that event is not worth a second walk here.
@@ -627,7 +641,7 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
                 return 0;
             };
             if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
-                if args.tls != 0 {
+                if args.tls == tls_args::PLAINTEXT {
                     // The plaintext of the SSL_write this write is part of.
                     emit_data(&ctx, cfg, args, info, args.tls_len as u64, false);
                     return 0;

@@ -1,28 +1,32 @@
-//! TLS plaintext from OpenSSL's API. The syscalls of a TLS socket carry
-//! ciphertext, so they are never sent; the plaintext takes their place:
+//! TLS plaintext from OpenSSL's API and from Go's crypto/tls. The
+//! syscalls of a TLS socket carry ciphertext, so they are never sent; the
+//! plaintext takes their place:
 //!
-//! - `SSL_write` (entry only): the plaintext is in hand. It is recorded
-//!   for the thread, and the socket write the call makes (a socket BIO
-//!   writes inside the call, on the same thread) carries it through the
-//!   syscall path in place of the ciphertext: same classification, same
-//!   client context, same event.
-//! - `SSL_read` (entry and return): the socket read inside the call ties
-//!   the `SSL*` to its fd; at return the plaintext is sent through uprobe
+//! - `SSL_write` / `(*tls.Conn).Write` (entry only): the plaintext is in
+//!   hand. It is recorded for the caller (the thread; the goroutine in a Go
+//!   process), and the socket write the call makes inside carries it
+//!   through the syscall path in place of the ciphertext: same
+//!   classification, same client context, same event.
+//! - `SSL_read` / `(*tls.Conn).Read` (entry, and return or RET
+//!   instructions): the socket read inside the call ties the `SSL*` (the
+//!   `*tls.Conn`) to its fd; at return the plaintext is sent through uprobe
 //!   twins of the syscall chain's tail programs.
 //!
-//! A `SSL*` is tied to a socket only by a syscall made inside one of its
-//! calls, and a write only when the record it starts is exactly the
+//! A connection object is tied to a socket only by a syscall made inside
+//! one of its calls, and by a write only when the record it starts is the
 //! plaintext's size plus an AEAD's overhead. Plaintext that cannot be tied
 //! is counted and dropped, never attributed by guess.
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe, uretprobe},
     maps::{LruHashMap, ProgramArray},
     programs::{ProbeContext, RetProbeContext},
 };
-use tracer_common::{SyscallArgs, counter, op};
+use tracer_common::{Config, SyscallArgs, counter, go_actor, op, tls_args};
 
 use crate::{
+    goroutines::{actor, go_probe, goroutine_of},
     maps::{ARGS_BUF, config, connection_wanted, count, process_wanted},
     sockets::lookup,
     syscalls::{classify_body, emit_data, server_context_body, server_decide_body},
@@ -48,12 +52,24 @@ struct TlsOp {
     /// large one is several records, several writes).
     used: u8,
     _pad: [u8; 6],
+    /// Writes: the plaintext's first bytes at the call (up to 16), to
+    /// check at the socket write that the buffer still holds them (a
+    /// runtime may free it once the call sealed it into a memory BIO).
+    head: [u8; HEAD],
 }
 
-/// pid_tgid → its TLS call in progress. An LRU: a write leaves its entry
-/// until the thread's next call (it has no return probe).
+const HEAD: usize = 16;
+
+/// Caller (`goroutines::actor`: the thread, or the goroutine in a Go
+/// process) → its TLS read call in progress (removed at its return).
 #[map]
-static TLS_OPS: LruHashMap<u64, TlsOp> = LruHashMap::with_max_entries(16384, 0);
+static TLS_READS: LruHashMap<u64, TlsOp> = LruHashMap::with_max_entries(16384, 0);
+
+/// Caller → its last TLS write call, until its next one (a write has no
+/// return probe). Apart from reads: a runtime with a memory BIO may call
+/// SSL_read before it writes out what SSL_write sealed.
+#[map]
+static TLS_WRITES: LruHashMap<u64, TlsOp> = LruHashMap::with_max_entries(16384, 0);
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -66,6 +82,85 @@ struct SslKey {
 /// (process, `SSL*`) → the fd a syscall made inside one of its calls.
 #[map]
 static SSL_FDS: LruHashMap<SslKey, u32> = LruHashMap::with_max_entries(65536, 0);
+
+/// The application-data records one socket read brought, by caller.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RecordsRead {
+    fd: u32,
+    count: u32,
+    /// Their sealed lengths (from their headers), the first MAX_RECORDS.
+    sealed: [u32; MAX_RECORDS],
+}
+
+impl RecordsRead {
+    /// Whether one of them is `n` bytes of plaintext sealed by an AEAD.
+    #[inline(always)]
+    fn holds(&self, n: u64) -> bool {
+        let mut i = 0;
+        while i < MAX_RECORDS {
+            if (i as u32) < self.count && matches!((self.sealed[i] as u64).wrapping_sub(n), 16 | 17 | 24) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+}
+
+/// Records of a read looked at (a read after a TLS 1.3 handshake holds
+/// the peer's Finished or session tickets before the data).
+const MAX_RECORDS: usize = 4;
+
+/// Caller → the records its last socket read outside a TLS call brought.
+#[map]
+static READ_RECORDS: LruHashMap<u64, RecordsRead> = LruHashMap::with_max_entries(16384, 0);
+
+/// Sys_exit of a TLS socket's read outside any TLS read call (`args.tls`
+/// is `PEEK`): remember the application-data records it brought, for the
+/// read call that will decrypt them.
+#[inline(always)]
+pub fn records_read(args: &SyscallArgs, ret: u64) {
+    let src = if args.iovcnt != 0 {
+        // Only a first iovec that holds all the bytes read is walked.
+        // SAFETY: a user pointer, checked by the helper.
+        match unsafe { bpf_probe_read_user(args.buf as *const [u64; 2]) } {
+            Ok([base, len]) if len >= ret => base,
+            _ => return,
+        }
+    } else {
+        args.buf
+    };
+    let mut read = RecordsRead {
+        fd: args.fd,
+        count: 0,
+        sealed: [0; MAX_RECORDS],
+    };
+    let mut at = 0u64;
+    let mut i = 0;
+    while i < MAX_RECORDS {
+        if at + 5 > ret {
+            break;
+        }
+        // SAFETY: a user pointer, checked by the helper.
+        let Ok(h) = (unsafe { bpf_probe_read_user((src + at) as *const [u8; 5]) }) else {
+            break;
+        };
+        if h[1] != 3 {
+            break;
+        }
+        let sealed = ((h[3] as u32) << 8) | h[4] as u32;
+        if h[0] == APPLICATION_DATA {
+            read.sealed[i] = sealed;
+            read.count = i as u32 + 1;
+        }
+        at += 5 + sealed as u64;
+        i += 1;
+    }
+    if read.count != 0 {
+        let _ = READ_RECORDS.insert(args.tls_caller, read, 0);
+    }
+}
 
 /// The largest plaintext of one TLS record.
 const MAX_RECORD: u64 = 16384;
@@ -110,75 +205,151 @@ fn enter(ctx: &ProbeContext, op: u8, ex: bool) {
     } else {
         num as u32 as i32 as i64 as u64
     };
-    if ssl == 0 || buf == 0 || len == 0 || len > i32::MAX as u64 {
+    let readbytes = if ex {
+        ctx.arg::<u64>(3).unwrap_or(0)
+    } else {
+        0
+    };
+    record(actor(cfg, pid_tgid), op, ssl, buf, len, readbytes);
+}
+
+/// Record the call `op` of caller `key` on connection object `conn`.
+#[inline(always)]
+fn record(key: u64, op: u8, conn: u64, buf: u64, len: u64, readbytes: u64) {
+    if conn == 0 || buf == 0 || len == 0 || len > i32::MAX as u64 {
         return;
     }
     let call = TlsOp {
-        ssl,
+        ssl: conn,
         buf,
         len,
-        readbytes: if ex {
-            ctx.arg::<u64>(3).unwrap_or(0)
-        } else {
-            0
-        },
+        readbytes,
         // SAFETY: no preconditions.
         ts: unsafe { bpf_ktime_get_ns() },
         op,
         used: 0,
         _pad: [0; 6],
+        head: if op == op::WRITE {
+            head_of(buf, len)
+        } else {
+            [0; HEAD]
+        },
     };
-    let _ = TLS_OPS.insert(pid_tgid, call, 0);
+    let _ = if op == op::READ {
+        TLS_READS.insert(key, call, 0)
+    } else {
+        TLS_WRITES.insert(key, call, 0)
+    };
 }
 
 /// Return of `SSL_read` / `SSL_read_ex`: send what it read.
 #[uretprobe]
 pub fn ssl_read_ret(ctx: RetProbeContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: copied out at once.
-    let Some(call) = (unsafe { TLS_OPS.get(pid_tgid) }).copied() else {
-        return 0;
-    };
-    let _ = TLS_OPS.remove(pid_tgid);
-    if call.op != op::READ {
-        return 0;
-    }
-    let ret = ctx.ret::<u64>() as u32 as i32;
-    let n = if call.readbytes != 0 {
-        if ret != 1 {
-            return 0;
-        }
-        // SAFETY: a user pointer, checked by the helper.
-        unsafe { bpf_probe_read_user(call.readbytes as *const u64) }.unwrap_or(0)
-    } else if ret > 0 {
-        ret as u64
-    } else {
-        0
-    };
-    if n == 0 || n > call.len {
-        return 0;
-    }
     let Some(cfg) = config() else { return 0 };
-    let tgid = (pid_tgid >> 32) as u32;
-    let key = SslKey {
+    let key = actor(cfg, bpf_get_current_pid_tgid());
+    let ret = ctx.ret::<u64>() as u32 as i32;
+    returned(&ctx, cfg, key, |call| {
+        if call.readbytes != 0 {
+            if ret != 1 {
+                return 0;
+            }
+            // SAFETY: a user pointer, checked by the helper.
+            unsafe { bpf_probe_read_user(call.readbytes as *const u64) }.unwrap_or(0)
+        } else if ret > 0 {
+            ret as u64
+        } else {
+            0
+        }
+    });
+    0
+}
+
+/// `crypto/tls.(*Conn).Write(b)` at entry: receiver in RAX, `b` in
+/// RBX/RCX (Go's register ABI), `g` in R14.
+#[uprobe]
+pub fn go_tls_write(ctx: ProbeContext) -> u32 {
+    go_enter(&ctx, op::WRITE);
+    0
+}
+
+/// `crypto/tls.(*Conn).Read(b)` at entry.
+#[uprobe]
+pub fn go_tls_read(ctx: ProbeContext) -> u32 {
+    go_enter(&ctx, op::READ);
+    0
+}
+
+#[inline(always)]
+fn go_enter(ctx: &ProbeContext, op: u8) {
+    let Some((tgid, off, conn, g)) = go_probe(ctx) else {
+        return;
+    };
+    let Some(goroutine) = goroutine_of(&off, g) else {
+        return;
+    };
+    // SAFETY: the probe's registers.
+    let (buf, len) = unsafe { ((*ctx.regs).rbx, (*ctx.regs).rcx) };
+    record(go_actor(tgid, goroutine.goid), op, conn, buf, len, 0);
+}
+
+/// `crypto/tls.(*Conn).Read` at each RET instruction (never a uretprobe
+/// on Go code): `n` in RAX.
+#[uprobe]
+pub fn go_tls_read_ret(ctx: ProbeContext) -> u32 {
+    let Some((tgid, off, n, g)) = go_probe(&ctx) else {
+        return 0;
+    };
+    let Some(goroutine) = goroutine_of(&off, g) else {
+        return 0;
+    };
+    let Some(cfg) = config() else { return 0 };
+    returned(&ctx, cfg, go_actor(tgid, goroutine.goid), |_| n);
+    0
+}
+
+/// A read call of `key` returned; `count_of` tells how many bytes it read:
+/// send them as a data event of the connection its object is tied to.
+#[inline(always)]
+fn returned<C: EbpfContext>(ctx: &C, cfg: &Config, key: u64, count_of: impl Fn(&TlsOp) -> u64) {
+    // SAFETY: copied out at once.
+    let Some(call) = (unsafe { TLS_READS.get(key) }).copied() else {
+        return;
+    };
+    let _ = TLS_READS.remove(key);
+    let n = count_of(&call);
+    if n == 0 || n > call.len {
+        return;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let ssl = SslKey {
         ssl: call.ssl,
         tgid,
         _pad: 0,
     };
+    // A record the caller just read from a socket, outside the call, that
+    // holds exactly these bytes: the object reads that socket through a
+    // memory BIO.
     // SAFETY: copied out at once.
-    let Some(fd) = (unsafe { SSL_FDS.get(key) }).copied() else {
+    if let Some(read) = unsafe { READ_RECORDS.get(key) }.copied() {
+        let _ = READ_RECORDS.remove(key);
+        if read.holds(n) {
+            let _ = SSL_FDS.insert(ssl, read.fd, 0);
+        }
+    }
+    // SAFETY: copied out at once.
+    let Some(fd) = (unsafe { SSL_FDS.get(ssl) }).copied() else {
         count(counter::TLS_UNTIED, 1);
-        return 0;
+        return;
     };
     let Some(info) = lookup(cfg, tgid, fd) else {
         count(counter::TLS_UNTIED, 1);
-        return 0;
+        return;
     };
     if info.is_tcp == 0 || info.tls == 0 || !connection_wanted(cfg, tgid, info) {
-        return 0;
+        return;
     }
     let Some(args) = ARGS_BUF.get_ptr_mut(0) else {
-        return 0;
+        return;
     };
     // SAFETY: this CPU's slot; programs do not nest on one CPU here.
     let args = unsafe {
@@ -187,45 +358,53 @@ pub fn ssl_read_ret(ctx: RetProbeContext) -> u32 {
             buf: call.buf,
             fd,
             op: op::READ,
-            tls: 1,
+            tls: tls_args::PLAINTEXT,
             tls_len: n as u32,
             ..SyscallArgs::default()
         };
         &*args
     };
     count(counter::TLS_PLAINTEXT, 1);
-    emit_data(&ctx, cfg, args, info, n, true);
-    0
+    emit_data(ctx, cfg, args, info, n, true);
 }
 
-/// At sys_enter of a read or write on a TLS socket (`args` saved so far):
-/// true when `args` now carries the plaintext of the thread's TLS write in
-/// place of the ciphertext; false when the syscall's bytes are not to be
-/// sent. A read inside `SSL_read` ties its `SSL*` to the fd.
+/// At sys_enter of a read or write on a TLS socket (`args` saved so far)
+/// by `caller` (`goroutines::actor`): true when `args` now carries the
+/// plaintext of the caller's TLS write in place of the ciphertext; false
+/// when the syscall's bytes are not to be sent. A read inside a TLS read
+/// call ties its connection object to the fd.
 #[inline(always)]
-pub fn plaintext_for(pid_tgid: u64, args: &mut SyscallArgs) -> bool {
-    let Some(call) = TLS_OPS.get_ptr_mut(pid_tgid) else {
-        return false;
-    };
-    // SAFETY: this thread's entry; only this thread writes it.
-    let call = unsafe { &mut *call };
-    let key = SslKey {
-        ssl: call.ssl,
-        tgid: (pid_tgid >> 32) as u32,
-        _pad: 0,
-    };
-    // SAFETY: copied out at once.
-    let tied = unsafe { SSL_FDS.get(key) }.copied();
+pub fn plaintext_for(tgid: u32, caller: u64, args: &mut SyscallArgs) -> bool {
     if args.op == op::READ {
-        if call.op == op::READ && tied != Some(args.fd) {
-            let _ = SSL_FDS.insert(key, args.fd, 0);
+        // SAFETY: copied out at once.
+        match unsafe { TLS_READS.get(caller) }.copied() {
+            Some(call) => {
+                let key = SslKey {
+                    ssl: call.ssl,
+                    tgid,
+                    _pad: 0,
+                };
+                let _ = SSL_FDS.insert(key, args.fd, 0);
+            }
+            None => args.tls = tls_args::PEEK,
         }
         return false;
     }
-    if call.op != op::WRITE || call.used != 0 {
+    let Some(call) = TLS_WRITES.get_ptr_mut(caller) else {
+        return false;
+    };
+    // SAFETY: this caller's entry; only this caller writes it.
+    let call = unsafe { &mut *call };
+    if call.used != 0 {
         return false;
     }
-    if tied != Some(args.fd) {
+    let key = SslKey {
+        ssl: call.ssl,
+        tgid,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    if unsafe { SSL_FDS.get(key) }.copied() != Some(args.fd) {
         // Not yet tied (or the address is a new SSL's): only the record
         // this plaintext makes ties it.
         if !record_of(args, call.len) {
@@ -235,40 +414,85 @@ pub fn plaintext_for(pid_tgid: u64, args: &mut SyscallArgs) -> bool {
         let _ = SSL_FDS.insert(key, args.fd, 0);
     }
     call.used = 1;
+    if head_of(call.buf, call.len) != call.head {
+        // Freed and reused since: what it holds now is not this plaintext.
+        count(counter::TLS_UNTIED, 1);
+        return false;
+    }
     args.buf = call.buf;
     args.iovcnt = 0;
-    args.tls = 1;
+    args.tls = tls_args::PLAINTEXT;
     args.tls_len = call.len as u32;
+    count(counter::TLS_PLAINTEXT, 1);
     true
 }
 
-/// Whether the bytes at `first` start an application-data record whose
-/// length is that of `len` plaintext bytes (up to a full record) sealed by
-/// an AEAD: +16 (TLS 1.2 ChaCha20-Poly1305), +17 (TLS 1.3: the content type
-/// byte and the tag) or +24 (TLS 1.2 AES-GCM: explicit nonce and tag).
+/// The first bytes of the `len` at `buf` (up to HEAD), zero-padded.
+#[inline(always)]
+fn head_of(buf: u64, len: u64) -> [u8; HEAD] {
+    // SAFETY: a user pointer, checked by the helper.
+    let mut head = unsafe { bpf_probe_read_user(buf as *const [u8; HEAD]) }.unwrap_or([0; HEAD]);
+    let mut i = 0;
+    while i < HEAD {
+        if i as u64 >= len {
+            head[i] = 0;
+        }
+        i += 1;
+    }
+    head
+}
+
+/// Whether the first application-data record of the write `args` (after
+/// the handshake's last records, which may share the write) holds the
+/// first bytes of a `len`-byte plaintext sealed by an AEAD: +16
+/// (TLS 1.2 ChaCha20-Poly1305), +17 (TLS 1.3: the content type byte and the
+/// tag) or +24 (TLS 1.2 AES-GCM: explicit nonce and tag). The record holds
+/// all of it, or a full record's worth (16 KiB), or, as Go sizes the first
+/// records of a connection to fit a TCP segment, at least `MIN_SPLIT`.
 #[inline(always)]
 fn record_of(args: &SyscallArgs, len: u64) -> bool {
-    let src = if args.iovcnt != 0 {
-        // The first iovec's base.
+    let (src, avail) = if args.iovcnt != 0 {
+        // The first iovec.
         // SAFETY: a user pointer, checked by the helper.
-        match unsafe { bpf_probe_read_user(args.buf as *const u64) } {
-            Ok(base) => base,
+        match unsafe { bpf_probe_read_user(args.buf as *const [u64; 2]) } {
+            Ok([base, n]) => (base, n),
             Err(_) => return false,
         }
     } else {
-        args.buf
+        (args.buf, u64::MAX)
     };
-    // SAFETY: a user pointer, checked by the helper.
-    let Ok(h) = (unsafe { bpf_probe_read_user(src as *const [u8; 5]) }) else {
-        return false;
+    let whole = if len < MAX_RECORD { len } else { MAX_RECORD };
+    let fits = |sealed: u64, overhead: u64| {
+        let plain = sealed.wrapping_sub(overhead);
+        plain == whole || (plain < whole && plain >= MIN_SPLIT)
     };
-    if h[0] != APPLICATION_DATA || h[1] != 3 || h[2] > 4 {
-        return false;
+    // The handshake's last records may go out in the same write, first.
+    let mut at = 0u64;
+    let mut i = 0;
+    while i < MAX_RECORDS {
+        if at.saturating_add(5) > avail {
+            return false;
+        }
+        // SAFETY: a user pointer, checked by the helper.
+        let Ok(h) = (unsafe { bpf_probe_read_user((src + at) as *const [u8; 5]) }) else {
+            return false;
+        };
+        if h[1] != 3 || h[2] > 4 || h[0] < 20 || h[0] > APPLICATION_DATA {
+            return false;
+        }
+        let sealed = ((h[3] as u64) << 8) | h[4] as u64;
+        if h[0] == APPLICATION_DATA {
+            return fits(sealed, 16) || fits(sealed, 17) || fits(sealed, 24);
+        }
+        at += 5 + sealed;
+        i += 1;
     }
-    let sealed = ((h[3] as u64) << 8) | h[4] as u64;
-    let plain = if len < MAX_RECORD { len } else { MAX_RECORD };
-    matches!(sealed.wrapping_sub(plain), 16 | 17 | 24)
+    false
 }
+
+/// The smallest record a TLS stack cuts a larger write into (Go: a TCP
+/// segment's worth, over 1,000 bytes).
+const MIN_SPLIT: u64 = 1000;
 
 /// Whether a captured payload starts with a TLS ClientHello: a handshake
 /// record (22), version 3.x, whose first message is a ClientHello (1) of a

@@ -21,11 +21,14 @@ const CLIENT_DECIDE: &str = tail::PROGRAMS[tail::CLIENT_DECIDE as usize];
 const CLIENT_H2: &str = tail::PROGRAMS[tail::CLIENT_H2 as usize];
 
 /// The TLS probes and their tail programs.
-pub const TLS_PROGRAMS: [&str; 7] = [
+pub const TLS_PROGRAMS: [&str; 10] = [
     tls_probes::WRITE[0].0,
     tls_probes::READ[0].0,
     tls_probes::READ[1].0,
     tls_probes::READ_RET[0].0,
+    tls_probes::GO_WRITE.0,
+    tls_probes::GO_READ.0,
+    tls_probes::GO_READ_RET.0,
     tls_probes::TAILS[0].1,
     tls_probes::TAILS[1].1,
     tls_probes::TAILS[2].1,
@@ -100,7 +103,7 @@ impl Feature {
             Self::GoServerHandlers => {
                 "nesting of calls made by Go HTTP/2 and gRPC server handlers under their request"
             }
-            Self::Tls => "HTTPS: plaintext from OpenSSL's SSL_read and SSL_write",
+            Self::Tls => "HTTPS: plaintext from OpenSSL's SSL_read/SSL_write and Go's crypto/tls",
         }
     }
 

@@ -25,7 +25,7 @@ use aya::{
     },
 };
 use log::{debug, info, warn};
-use tracer_common::{GoOffsets, GoServerOffsets, go_probes, maps};
+use tracer_common::{GoOffsets, GoServerOffsets, go_probes, maps, tls_probes};
 
 use super::{Feature, Features, tls::TlsProbes};
 use crate::{
@@ -138,6 +138,9 @@ pub fn spawn(
         (Feature::GoServerHandlers, SERVER_PROGRAMS[0]),
         (Feature::GoServerHandlers, SERVER_PROGRAMS[1]),
         (Feature::GoServerHandlers, SERVER_PROGRAMS[2]),
+        (Feature::Tls, tls_probes::GO_WRITE.0),
+        (Feature::Tls, tls_probes::GO_READ.0),
+        (Feature::Tls, tls_probes::GO_READ_RET.0),
     ]
     .into_iter()
     .filter(|(f, _)| features.is_on(*f))
@@ -368,10 +371,15 @@ fn mapped_at(proc_root: &Path, pid: u32, inode: u64) -> Option<u64> {
 
 /// What an executable is, for the Go thread.
 fn inspect(exe: &Path, pid: u32) -> Binary {
-    let wanted: Vec<&str> = [go_probes::HTTP_ROUND_TRIP, go_probes::GRPC_NEW_STREAM]
-        .iter()
-        .map(|(_, f)| *f)
-        .collect();
+    let wanted: Vec<&str> = [
+        go_probes::HTTP_ROUND_TRIP,
+        go_probes::GRPC_NEW_STREAM,
+        tls_probes::GO_WRITE,
+        tls_probes::GO_READ,
+    ]
+    .iter()
+    .map(|(_, f)| *f)
+    .collect();
     match golang::inspect(exe, &wanted) {
         Ok(None) => Binary::NotGo,
         Ok(Some(target)) => describe(target, pid),
@@ -408,6 +416,17 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
              parented by the connection's writer, not by their caller"
         ),
         (None, _) => {}
+    }
+    // crypto/tls: writes at entry; reads at entry and on each RET.
+    let (program, function) = tls_probes::GO_WRITE;
+    if let Some(f) = target.function(function) {
+        probes.push((program, function, f.entry_offset));
+    }
+    let (program, function) = tls_probes::GO_READ;
+    if let Some(f) = target.function(function) {
+        probes.push((program, function, f.entry_offset));
+        let ret = tls_probes::GO_READ_RET.0;
+        probes.extend(f.return_offsets.iter().map(|&at| (ret, function, at)));
     }
     info!(
         "go: pid {pid}: {}{}{}, offsets from {}, functions from {}, {} probe points, \

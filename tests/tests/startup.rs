@@ -42,6 +42,9 @@ const PROGRAMS: &[&str] = &[
     "go_h2_server_std",
     "go_h2_server_xnet",
     "go_http_round_trip",
+    "go_tls_read",
+    "go_tls_read_ret",
+    "go_tls_write",
     "inject_traceparent",
     "pass_ingress",
     "sched_exec",
@@ -49,6 +52,13 @@ const PROGRAMS: &[&str] = &[
     "sched_fork",
     "server_context",
     "server_decide",
+    "ssl_read",
+    "ssl_read_ex",
+    "ssl_read_ret",
+    "ssl_write",
+    "tls_classify",
+    "tls_server_context",
+    "tls_server_decide",
     "track_client_sockets",
 ];
 

@@ -1,15 +1,16 @@
 """A gRPC service and client on grpcio (the C-core implementation), with no
 tracing library and no generated code: messages are raw bytes.
 
-  grpc_echo.py server [--downstream HOST:PORT] [--port PORT]
+  grpc_echo.py server [--downstream HOST:PORT] [--port PORT] [--cert FILE --key FILE]
       serves demo.Echo: unary Say (NOT_FOUND for b"missing"), server-streaming
       Count, client-streaming Collect, bidi Chat; with --downstream, Say makes
       one downstream Say call per request. Prints "LISTENING <port>".
-  grpc_echo.py client HOST:PORT [--sequential N] [--concurrent N] [--big-kib K]
+      --cert/--key: over TLS (grpcio's own BoringSSL, not the system's libssl).
+  grpc_echo.py client HOST:PORT [--sequential N] [--concurrent N] [--big-kib K] [--ca FILE]
       calls Say N times (one in ten asks for b"missing"), with --big-kib one
       more with a K KiB message, then one Count, one
       Collect and one Chat; prints "RESULT ok=<n> failed=<n>" where NOT_FOUND
-      for b"missing" counts as ok.
+      for b"missing" counts as ok. --ca: over TLS, verified against that CA.
 """
 
 import argparse
@@ -22,7 +23,12 @@ import grpc
 SERVICE = "demo.Echo"
 
 
-def make_server(downstream, port=0):
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def make_server(downstream, port=0, cert=None, key=None):
     stub = None
     if downstream:
         stub = grpc.insecure_channel(downstream).unary_unary(f"/{SERVICE}/Say")
@@ -56,14 +62,22 @@ def make_server(downstream, port=0):
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port(f"127.0.0.1:{port}")
+    if cert:
+        credentials = grpc.ssl_server_credentials([(read(key), read(cert))])
+        port = server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    else:
+        port = server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     print(f"LISTENING {port}", flush=True)
     server.wait_for_termination()
 
 
-def run_client(target, sequential, concurrent, big_kib=0):
-    channel = grpc.insecure_channel(target)
+def run_client(target, sequential, concurrent, big_kib=0, ca=None):
+    if ca:
+        credentials = grpc.ssl_channel_credentials(root_certificates=read(ca))
+        channel = grpc.secure_channel(target, credentials)
+    else:
+        channel = grpc.insecure_channel(target)
     say = channel.unary_unary(f"/{SERVICE}/Say")
     ok = failed = 0
     lock = threading.Lock()
@@ -115,16 +129,19 @@ def main():
     s = sub.add_parser("server")
     s.add_argument("--downstream")
     s.add_argument("--port", type=int, default=0)
+    s.add_argument("--cert")
+    s.add_argument("--key")
     c = sub.add_parser("client")
     c.add_argument("target")
     c.add_argument("--sequential", type=int, default=20)
     c.add_argument("--concurrent", type=int, default=0)
     c.add_argument("--big-kib", type=int, default=0)
+    c.add_argument("--ca")
     args = parser.parse_args()
     if args.role == "server":
-        make_server(args.downstream, args.port)
+        make_server(args.downstream, args.port, args.cert, args.key)
     else:
-        run_client(args.target, args.sequential, args.concurrent, args.big_kib)
+        run_client(args.target, args.sequential, args.concurrent, args.big_kib, args.ca)
 
 
 if __name__ == "__main__":

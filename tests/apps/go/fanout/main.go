@@ -5,7 +5,9 @@
 // through the thread or the connection (connections are reused across
 // incoming requests, so they carry no trace of who used them).
 //
-// Usage: fanout [-downstream URL] PORT   (listens on 127.0.0.1:PORT)
+// Usage: fanout [-downstream URL] [-cert FILE -key FILE] PORT
+// (listens on 127.0.0.1:PORT; with -cert and -key over TLS, HTTP/2 or
+// HTTP/1.1 by ALPN, net/http's ListenAndServeTLS)
 //
 // Routes:
 //
@@ -37,7 +39,11 @@ import (
 // Most calls one incoming request may make (bounds what a bad query costs).
 const maxCalls = 100
 
-var downstream = flag.String("downstream", "", "base URL of the leaf server, e.g. http://127.0.0.1:8081")
+var (
+	downstream = flag.String("downstream", "", "base URL of the leaf server, e.g. http://127.0.0.1:8081")
+	certFile   = flag.String("cert", "", "serve HTTPS with this certificate (PEM; needs -key)")
+	keyFile    = flag.String("key", "", "the private key of -cert (PEM)")
+)
 
 // One client for every handler, so idle connections to the leaf are reused
 // by whichever goroutine of whichever incoming request calls next. Enough
@@ -119,7 +125,7 @@ func fanout(w http.ResponseWriter, r *http.Request, start func(i int, out *resul
 
 func main() {
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: fanout [-downstream URL] PORT")
+		fmt.Fprintln(os.Stderr, "usage: fanout [-downstream URL] [-cert FILE -key FILE] PORT")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -152,5 +158,8 @@ func main() {
 	})
 	addr := "127.0.0.1:" + flag.Arg(0)
 	log.Printf("listening on %s", addr)
+	if *certFile != "" {
+		log.Fatal(http.ListenAndServeTLS(addr, *certFile, *keyFile, mux))
+	}
 	log.Fatal(http.ListenAndServe(addr, mux))
 }

@@ -1,9 +1,10 @@
 // gRPC test client for the tracer's integration tests: calls the health
 // service of grpc_server with Debian's grpc-go 1.33 (GOPATH mode), Go 1.21+.
-// All calls go over one insecure (h2c) connection.
+// All calls go over one connection: insecure (h2c), or with -ca over TLS
+// (grpc-go's TLS credentials: Go's crypto/tls), verified against that CA.
 //
 // Usage: grpc_client -target HOST:PORT [-call check-ok|check-missing|watch] [-n N]
-//                    [-traceparent VALUE] [-concurrent] [-wait]
+//                    [-traceparent VALUE] [-concurrent] [-ca FILE] [-wait]
 //
 //	check-ok       Check("ok"), expects SERVING; prints "CHECK ok SERVING"
 //	check-missing  Check("missing"), expects status NotFound; prints
@@ -30,6 +31,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -45,6 +47,7 @@ var (
 	wait     = flag.Bool("wait", false, `print "WAITING" and wait for a line on stdin first`)
 	parent   = flag.String("traceparent", "", "traceparent metadata sent with every call")
 	parallel = flag.Bool("concurrent", false, "make the N calls at once, as concurrent streams of the one connection")
+	caFile   = flag.String("ca", "", "connect over TLS, verifying the server against this CA (PEM)")
 )
 
 func checkOK(ctx context.Context, client healthpb.HealthClient) error {
@@ -127,7 +130,15 @@ func main() {
 	// WithBlock: a server that is not there is a clear dial error, not a
 	// failure of the first call; and a refused connection ends the dial at
 	// once instead of retrying until the timeout.
-	conn, err := grpc.DialContext(ctx, *target, grpc.WithInsecure(), grpc.WithBlock(),
+	security := grpc.WithInsecure()
+	if *caFile != "" {
+		creds, err := credentials.NewClientTLSFromFile(*caFile, "")
+		if err != nil {
+			log.Fatal(err)
+		}
+		security = grpc.WithTransportCredentials(creds)
+	}
+	conn, err := grpc.DialContext(ctx, *target, security, grpc.WithBlock(),
 		grpc.FailOnNonTempDialError(true))
 	if err != nil {
 		log.Fatalf("dial %s: %v", *target, err)

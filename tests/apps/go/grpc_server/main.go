@@ -1,9 +1,10 @@
 // gRPC test server for the tracer's integration tests: the standard health
 // service (grpc.health.v1.Health) from Debian's grpc-go 1.33, built in GOPATH
-// mode (GO111MODULE=off GOPATH=/usr/share/gocode), Go 1.21+. No TLS: clients
-// speak HTTP/2 with prior knowledge (h2c), which is what the tracer can read.
+// mode (GO111MODULE=off GOPATH=/usr/share/gocode), Go 1.21+. No TLS unless
+// asked for: clients speak HTTP/2 with prior knowledge (h2c).
 //
-// Usage: grpc_server PORT   (listens on 127.0.0.1:PORT)
+// Usage: grpc_server [-cert FILE -key FILE] PORT   (listens on 127.0.0.1:PORT;
+// with -cert and -key over TLS, grpc-go's TLS credentials: Go's crypto/tls)
 //
 // Check("ok") and Check("") → SERVING; Check of anything else → status
 // NotFound. Watch("ok") streams SERVING three times, then ends with OK;
@@ -16,15 +17,16 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log"
 	"net"
-	"os"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -71,15 +73,26 @@ func printTraceparent(ctx context.Context, req interface{}, _ *grpc.UnaryServerI
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		log.Fatal("usage: grpc_server PORT")
+	certFile := flag.String("cert", "", "serve over TLS with this certificate (PEM; needs -key)")
+	keyFile := flag.String("key", "", "the private key of -cert (PEM)")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		log.Fatal("usage: grpc_server [-cert FILE -key FILE] PORT")
 	}
-	addr := "127.0.0.1:" + os.Args[1]
+	addr := "127.0.0.1:" + flag.Arg(0)
 	listener, err := net.Listen("tcp", addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	server := grpc.NewServer(grpc.UnaryInterceptor(printTraceparent))
+	options := []grpc.ServerOption{grpc.UnaryInterceptor(printTraceparent)}
+	if *certFile != "" {
+		creds, err := credentials.NewServerTLSFromFile(*certFile, *keyFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		options = append(options, grpc.Creds(creds))
+	}
+	server := grpc.NewServer(options...)
 	healthpb.RegisterHealthServer(server, health{})
 	log.Printf("listening on %s (grpc-go %s)", addr, grpc.Version)
 	log.Fatal(server.Serve(listener))

@@ -721,25 +721,47 @@ pub struct Nginx {
 impl Nginx {
     /// An HTTP/1.1 reverse proxy (`proxy_pass`).
     pub fn start(backend_port: u16) -> anyhow::Result<Nginx> {
-        Nginx::start_from("proxy.conf.template", backend_port)
+        Nginx::start_from("proxy.conf.template", backend_port, &[])
     }
 
     /// A gRPC reverse proxy: an h2c listener, `grpc_pass`.
     pub fn start_grpc(backend_port: u16) -> anyhow::Result<Nginx> {
-        Nginx::start_from("grpc.conf.template", backend_port)
+        Nginx::start_from("grpc.conf.template", backend_port, &[])
     }
 
-    fn start_from(template: &str, backend_port: u16) -> anyhow::Result<Nginx> {
+    /// An HTTPS server (`listen ... ssl` with `cert` and `key`): `/hello`
+    /// answered by nginx, anything else proxied over plaintext HTTP/1.1 to
+    /// `backend_port`.
+    pub fn start_tls(backend_port: u16, cert: &Path, key: &Path) -> anyhow::Result<Nginx> {
+        Nginx::start_from(
+            "tls.conf.template",
+            backend_port,
+            &[
+                ("@CERT@", cert.to_string_lossy().into_owned()),
+                ("@KEY@", key.to_string_lossy().into_owned()),
+            ],
+        )
+    }
+
+    /// `template` with @PORT@, @BACKEND_PORT@, @DIR@ and `more` replaced.
+    fn start_from(
+        template: &str,
+        backend_port: u16,
+        more: &[(&str, String)],
+    ) -> anyhow::Result<Nginx> {
         let nginx = tool("nginx").map_err(anyhow::Error::msg)?;
         let template = std::fs::read_to_string(apps_dir().join("nginx").join(template))
             .with_context(|| format!("reading the nginx template {template}"))?;
         let dir = TempDir::new("tracer-nginx")?;
         let dir_str = dir.path.to_string_lossy().into_owned();
         let server = start_server("nginx", false, |port| {
-            let conf = template
+            let mut conf = template
                 .replace("@PORT@", &port.to_string())
                 .replace("@BACKEND_PORT@", &backend_port.to_string())
                 .replace("@DIR@", &dir_str);
+            for (placeholder, value) in more {
+                conf = conf.replace(placeholder, value);
+            }
             let conf_path = dir.path.join("nginx.conf");
             if let Err(e) = std::fs::write(&conf_path, conf) {
                 eprintln!("[harness] writing {}: {e}", conf_path.display());

@@ -14,6 +14,7 @@ pub mod process;
 pub mod prometheus;
 pub mod skip;
 pub mod spans;
+pub mod tls;
 pub mod trace_tree;
 pub mod zipkin_receiver;
 

@@ -242,8 +242,9 @@ pub fn release(mut client: Proc) -> Finished {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TlsCounters {
     pub files_probed: u64,
-    /// Plaintext chunks from the uprobes: each is a hit of SSL_read's
-    /// return or SSL_write's entry that was passed on.
+    /// Plaintext reads the uprobes passed on (SSL_read returns tied to a
+    /// traced socket). A write's plaintext is not counted here: it takes
+    /// the place of the ciphertext in its write syscall's event.
     pub plaintext_events: u64,
     pub ciphertext_skipped: u64,
     pub untied: u64,
@@ -267,7 +268,7 @@ impl TlsCounters {
         let per_request = counters.plaintext_events as f64 / requests.max(1) as f64;
         let _ = writeln!(
             std::io::stderr(),
-            "TLS {test}: {counters} for {requests} requests ({per_request:.1} plaintext events \
+            "TLS {test}: {counters} for {requests} requests ({per_request:.1} plaintext reads \
              per request)"
         );
         counters

@@ -99,7 +99,9 @@ impl RecordsRead {
     fn holds(&self, n: u64) -> bool {
         let mut i = 0;
         while i < MAX_RECORDS {
-            if (i as u32) < self.count && matches!((self.sealed[i] as u64).wrapping_sub(n), 16 | 17 | 24) {
+            if (i as u32) < self.count
+                && matches!((self.sealed[i] as u64).wrapping_sub(n), 16 | 17 | 24)
+            {
                 return true;
             }
             i += 1;

@@ -75,6 +75,8 @@ pub struct BenchArgs {
 pub enum WorkloadChoice {
     Go,
     Nginx,
+    // nginx with `ssl`, wrk over https: the OpenSSL uprobes.
+    NginxTls,
     // Two Go servers: each request to the front makes one net/http client
     // call to the leaf.
     GoFanout,
@@ -89,11 +91,13 @@ impl WorkloadChoice {
         match self {
             Self::Go => vec![Workload::Go],
             Self::Nginx => vec![Workload::Nginx],
+            Self::NginxTls => vec![Workload::NginxTls],
             Self::GoFanout => vec![Workload::GoFanout],
             Self::GoGrpc => vec![Workload::GoGrpc, Workload::GoGrpcMiddle],
             Self::All => vec![
                 Workload::Go,
                 Workload::Nginx,
+                Workload::NginxTls,
                 Workload::GoFanout,
                 Workload::GoGrpc,
                 Workload::GoGrpcMiddle,
@@ -330,6 +334,7 @@ fn command_line(args: &BenchArgs) -> String {
         let name = match args.workload {
             WorkloadChoice::Go => "go",
             WorkloadChoice::Nginx => "nginx",
+            WorkloadChoice::NginxTls => "nginx-tls",
             WorkloadChoice::GoFanout => "go-fanout",
             WorkloadChoice::GoGrpc => "go-grpc",
             WorkloadChoice::All => "all",
@@ -350,7 +355,7 @@ fn command_line(args: &BenchArgs) -> String {
 mod tests {
     use clap::Parser as _;
 
-    use super::{BenchArgs, DEFAULT_TRACED, Mode, command_line};
+    use super::{BenchArgs, DEFAULT_TRACED, Mode, Workload, WorkloadChoice, command_line};
 
     #[derive(clap::Parser)]
     struct Cli {
@@ -371,6 +376,22 @@ mod tests {
         assert_eq!(
             command_line(&cli.bench),
             "cargo xtask bench --rounds 3 --duration 10 --traced no-export,server"
+        );
+    }
+
+    #[test]
+    fn nginx_tls_alone_and_in_all() {
+        let cli = Cli::try_parse_from(["bench", "--workload", "nginx-tls"]).unwrap();
+        assert!(cli.bench.workload == WorkloadChoice::NginxTls);
+        assert_eq!(cli.bench.workload.workloads(), [Workload::NginxTls]);
+        assert_eq!(
+            command_line(&cli.bench),
+            "cargo xtask bench --rounds 3 --duration 10 --workload nginx-tls"
+        );
+        assert!(
+            WorkloadChoice::All
+                .workloads()
+                .contains(&Workload::NginxTls)
         );
     }
 }

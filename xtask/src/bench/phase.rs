@@ -144,11 +144,14 @@ pub struct Target {
     /// A gRPC middle tier: told (SIGHUP) to dial its leaf again once an
     /// agent has started, which must see that connection from its preface.
     pub redial: bool,
+    /// nginx-tls: wrk speaks https (it does not check the certificate).
+    pub https: bool,
 }
 
 impl Target {
     pub fn url(self) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, self.path)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{}", self.port, self.path)
     }
 
     /// Loads the server for `duration`.
@@ -333,6 +336,7 @@ mod tests {
         downstream: None,
         grpc_load: None,
         redial: false,
+        https: false,
     };
 
     #[test]
@@ -374,6 +378,33 @@ mod tests {
             assert_eq!(mode.spans_per_request(Workload::Nginx), 2, "{mode:?}");
         }
         assert!(!Mode::NoExport.exports() && !Mode::All.exports());
+    }
+
+    #[test]
+    fn nginx_tls_is_https_with_the_spans_of_nginx() {
+        let tls = Target {
+            https: true,
+            ..TARGET
+        };
+        assert_eq!(tls.url(), "https://127.0.0.1:8080/");
+        assert_eq!(TARGET.url(), "http://127.0.0.1:8080/");
+        // Selected like nginx: the master's pid, or the port.
+        let args = Mode::Server.agent_args(tls, None);
+        assert!(args.windows(2).any(|w| w == ["--pid", "4242"]));
+        let args = Mode::Export.agent_args(tls, None);
+        assert!(args.windows(2).any(|w| w == ["--port", "8080"]));
+        for mode in [Mode::Server, Mode::ServerNoMetrics] {
+            assert_eq!(mode.spans_per_request(Workload::NginxTls), 1, "{mode:?}");
+        }
+        // wrk's CLIENT span, from its own OpenSSL calls, where wrk is traced.
+        for mode in [Mode::Export, Mode::NoExport, Mode::All] {
+            assert_eq!(
+                mode.spans_per_request(Workload::NginxTls),
+                mode.spans_per_request(Workload::Nginx),
+                "{mode:?}"
+            );
+            assert_eq!(mode.spans_per_request(Workload::NginxTls), 2, "{mode:?}");
+        }
     }
 
     #[test]

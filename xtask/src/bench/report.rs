@@ -70,9 +70,12 @@ struct Figures {
     client_calls: u64,
     /// Uprobe hits a request should cost (`Workload::probe_hits`).
     expected_hits: u64,
-    /// Probe hits are exactly one per client call and one per request of a
-    /// Go gRPC middle tier (none on other server paths), give or take the
-    /// requests in flight when the load stops.
+    /// Of which OpenSSL's: the server's and wrk's (`Workload::tls_hits`).
+    tls_hits: (u64, u64),
+    /// Probe hits are exactly one per client call, one per request of a
+    /// Go gRPC middle tier, and a TLS request's OpenSSL calls (none on
+    /// other server paths), give or take the requests in flight when the
+    /// load stops and TLS connections' opening and closing.
     probes_ok: bool,
     rss_steady_mib: f64,
     rss_peak_mib: f64,
@@ -133,6 +136,7 @@ impl Figures {
             probe_hits: 0.0,
             client_calls: workload.client_calls(),
             expected_hits: workload.probe_hits(),
+            tls_hits: workload.tls_hits(),
             probes_ok: false,
             rss_steady_mib: per_round(&|_, t| mib(t.memory.rss_kib)),
             rss_peak_mib: 0.0,
@@ -156,8 +160,9 @@ impl Figures {
         let hits = figures.expected_hits;
         // A request in flight when the load stops has made its calls, but
         // the load generator does not count it: at most one per connection
-        // per phase.
-        let in_flight = hits * u64::from(load.connections) * pairs.len() as u64;
+        // per phase; so do a TLS connection's opening and closing.
+        let in_flight =
+            (hits + workload.connection_hits()) * u64::from(load.connections) * pairs.len() as u64;
         figures.probes_ok = probe_hits.abs_diff(hits * measured_requests) <= in_flight;
         Some(figures)
     }
@@ -178,6 +183,7 @@ impl Figures {
             probe_hits: probe_runs(traced) as f64 / traced.wrk.requests.max(1) as f64,
             client_calls: workload.client_calls(),
             expected_hits: workload.probe_hits(),
+            tls_hits: workload.tls_hits(),
             // The overload table shows no probe hits.
             probes_ok: true,
             rss_steady_mib: mib(traced.memory.rss_kib),
@@ -238,6 +244,13 @@ impl Figures {
 
     /// Per request; per client call too where the workload makes any.
     fn probes_text(&self) -> String {
+        let (server_tls, client_tls) = self.tls_hits;
+        if server_tls + client_tls > 0 {
+            return format!(
+                "{:.2} (expected {}: OpenSSL calls, {server_tls} server + {client_tls} wrk)",
+                self.probe_hits, self.expected_hits
+            );
+        }
         match self.client_calls {
             _ if self.expected_hits > self.client_calls => format!(
                 "{:.2} (expected {}: {} server handler + {} client call)",
@@ -440,7 +453,7 @@ fn budget(out: &mut String, results: &[WorkloadResults], mode: Mode, load: Load)
     }
     let _ = write!(
         out,
-        "| uprobe hits: 0/request on leaf server paths, 1 per Go client call, 1 per request of a Go gRPC middle tier |"
+        "| uprobe hits: 0/request on leaf server paths, 1 per Go client call, 1 per request of a Go gRPC middle tier, 8 per TLS request (OpenSSL calls: nginx's 5, wrk's 3) |"
     );
     for (_, f) in &figures {
         let _ = write!(out, " {} {} |", f.probes_text(), mark(f.probes_ok));
@@ -639,16 +652,25 @@ fn method(out: &mut String, modes: &[Mode]) {
 - Kernel-side time: run_time_ns of every program the agent holds (found through
   /proc/PID/fdinfo, read with BPF_ENABLE_STATS on) over the same interval, summed, divided
   by the requests. It includes runs triggered by every other process on the machine.
-- Uprobe hits: run counts of the agent's kprobe-type programs (uprobes are that type) per
-  request; expected 0 on server paths and exactly 1 per Go client call (the fan-out
-  workload's one call per request, shown per client call too), give or take the calls of
-  requests in flight when wrk stops.
+- Uprobe hits: run counts of the agent's kprobe-type programs (uprobes are that type)
+  attached to a hook (not those only tail-called: the TLS uprobes' `tls_*` twins of the
+  syscall chain, whose runs the kernel counts for their caller) per request; expected 0 on
+  server paths and exactly 1 per Go client call (the fan-out workload's one call per
+  request, shown per client call too), give or take the calls of requests in flight when
+  wrk stops. nginx https: 8, the OpenSSL uprobes on the system's libssl, which trap for
+  every process that maps it, so wrk's calls count in every mode, selected or not (its
+  program returns at once): nginx's SSL_read entry and return for the request and again
+  for the SSL_read after it that returns WANT_READ, and its SSL_write; wrk's SSL_write,
+  and its SSL_read's entry and return. Any other process's OpenSSL calls on the machine
+  count too. A TLS connection may add 4 (nginx's SSL_read before the first request and
+  the one that reads the close), allowed per connection per wrk run.
 - RSS: VmRSS at the end of the measured run (steady) and VmHWM (peak) from
   /proc/PID/status; peak is the maximum over rounds.
 - Spans: the agent's final `spans_created` against N × the requests wrk completed while the
   agent ran (warm-up included), N being the spans a request makes in that mode: with
   `--pid server`, 1 (the server's SERVER span; wrk is not traced), 3 for the fan-out (front
-  SERVER, front CLIENT, leaf SERVER); one more otherwise (wrk's CLIENT span). A few per
+  SERVER, front CLIENT, leaf SERVER); one more otherwise (wrk's CLIENT span; over https,
+  made from wrk's own OpenSSL calls as nginx's SERVER span is from nginx's). A few per
   connection may be in flight when wrk stops, so ✓ allows N × connections per wrk run.
   With export, `spans_exported` must equal `spans_created`.
 - Others' eBPF: run time of every loaded eBPF program that is not this agent's (other

@@ -1,8 +1,9 @@
 //! The servers under load: a Go net/http hello server and nginx, each
-//! answering `hello` on 127.0.0.1; two Go fan-out servers, a front whose
-//! every request makes one net/http client call to a leaf; and Go gRPC
-//! servers (grpc-go): a leaf alone, and a middle tier whose every request
-//! makes one gRPC call to a leaf.
+//! answering `hello` on 127.0.0.1, and nginx again over HTTPS (OpenSSL,
+//! with a certificate made for the run); two Go fan-out servers, a front
+//! whose every request makes one net/http client call to a leaf; and Go
+//! gRPC servers (grpc-go): a leaf alone, and a middle tier whose every
+//! request makes one gRPC call to a leaf.
 
 use std::{
     fs,
@@ -32,11 +33,23 @@ const GO_GRPC_MIDDLE: &str = "tests/apps/go/grpc_middle";
 const GO_GRPC_LOAD: &str = "tests/apps/go/grpc_load";
 /// Where Debian's grpc-go is (`cargo xtask setup` installs it).
 const DEBIAN_GOPATH: &str = "/usr/share/gocode";
+/// nginx's OpenSSL uprobe hits per keep-alive request: SSL_read's entry
+/// and return for the request, again for the SSL_read after it that finds
+/// nothing more (WANT_READ: nginx reads until OpenSSL has nothing), and
+/// SSL_write's entry for the response.
+const NGINX_TLS_HITS: u64 = 5;
+/// wrk's: SSL_write's entry for the request, SSL_read's entry and return
+/// for the response (it asks SSL_pending, not probed, whether more is
+/// buffered). Both counted with perf probes on libssl, 2026-12-06.
+const WRK_TLS_HITS: u64 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Workload {
     Go,
     Nginx,
+    /// nginx with `ssl` under wrk over https: both link the system's
+    /// libssl, whose OpenSSL calls the agent probes.
+    NginxTls,
     GoFanout,
     GoGrpc,
     GoGrpcMiddle,
@@ -47,19 +60,47 @@ impl Workload {
         match self {
             Self::Go => "Go net/http (GOMAXPROCS=1)",
             Self::Nginx => "nginx (1 worker)",
+            Self::NginxTls => "nginx https (1 worker, OpenSSL)",
             Self::GoFanout => "Go fan-out, 1 client call/req (2 × GOMAXPROCS=1)",
             Self::GoGrpc => "Go gRPC leaf (grpc-go, GOMAXPROCS=1)",
             Self::GoGrpcMiddle => "Go gRPC middle tier, 1 gRPC call/req (2 × GOMAXPROCS=1)",
         }
     }
 
-    /// Uprobe hits each request should cost: one per Go client call, and
-    /// one for the server handler probe of a Go gRPC middle tier (a leaf
-    /// never gets it).
+    /// Uprobe hits each request should cost: one per Go client call, one
+    /// for the server handler probe of a Go gRPC middle tier (a leaf never
+    /// gets it), and the OpenSSL calls of a TLS request.
     pub fn probe_hits(self) -> u64 {
         match self {
             Self::GoGrpcMiddle => self.client_calls() + 1,
-            _ => self.client_calls(),
+            _ => {
+                let (server, client) = self.tls_hits();
+                self.client_calls() + server + client
+            }
+        }
+    }
+
+    /// Hits of the OpenSSL uprobes each request costs: the server's, and
+    /// wrk's, in every mode: the agent attaches them to the system's libssl
+    /// for every process that maps it (a short-lived client does its TLS
+    /// before probes for it alone could be attached), so wrk traps on them
+    /// even when only the server is selected; the programs return at once
+    /// for a process not traced.
+    pub fn tls_hits(self) -> (u64, u64) {
+        match self {
+            Self::NginxTls => (NGINX_TLS_HITS, WRK_TLS_HITS),
+            _ => (0, 0),
+        }
+    }
+
+    /// Uprobe hits a connection costs beyond its requests, at most: nginx
+    /// may find no request yet after the handshake (an SSL_read that
+    /// returns WANT_READ), and reads the close (an SSL_read that returns
+    /// 0). Each wrk run opens its connections anew.
+    pub fn connection_hits(self) -> u64 {
+        match self {
+            Self::NginxTls => 4,
+            _ => 0,
         }
     }
 
@@ -67,7 +108,7 @@ impl Workload {
     /// ones the client path's uprobe is expected to hit once each.
     pub fn client_calls(self) -> u64 {
         match self {
-            Self::Go | Self::Nginx | Self::GoGrpc => 0,
+            Self::Go | Self::Nginx | Self::NginxTls | Self::GoGrpc => 0,
             Self::GoFanout | Self::GoGrpcMiddle => 1,
         }
     }
@@ -76,7 +117,8 @@ impl Workload {
     /// server it crosses, a CLIENT span per client call (wrk's not counted).
     pub fn spans_per_request(self) -> u64 {
         match self {
-            Self::Go | Self::Nginx | Self::GoGrpc => 1,
+            // TLS changes where the bytes come from, not the spans.
+            Self::Go | Self::Nginx | Self::NginxTls | Self::GoGrpc => 1,
             // Front server, front client, leaf server.
             Self::GoFanout | Self::GoGrpcMiddle => 3,
         }
@@ -102,7 +144,17 @@ impl Workload {
             Self::Nginx => Ok(Prepared::Nginx {
                 bin: nginx_command()?,
                 dir: dir.join("nginx"),
+                tls: false,
             }),
+            Self::NginxTls => {
+                let dir = dir.join("nginx-tls");
+                certificate(&dir)?;
+                Ok(Prepared::Nginx {
+                    bin: nginx_command()?,
+                    dir,
+                    tls: true,
+                })
+            }
         }
     }
 }
@@ -148,6 +200,8 @@ pub enum Prepared {
     Nginx {
         bin: PathBuf,
         dir: PathBuf,
+        /// `listen ... ssl` with `cert.pem` and `key.pem` of `dir`.
+        tls: bool,
     },
     GoFanout {
         bin: PathBuf,
@@ -173,6 +227,8 @@ pub struct Server {
     grpc_load: Option<&'static Path>,
     /// A gRPC middle tier: re-dials its leaf on SIGHUP.
     redial: bool,
+    /// wrk speaks https to it.
+    https: bool,
 }
 
 impl Server {
@@ -191,6 +247,7 @@ impl Server {
             downstream: self.leaf.as_ref().map(|(port, leaf)| (*port, leaf.pid())),
             grpc_load: self.grpc_load,
             redial: self.redial,
+            https: self.https,
         }
     }
 
@@ -207,7 +264,7 @@ impl Prepared {
     pub fn start(&self) -> Result<Server> {
         let port = procs::free_port()?;
         let (mut path, mut leaf) = ("/", None);
-        let (mut grpc_load, mut redial) = (None, false);
+        let (mut grpc_load, mut redial, mut https) = (None, false, false);
         let mut cmd = match self {
             Self::Go { bin } => {
                 let mut cmd = Command::new(bin);
@@ -267,11 +324,12 @@ impl Prepared {
                     }
                 }
             }
-            Self::Nginx { bin, dir } => {
+            Self::Nginx { bin, dir, tls } => {
+                https = *tls;
                 fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
                 let conf = dir.join("nginx.conf");
-                fs::write(&conf, nginx_conf(dir, port))
+                fs::write(&conf, nginx_conf(dir, port, *tls))
                     .with_context(|| format!("cannot write {}", conf.display()))?;
                 let mut cmd = Command::new(bin);
                 cmd.args(["-e", "stderr", "-c"])
@@ -291,14 +349,26 @@ impl Prepared {
             leaf,
             grpc_load,
             redial,
+            https,
         })
     }
 }
 
 /// One worker, no access log, a fixed answer; keep-alive connections are
 /// never closed by nginx (its default closes them every 1000 requests),
-/// like the Go server, so both see the same connection pattern.
-fn nginx_conf(dir: &Path, port: u16) -> String {
+/// like the Go server, so both see the same connection pattern. With
+/// `tls`, the same over HTTPS with the certificate of `certificate`.
+fn nginx_conf(dir: &Path, port: u16, tls: bool) -> String {
+    let listen = if tls {
+        let dir = dir.display();
+        format!(
+            "listen 127.0.0.1:{port} ssl;
+        ssl_certificate {dir}/cert.pem;
+        ssl_certificate_key {dir}/key.pem;"
+        )
+    } else {
+        format!("listen 127.0.0.1:{port};")
+    };
     let dir = dir.display();
     format!(
         "daemon off;
@@ -322,7 +392,7 @@ http {{
     scgi_temp_path {dir}/scgi;
 
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         location / {{
             default_type text/plain;
             return 200 \"hello\\n\";
@@ -354,6 +424,27 @@ fn go_command(paths: &Paths) -> Result<PathBuf> {
     }
 }
 
+/// A self-signed certificate for localhost, `cert.pem` and `key.pem` in
+/// `dir`, made afresh for every run (nothing secret is ever committed).
+fn certificate(dir: &Path) -> Result<()> {
+    if !cmd::on_path("openssl") {
+        bail!("openssl (the command) is not installed: it makes nginx-tls's certificate");
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    cmd::output(
+        cmd::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem")),
+    )
+    .context("cannot make nginx-tls's certificate")?;
+    Ok(())
+}
+
 fn nginx_command() -> Result<PathBuf> {
     if cmd::on_path("nginx") {
         return Ok(PathBuf::from("nginx"));
@@ -364,4 +455,40 @@ fn nginx_command() -> Result<PathBuf> {
         return Ok(sbin);
     }
     bail!("nginx is not installed: run `cargo xtask setup`")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{Workload, nginx_conf};
+
+    #[test]
+    fn nginx_tls_probe_hits_are_both_sides_openssl_calls() {
+        assert_eq!(Workload::NginxTls.tls_hits(), (5, 3));
+        assert_eq!(Workload::NginxTls.probe_hits(), 8);
+        assert_eq!(Workload::NginxTls.client_calls(), 0);
+        assert_eq!(
+            Workload::NginxTls.spans_per_request(),
+            Workload::Nginx.spans_per_request()
+        );
+        for plain in [Workload::Go, Workload::Nginx, Workload::GoFanout] {
+            assert_eq!(plain.tls_hits(), (0, 0), "{plain:?}");
+            assert_eq!(plain.connection_hits(), 0, "{plain:?}");
+        }
+        assert_eq!(Workload::GoGrpcMiddle.probe_hits(), 2);
+    }
+
+    #[test]
+    fn nginx_tls_listens_with_ssl_and_the_run_s_certificate() {
+        let dir = Path::new("/tmp/bench/nginx-tls");
+        let conf = nginx_conf(dir, 8443, true);
+        assert!(conf.contains("listen 127.0.0.1:8443 ssl;"));
+        assert!(conf.contains("ssl_certificate /tmp/bench/nginx-tls/cert.pem;"));
+        assert!(conf.contains("ssl_certificate_key /tmp/bench/nginx-tls/key.pem;"));
+        assert!(conf.contains("keepalive_requests 100000000;"));
+        let plain = nginx_conf(dir, 8080, false);
+        assert!(plain.contains("listen 127.0.0.1:8080;"));
+        assert!(!plain.contains("ssl"));
+    }
 }

@@ -474,7 +474,7 @@ enum FanCaller {
 /// attached), `REQUESTS` `/fanout?n=2` on one connection, each a trace of
 /// the caller's span, the front's server span under it (by connection),
 /// its 2 calls under that (by goroutine) and a leaf span under each call.
-fn go_tls_fanout(env: &TestEnv, caller: FanCaller, linked: Linked) {
+fn go_tls_fanout(env: &TestEnv, caller: FanCaller) {
     const REQUESTS: usize = 2;
     const FAN: usize = 2;
     let go = skip_unless!(env, apps::go_compiler());
@@ -554,9 +554,7 @@ fn go_tls_fanout(env: &TestEnv, caller: FanCaller, linked: Linked) {
             .int("http.response.status_code", 200)
             .done();
     }
-    if linked == Linked::ToCaller {
-        assert_linked(&out, &fronts, &callers);
-    }
+    assert_linked(&out, &fronts, &callers);
     // The measured requests' traces, without the warm-up's.
     let traces: Vec<&str> = fronts.iter().map(|s| s.trace_id.as_str()).collect();
     let measured: Vec<ReceivedSpan> = out
@@ -598,13 +596,10 @@ fn go_tls_fanout(env: &TestEnv, caller: FanCaller, linked: Linked) {
             .str(SOURCE, "goroutine")
             .done();
     }
-    // Unlinked, the callers' spans are traces of their own (never a wrong
-    // parent).
-    let callers_in = usize::from(linked == Linked::ToCaller);
     assert_eq!(
         measured.len(),
-        REQUESTS * (callers_in + 1 + 2 * FAN),
-        "caller (when linked) + front + calls + leaves"
+        REQUESTS * (2 + 2 * FAN),
+        "caller + front + calls + leaves"
     );
     assert_tls_counters(counters);
     out.assert_clean();
@@ -626,38 +621,16 @@ fn warm_up(agent: &Agent, certs: &Certs, front: &Server) {
     }
 }
 
-/// What the front's server spans are checked against.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Linked {
-    /// Each is the child of its caller's client span (same host).
-    ToCaller,
-    /// Not linked to their caller (a trace of their own); what is below
-    /// them, the calls their handler makes, is checked.
-    NotChecked,
-}
-
-/// The handler's calls nest under the front's request over TLS, by
-/// goroutine, as in plaintext.
 #[test]
-fn go_https_h2_fanout_nests_by_goroutine() {
-    let env = require_root!();
-    go_tls_fanout(&env, FanCaller::Curl, Linked::NotChecked);
-}
-
-#[test]
-#[ignore = "issue 11, not done: over TLS no traceparent reaches a Go HTTP/2 middle tier, so its \
-            handler probe starts a new trace and its server span is not linked to the caller on \
-            this host"]
 fn go_https_h2_fanout_curl() {
     let env = require_root!();
-    go_tls_fanout(&env, FanCaller::Curl, Linked::ToCaller);
+    go_tls_fanout(&env, FanCaller::Curl);
 }
 
 #[test]
-#[ignore = "issue 11, not done: as go_https_h2_fanout_curl"]
 fn go_https_h2_fanout_go_client() {
     let env = require_root!();
-    go_tls_fanout(&env, FanCaller::GoClient, Linked::ToCaller);
+    go_tls_fanout(&env, FanCaller::GoClient);
 }
 
 /// asyncio's TLS (`SSLObject` over memory BIOs: OpenSSL never makes a

@@ -155,7 +155,8 @@ pub fn client_request(
         ctx.source = ctx_source::HEADER;
         count(counter::INJECT_SKIPPED_HAS_HEADER, 1);
     } else {
-        if cfg.inject != 0 {
+        // Over TLS sk_msg sees only ciphertext: nothing to write into.
+        if cfg.inject != 0 && info.tls == 0 {
             if forwarded && header_at != B3_FOUND {
                 // A proxy passing on the header it was sent: the callee's
                 // parent is this client span, so the value is replaced in
@@ -304,7 +305,7 @@ pub fn server_responded(actor: u64) {
     }
 }
 
-fn reversed(t: &ConnTuple) -> ConnTuple {
+pub(crate) fn reversed(t: &ConnTuple) -> ConnTuple {
     ConnTuple {
         family: t.family,
         local_port: t.remote_port,

@@ -26,6 +26,7 @@ use crate::{
     goroutines::{GO_PROCS, goroutine_of, net_conn_fd, user},
     maps::{EVENTS, SCRATCH, SOCKS, config, count, process_wanted},
     sockets::sock_key,
+    tls::client_of_stream,
 };
 
 /// tgid → what the server probes read, for the Go processes they are
@@ -180,12 +181,13 @@ fn serve(
         count(counter::GO_SERVER_STREAM_FAILED, 1);
         return;
     };
-    // SAFETY: copied out at once.
-    let sock_id = unsafe { SOCKS.get(sock_key(tgid, fd)) }.map(|i| i.sock_id);
-    let (Some(sock_id), Some(goroutine)) = (sock_id, goroutine_of(off, g)) else {
+    // SAFETY: map values stay valid for the rest of this program run.
+    let sock = unsafe { SOCKS.get(sock_key(tgid, fd)) };
+    let (Some(sock), Some(goroutine)) = (sock, goroutine_of(off, g)) else {
         count(counter::GO_SERVER_STREAM_FAILED, 1);
         return;
     };
+    let sock_id = sock.sock_id;
     let mut ctx = TraceCtx {
         valid: 1,
         ..TraceCtx::default()
@@ -193,6 +195,16 @@ fn serve(
     if headers != 0 && incoming_header(srv.swiss_maps != 0, headers, &mut ctx) {
         ctx.source = ctx_source::HEADER;
         count(counter::GO_SERVER_STREAM_HEADER, 1);
+    } else if let Some(client) = (sock.tls != 0)
+        .then(|| client_of_stream(&sock.tuple, id))
+        .flatten()
+    {
+        // Over TLS no header was written: the client on this host chose
+        // its request's context in the kernel.
+        ctx.trace_id = client.trace_id;
+        ctx.parent_span_id = client.span_id;
+        ctx.flags = client.flags;
+        ctx.source = ctx_source::CONNECTION;
     } else {
         new_root(cfg, &mut ctx);
     }

@@ -112,7 +112,9 @@ fn try_inject(ctx: &SkMsgContext) {
     };
     // SAFETY: this thread's entry; only this thread touches it meanwhile.
     let args = unsafe { &mut *args };
-    if args.op != op::WRITE {
+    // A TLS write: the message is ciphertext (the kernel chose contexts on
+    // its plaintext only to link the two ends on this host).
+    if args.op != op::WRITE || args.tls != 0 {
         return;
     }
     if args.http2 == 1 {

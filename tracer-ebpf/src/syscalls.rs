@@ -134,8 +134,7 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
             // SAFETY: a valid tracepoint context; the slot holds a
             // tracepoint program.
             unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_CONTEXT) };
-        } else if cfg.inject != 0
-            && info.tls == 0
+        } else if (cfg.inject != 0 || info.tls != 0)
             && info.role == role::CONNECTED
             && http2_request_head(info, src, len, args)
         {
@@ -642,8 +641,17 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
             };
             if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
                 if args.tls == tls_args::PLAINTEXT {
-                    // The plaintext of the SSL_write this write is part of.
-                    emit_data(&ctx, cfg, args, info, args.tls_len as u64, false);
+                    // The plaintext of the TLS write call this write is
+                    // part of, all of it.
+                    let plain = args.tls_len as u64;
+                    if args.op == op::WRITE && info.http2 == http2::SOCK_INJECT {
+                        follow_frames(tgid, args, plain);
+                    }
+                    if args.http2 != 0 {
+                        send_http2_heads(pid_tgid);
+                        let _ = H2_HEADS.remove(pid_tgid);
+                    }
+                    emit_data(&ctx, cfg, args, info, plain, false);
                     return 0;
                 }
                 if args.op == op::WRITE && info.http2 == http2::SOCK_INJECT && cfg.inject != 0 {
@@ -1092,6 +1100,8 @@ fn client_requests_http2(
         has_writer,
         sock_id: heads.sock_id,
         now: args.ts_enter,
+        tls: (args.tls != 0) as u32,
+        fd: args.fd,
     };
     // One request per iteration: unrolled, MAX_HEADS of them are beyond
     // the verifier.
@@ -1114,6 +1124,10 @@ struct HeadsState {
     has_writer: u32,
     sock_id: u64,
     now: u64,
+    /// 1: a TLS socket (no injection): each request's context is kept for
+    /// a server probe on this host (`tls::remember_stream`).
+    tls: u32,
+    fd: u32,
 }
 
 /// Per-CPU place for the writer's request while a write's HTTP/2 requests
@@ -1143,6 +1157,12 @@ extern "C" fn head_context(i: u32, state: *mut HeadsState) -> i64 {
         None => None,
     };
     client_request_http2(cfg, thread, &mut head.ctx);
+    if state.tls != 0 {
+        // SAFETY: map values stay valid for the rest of this program run.
+        if let Some(info) = unsafe { SOCKS.get(sock_key(state.tgid, state.fd)) } {
+            crate::tls::remember_stream(&info.tuple, head.stream_id, &head.ctx);
+        }
+    }
     0
 }
 

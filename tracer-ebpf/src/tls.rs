@@ -23,10 +23,13 @@ use aya_ebpf::{
     maps::{LruHashMap, ProgramArray},
     programs::{ProbeContext, RetProbeContext},
 };
-use tracer_common::{Config, SyscallArgs, counter, go_actor, op, tls_args};
+use tracer_common::{
+    Config, ConnSeqKey, ConnTuple, SyscallArgs, TraceCtx, counter, go_actor, op, tls_args,
+};
 
 use crate::{
-    goroutines::{actor, go_probe, goroutine_of},
+    context::reversed,
+    goroutines::{actor, conn_fd, go_probe, goroutine_of},
     maps::{ARGS_BUF, config, connection_wanted, count, process_wanted},
     sockets::lookup,
     syscalls::{classify_body, emit_data, server_context_body, server_decide_body},
@@ -291,6 +294,19 @@ fn go_enter(ctx: &ProbeContext, op: u8) {
     };
     // SAFETY: the probe's registers.
     let (buf, len) = unsafe { ((*ctx.regs).rbx, (*ctx.regs).rcx) };
+    // The Conn's first field is the net.Conn it wraps: a TCP connection's
+    // fd ties it at once (a Read may find its bytes already buffered by
+    // the handshake, with no syscall inside).
+    if conn != 0
+        && let Some(fd) = conn_fd(&off, conn)
+    {
+        let key = SslKey {
+            ssl: conn,
+            tgid,
+            _pad: 0,
+        };
+        let _ = SSL_FDS.insert(key, fd, 0);
+    }
     record(go_actor(tgid, goroutine.goid), op, conn, buf, len, 0);
 }
 
@@ -537,4 +553,40 @@ pub fn tails(tls: bool) -> &'static ProgramArray {
     } else {
         &crate::maps::TAIL_CALLS
     }
+}
+
+/// (client's endpoints, stream id) → the context the kernel chose for an
+/// HTTP/2 request a client sent over TLS, which no header carries (sk_msg
+/// sees only ciphertext): a Go server's handler probe on this host takes
+/// its request's parent from here.
+#[map]
+static TLS_STREAMS: LruHashMap<ConnSeqKey, TraceCtx> = LruHashMap::with_max_entries(16384, 0);
+
+/// Keep the context chosen for stream `stream` of the TLS client
+/// connection `tuple`.
+#[inline(always)]
+pub fn remember_stream(tuple: &ConnTuple, stream: u32, ctx: &TraceCtx) {
+    let key = ConnSeqKey {
+        tuple: *tuple,
+        seq: stream,
+        _pad: 0,
+    };
+    let _ = TLS_STREAMS.insert(key, *ctx, 0);
+}
+
+/// The context a TLS client on this host chose for stream `stream` of the
+/// server connection `tuple` (taken: one server per request).
+#[inline(always)]
+pub fn client_of_stream(tuple: &ConnTuple, stream: u32) -> Option<TraceCtx> {
+    let key = ConnSeqKey {
+        tuple: reversed(tuple),
+        seq: stream,
+        _pad: 0,
+    };
+    // SAFETY: copied out at once.
+    let found = unsafe { TLS_STREAMS.get(key) }.copied();
+    if found.is_some() {
+        let _ = TLS_STREAMS.remove(key);
+    }
+    found
 }

@@ -47,12 +47,6 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Whether the agent's uprobes on shared libraries fire for every
-    /// process (no `--pid`-only selection): wrk's OpenSSL calls trap too.
-    pub fn probes_every_process(self) -> bool {
-        !matches!(self, Self::Server | Self::ServerNoMetrics)
-    }
-
     pub fn label(self) -> &'static str {
         match self {
             Self::Server => "--pid server, OTLP export",

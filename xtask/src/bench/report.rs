@@ -135,8 +135,8 @@ impl Figures {
             kernel_us: per_round(&|_, t| kernel_us_per_request(t)),
             probe_hits: 0.0,
             client_calls: workload.client_calls(),
-            expected_hits: workload.probe_hits(mode.probes_every_process()),
-            tls_hits: workload.tls_hits(mode.probes_every_process()),
+            expected_hits: workload.probe_hits(),
+            tls_hits: workload.tls_hits(),
             probes_ok: false,
             rss_steady_mib: per_round(&|_, t| mib(t.memory.rss_kib)),
             rss_peak_mib: 0.0,
@@ -182,8 +182,8 @@ impl Figures {
             kernel_us: kernel_us_per_request(traced),
             probe_hits: probe_runs(traced) as f64 / traced.wrk.requests.max(1) as f64,
             client_calls: workload.client_calls(),
-            expected_hits: workload.probe_hits(mode.probes_every_process()),
-            tls_hits: workload.tls_hits(mode.probes_every_process()),
+            expected_hits: workload.probe_hits(),
+            tls_hits: workload.tls_hits(),
             // The overload table shows no probe hits.
             probes_ok: true,
             rss_steady_mib: mib(traced.memory.rss_kib),
@@ -657,12 +657,12 @@ fn method(out: &mut String, modes: &[Mode]) {
   syscall chain, whose runs the kernel counts for their caller) per request; expected 0 on
   server paths and exactly 1 per Go client call (the fan-out workload's one call per
   request, shown per client call too), give or take the calls of requests in flight when
-  wrk stops. nginx https: nginx's 5 (SSL_read entry and return for the request and again
-  for the SSL_read after it that returns WANT_READ, and its SSL_write); with `--pid` the
-  agent probes the selected processes alone, in the other modes the system's libssl for
-  every process, so wrk's 3 count too (SSL_write, SSL_read's entry and return; its
-  program returns at once where wrk is not traced), and any other process's OpenSSL
-  calls on the machine. A TLS connection may add 4 (nginx's SSL_read before the first request and
+  wrk stops. nginx https: 8, the OpenSSL uprobes on the system's libssl, which trap for
+  every process that maps it, so wrk's calls count in every mode, selected or not (its
+  program returns at once): nginx's SSL_read entry and return for the request and again
+  for the SSL_read after it that returns WANT_READ, and its SSL_write; wrk's SSL_write,
+  and its SSL_read's entry and return. Any other process's OpenSSL calls on the machine
+  count too. A TLS connection may add 4 (nginx's SSL_read before the first request and
   the one that reads the close), allowed per connection per wrk run.
 - RSS: VmRSS at the end of the measured run (steady) and VmHWM (peak) from
   /proc/PID/status; peak is the maximum over rounds.

@@ -70,25 +70,25 @@ impl Workload {
     /// Uprobe hits each request should cost: one per Go client call, one
     /// for the server handler probe of a Go gRPC middle tier (a leaf never
     /// gets it), and the OpenSSL calls of a TLS request.
-    pub fn probe_hits(self, wrk_probed: bool) -> u64 {
+    pub fn probe_hits(self) -> u64 {
         match self {
             Self::GoGrpcMiddle => self.client_calls() + 1,
             _ => {
-                let (server, client) = self.tls_hits(wrk_probed);
+                let (server, client) = self.tls_hits();
                 self.client_calls() + server + client
             }
         }
     }
 
     /// Hits of the OpenSSL uprobes each request costs: the server's, and
-    /// wrk's when `wrk_probed`: with `--pid` selection the agent probes the
-    /// selected processes alone; otherwise it attaches them to the system's
-    /// libssl for every process (a short-lived client does its TLS before
-    /// probes for it alone could be attached), so wrk traps on them even
-    /// where it is not traced (the programs return at once).
-    pub fn tls_hits(self, wrk_probed: bool) -> (u64, u64) {
+    /// wrk's, in every mode: the agent attaches them to the system's libssl
+    /// for every process that maps it (a short-lived client does its TLS
+    /// before probes for it alone could be attached), so wrk traps on them
+    /// even when only the server is selected; the programs return at once
+    /// for a process not traced.
+    pub fn tls_hits(self) -> (u64, u64) {
         match self {
-            Self::NginxTls => (NGINX_TLS_HITS, if wrk_probed { WRK_TLS_HITS } else { 0 }),
+            Self::NginxTls => (NGINX_TLS_HITS, WRK_TLS_HITS),
             _ => (0, 0),
         }
     }
@@ -465,20 +465,18 @@ mod tests {
 
     #[test]
     fn nginx_tls_probe_hits_are_both_sides_openssl_calls() {
-        assert_eq!(Workload::NginxTls.tls_hits(true), (5, 3));
-        assert_eq!(Workload::NginxTls.probe_hits(true), 8);
-        assert_eq!(Workload::NginxTls.tls_hits(false), (5, 0));
-        assert_eq!(Workload::NginxTls.probe_hits(false), 5);
+        assert_eq!(Workload::NginxTls.tls_hits(), (5, 3));
+        assert_eq!(Workload::NginxTls.probe_hits(), 8);
         assert_eq!(Workload::NginxTls.client_calls(), 0);
         assert_eq!(
             Workload::NginxTls.spans_per_request(),
             Workload::Nginx.spans_per_request()
         );
         for plain in [Workload::Go, Workload::Nginx, Workload::GoFanout] {
-            assert_eq!(plain.tls_hits(true), (0, 0), "{plain:?}");
+            assert_eq!(plain.tls_hits(), (0, 0), "{plain:?}");
             assert_eq!(plain.connection_hits(), 0, "{plain:?}");
         }
-        assert_eq!(Workload::GoGrpcMiddle.probe_hits(true), 2);
+        assert_eq!(Workload::GoGrpcMiddle.probe_hits(), 2);
     }
 
     #[test]

@@ -197,9 +197,6 @@ pub mod kind {
     /// The contexts of the HTTP/2 requests a write starts
     /// (`H2HeadsEvent`), sent just before that write's data event.
     pub const H2_HEADS: u8 = 5;
-    /// A selected process forked a child (`ProcEvent`, `pid` the child's):
-    /// per-process uprobes go on the child too.
-    pub const FORK: u8 = 6;
 }
 
 /// Direction of a data event as the traced process sees it.

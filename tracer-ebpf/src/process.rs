@@ -27,17 +27,6 @@ pub fn sched_fork(ctx: TracePointContext) -> u32 {
     // A new thread of a selected process is not a new process.
     if child != parent {
         let _ = TRACED_PIDS.insert(child, 1, 0);
-        let event = ProcEvent {
-            kind: kind::FORK,
-            pid: child,
-            // SAFETY: no preconditions.
-            ts: unsafe { bpf_ktime_get_ns() },
-            comm: bpf_get_current_comm().unwrap_or_default(),
-            ..ProcEvent::default()
-        };
-        if EVENTS.output::<ProcEvent>(&event, wake_flags()).is_err() {
-            count(counter::RINGBUF_FULL, 1);
-        }
     }
     0
 }

@@ -19,7 +19,6 @@ use crate::{
     probes::{
         ProbeOptions, Probes,
         go::{self, GoCommand, GoTracing},
-        tls,
     },
     process::{ProcessTable, info::host_name, selection::Selection},
     protocols::http1::Limits,
@@ -71,10 +70,6 @@ impl KernelControl for Kernel {
             return;
         }
         self.go.send(GoCommand::Process(pid));
-    }
-
-    fn process_forked(&mut self, pid: u32) {
-        self.go.send(GoCommand::Forked(pid));
     }
 
     fn process_exited(&mut self, pid: u32) {
@@ -160,13 +155,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.proc_root.clone(),
             stats.clone(),
             patterns.clone(),
-            // Probes per process only when every selected process is known
-            // by pid (an executable may start and do its TLS at once).
-            if args.selective() && args.exes.is_empty() && args.ports.is_empty() {
-                tls::Scope::Selected
-            } else {
-                tls::Scope::Everyone
-            },
         )?,
         only_selected: args.selective() && args.ports.is_empty(),
     };

@@ -50,7 +50,6 @@ impl KernelControl for NoKernel {
     fn select(&mut self, _: u32) {}
     fn set_sample_threshold(&mut self, _: u64) {}
     fn process_started(&mut self, _: u32) {}
-    fn process_forked(&mut self, _: u32) {}
     fn process_exited(&mut self, _: u32) {}
     fn makes_calls(&mut self, _: u32) {}
 }

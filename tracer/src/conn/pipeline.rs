@@ -47,8 +47,6 @@ pub trait KernelControl {
     fn set_sample_threshold(&mut self, threshold: u64);
     /// A process exec'd: instrument it if it is Go.
     fn process_started(&mut self, pid: u32);
-    /// A selected process forked child `pid` (same program).
-    fn process_forked(&mut self, pid: u32);
     /// A process exited.
     fn process_exited(&mut self, pid: u32);
     /// A process was seen making an outgoing call for the first time (a
@@ -764,7 +762,6 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
             }
             Event::Exec { pid, comm } => self.on_exec(pid, &comm),
             Event::Exit { pid } => self.on_exit(pid),
-            Event::Fork { pid } => self.kernel.process_forked(pid),
             Event::Http2Heads {
                 pid,
                 fd,

@@ -56,10 +56,6 @@ pub enum Event<'a> {
     Exit {
         pid: u32,
     },
-    /// A selected process forked: `pid` is the child.
-    Fork {
-        pid: u32,
-    },
     /// The HTTP/2 requests a write on `fd` starts, with their contexts
     /// (before that write's data event).
     Http2Heads {
@@ -187,15 +183,15 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
                 ts: ev.ts,
             })
         }
-        kind::EXEC | kind::EXIT | kind::FORK => {
+        kind::EXEC | kind::EXIT => {
             let ev: ProcEvent = read(record).ok_or_else(short)?;
-            Ok(match k {
-                kind::EXEC => Event::Exec {
+            Ok(if k == kind::EXEC {
+                Event::Exec {
                     pid: ev.pid,
                     comm: ev.comm,
-                },
-                kind::FORK => Event::Fork { pid: ev.pid },
-                _ => Event::Exit { pid: ev.pid },
+                }
+            } else {
+                Event::Exit { pid: ev.pid }
             })
         }
         kind::H2_HEADS => {

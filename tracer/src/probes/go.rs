@@ -27,10 +27,7 @@ use aya::{
 use log::{debug, info, warn};
 use tracer_common::{GoOffsets, GoServerOffsets, go_probes, maps, tls_probes};
 
-use super::{
-    Feature, Features,
-    tls::{self, TlsProbes},
-};
+use super::{Feature, Features, tls::TlsProbes};
 use crate::{
     golang::{
         self, GoTarget,
@@ -47,9 +44,6 @@ pub enum GoCommand {
     /// A process started, exec'd or was found at start: instrument it if
     /// it is Go.
     Process(u32),
-    /// A selected process forked this child (same program): per-process
-    /// probes (TLS) go on it too.
-    Forked(u32),
     /// The process is gone.
     Exited(u32),
     /// The process made an outgoing call: if it is a Go server, its
@@ -137,7 +131,6 @@ pub fn spawn(
     proc_root: PathBuf,
     stats: Arc<Stats>,
     patterns: Patterns,
-    tls_scope: tls::Scope,
 ) -> anyhow::Result<GoTracing> {
     let usable = [
         (Feature::GoHttpCalls, go_probes::HTTP_ROUND_TRIP.0),
@@ -165,7 +158,6 @@ pub fn spawn(
         &mut ebpf,
         proc_root.clone(),
         features.is_on(Feature::Tls),
-        tls_scope,
         stats.clone(),
     );
     let (tx, rx) = channel();
@@ -193,16 +185,10 @@ fn run(mut state: State, rx: Receiver<GoCommand>) {
     while let Ok(command) = rx.recv() {
         match command {
             GoCommand::Process(pid) => {
-                // Exec'd (or found at start): what it maps is new.
-                state.tls.remove(&mut state.ebpf, pid);
                 state.tls.add(&mut state.ebpf, pid);
                 state.add(pid);
             }
-            GoCommand::Forked(pid) => state.tls.add(&mut state.ebpf, pid),
-            GoCommand::Exited(pid) => {
-                state.tls.remove(&mut state.ebpf, pid);
-                state.remove(pid);
-            }
+            GoCommand::Exited(pid) => state.remove(pid),
             GoCommand::MakesCalls(pid) => state.makes_calls(pid),
             GoCommand::Sync(done) => {
                 let _ = done.send(());

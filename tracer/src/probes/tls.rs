@@ -1,10 +1,14 @@
 //! OpenSSL in traced processes: where its API is (the system's libssl, a
 //! libssl a process maps from elsewhere, or an executable that links
-//! OpenSSL in and exports it), and the uprobes on it, for the processes
-//! selected by pid alone, else for every process (`Scope`).
+//! OpenSSL in and exports it), and the uprobes on it.
+//!
+//! They are attached once per file, for every process that runs it: a
+//! short-lived client (curl) does its TLS within milliseconds of its exec,
+//! before probes attached for it alone could be. The kernel programs
+//! return at once for processes that are not traced, but the trap of a
+//! uprobe hit is paid by every caller (see the README).
 use std::{
     collections::HashMap,
-    num::NonZeroU32,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::Arc,
@@ -13,10 +17,7 @@ use std::{
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
-    programs::{
-        UProbe,
-        uprobe::{UProbeLinkId, UProbeScope},
-    },
+    programs::{UProbe, uprobe::UProbeScope},
 };
 use log::{debug, info, warn};
 use object::{Object as _, ObjectSymbol as _};
@@ -39,49 +40,24 @@ const LIBRARY_NAMES: [&str; 2] = ["libssl.so.3", "libssl.so.1.1"];
 /// A file by device and inode.
 type FileId = (u64, u64);
 
-/// Which processes the probes fire for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// Processes selected by pid (and the children they fork): probes
-    /// for each alone, so that no other process pays a uprobe's trap.
-    Selected,
-    /// Every process, once per file: a short-lived client (curl) does its
-    /// TLS within milliseconds of its exec, before probes attached for it
-    /// alone could be; the kernel programs return at once for processes
-    /// that are not traced, but the trap is paid.
-    Everyone,
-}
-
 pub struct TlsProbes {
     proc_root: PathBuf,
     /// The programs loaded (the feature is on).
     usable: bool,
-    scope: Scope,
-    /// Everyone: files probed (they stay until the agent stops).
+    /// Files probed (they stay until the agent stops).
     probed: Vec<FileId>,
-    /// Selected: each process's links, detached when it exits.
-    links: HashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
     /// Executables looked at: whether each exports OpenSSL's API.
     exports: HashMap<FileId, bool>,
     stats: Arc<Stats>,
 }
 
 impl TlsProbes {
-    /// Everyone: probe the system's libssl at once (when the feature is
-    /// on).
-    pub fn new(
-        ebpf: &mut Ebpf,
-        proc_root: PathBuf,
-        usable: bool,
-        scope: Scope,
-        stats: Arc<Stats>,
-    ) -> Self {
+    /// Probe the system's libssl at once (when the feature is on).
+    pub fn new(ebpf: &mut Ebpf, proc_root: PathBuf, usable: bool, stats: Arc<Stats>) -> Self {
         let mut probes = Self {
             proc_root,
             usable,
-            scope,
             probed: Vec::new(),
-            links: HashMap::new(),
             exports: HashMap::new(),
             stats,
         };
@@ -94,79 +70,35 @@ impl TlsProbes {
                     "tls: no system libssl found: only processes that map their own get TLS probes"
                 );
             }
-            if scope == Scope::Everyone {
-                probes.probe(ebpf, system, None);
-            }
+            probes.probe(ebpf, system, "the system's");
         }
         probes
     }
 
-    /// Probe the OpenSSL process `pid` has or may load (Everyone: only
-    /// what is not probed already).
+    /// Probe the OpenSSL process `pid` brings (a libssl from elsewhere, or
+    /// its executable), unless probed already.
     pub fn add(&mut self, ebpf: &mut Ebpf, pid: u32) {
-        if !self.usable || self.links.contains_key(&pid) {
+        if !self.usable {
             return;
         }
-        let mut targets = self.targets(pid);
-        if self.scope == Scope::Selected {
-            // A library the process loads later (Python imports `ssl`
-            // late): the kernel arms the probe when it is mapped.
-            let inside = self.proc_root.join(pid.to_string()).join("root");
-            for path in system_libraries() {
-                let path = inside.join(path.strip_prefix("/").unwrap_or(&path));
-                if let Some(id) = file_id(&path)
-                    && !targets.iter().any(|(t, _)| *t == id)
-                {
-                    targets.push((id, path));
-                }
-            }
-        }
-        self.probe(ebpf, targets, Some(pid));
+        let targets = self.targets(pid);
+        self.probe(ebpf, targets, &format!("pid {pid}:"));
     }
 
-    /// Process `pid` exited: its own probes go.
-    pub fn remove(&mut self, ebpf: &mut Ebpf, pid: u32) {
-        for (program, link) in self.links.remove(&pid).unwrap_or_default() {
-            let probe: Option<&mut UProbe> =
-                ebpf.program_mut(program).and_then(|p| p.try_into().ok());
-            if let Some(probe) = probe
-                && let Err(e) = probe.detach(link)
-            {
-                debug!("tls: pid {pid}: detaching {program}: {e}");
-            }
-        }
-    }
-
-    /// Attach the probes to `targets`: for process `pid` alone (Selected)
-    /// or for everyone.
-    fn probe(&mut self, ebpf: &mut Ebpf, targets: Vec<(FileId, PathBuf)>, pid: Option<u32>) {
-        let scope = match (self.scope, pid.and_then(NonZeroU32::new)) {
-            (Scope::Selected, Some(pid)) => UProbeScope::OneProcess(pid),
-            (Scope::Selected, None) => return,
-            (Scope::Everyone, _) => UProbeScope::AllProcesses,
-        };
-        let whose = match (self.scope, pid) {
-            (Scope::Selected, Some(pid)) => format!("pid {pid} only"),
-            (_, Some(pid)) => format!("every process (found in pid {pid})"),
-            (_, None) => "every process".to_owned(),
-        };
-        let mut links = Vec::new();
+    fn probe(&mut self, ebpf: &mut Ebpf, targets: Vec<(FileId, PathBuf)>, whose: &str) {
         for (id, target) in targets {
-            if self.scope == Scope::Everyone {
-                if self.probed.contains(&id) {
-                    continue;
-                }
-                self.probed.push(id);
+            if self.probed.contains(&id) {
+                continue;
             }
+            self.probed.push(id);
             let mut functions = Vec::new();
             for (program, function) in tls_probes::WRITE
                 .iter()
                 .chain(&tls_probes::READ)
                 .chain(&tls_probes::READ_RET)
             {
-                match attach(ebpf, program, function, &target, scope) {
-                    Ok(link) => {
-                        links.push((*program, link));
+                match attach(ebpf, program, function, &target) {
+                    Ok(()) => {
                         if !functions.contains(function) {
                             functions.push(*function);
                         }
@@ -178,20 +110,17 @@ impl TlsProbes {
             }
             if functions.is_empty() {
                 warn!(
-                    "tls: {}: no OpenSSL function could be probed",
+                    "tls: {whose} {}: no OpenSSL function could be probed",
                     target.display()
                 );
             } else {
                 Stats::inc(&self.stats.tls_files_probed);
                 info!(
-                    "tls: {}: uprobes on {}, {whose}",
+                    "tls: {whose} {}: uprobes on {}",
                     target.display(),
                     functions.join(" ")
                 );
             }
-        }
-        if let (Scope::Selected, Some(pid)) = (self.scope, pid) {
-            self.links.insert(pid, links);
         }
     }
 
@@ -212,7 +141,7 @@ impl TlsProbes {
                 .exports
                 .entry(id)
                 .or_insert_with(|| exports_openssl(&exe).unwrap_or(false));
-            if exports && !out.iter().any(|(t, _)| *t == id) {
+            if exports {
                 out.push((id, exe));
             }
         }
@@ -249,18 +178,13 @@ fn exports_openssl(path: &Path) -> anyhow::Result<bool> {
 }
 
 /// Attach `program` (loaded at start) to `function` in `target`.
-fn attach(
-    ebpf: &mut Ebpf,
-    program: &'static str,
-    function: &str,
-    target: &Path,
-    scope: UProbeScope,
-) -> anyhow::Result<UProbeLinkId> {
+fn attach(ebpf: &mut Ebpf, program: &str, function: &str, target: &Path) -> anyhow::Result<()> {
     let probe: &mut UProbe = ebpf
         .program_mut(program)
         .ok_or_else(|| anyhow!("program {program} missing from the kernel object"))?
         .try_into()?;
     probe
-        .attach(function, target, scope)
-        .with_context(|| format!("attaching to {function} in {}", target.display()))
+        .attach(function, target, UProbeScope::AllProcesses)
+        .with_context(|| format!("attaching to {function} in {}", target.display()))?;
+    Ok(())
 }

@@ -248,3 +248,10 @@ mod tests {
         );
     }
 }
+
+/// `--pid P` for each of `pids`.
+pub fn pid_args(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .flat_map(|p| ["--pid".to_owned(), p.to_string()])
+        .collect()
+}

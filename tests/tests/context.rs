@@ -15,7 +15,7 @@ use std::{
 
 use integration_tests::{
     Protocol, ReceivedSpan, Receiver,
-    agent::Agent,
+    agent::{self, Agent},
     apps::{self, Server, TempDir},
     chain::{self, Load},
     flow::{self, Outcome},
@@ -44,12 +44,6 @@ fn start_agent(env: &TestEnv, receiver: &Receiver, args: &[&str]) -> Agent {
         Ok(agent) => agent,
         Err(e) => panic!("{}: starting the agent: {e:#}", env.test),
     }
-}
-
-fn pid_args(pids: &[u32]) -> Vec<String> {
-    pids.iter()
-        .flat_map(|p| ["--pid".to_owned(), p.to_string()])
-        .collect()
 }
 
 fn strs(v: &[String]) -> Vec<&str> {
@@ -196,7 +190,7 @@ fn chain_of_three_with_injection() {
     let env = require_root!();
     let receiver = receiver();
     let chain = Chain::start();
-    let args = pid_args(&chain.pids());
+    let args = agent::pid_args(&chain.pids());
     let agent = start_agent(&env, &receiver, &strs(&args));
 
     curl(&[&chain.a.url("/work/injected")], 200);
@@ -302,7 +296,7 @@ fn chain_of_three_stitched_by_connection_without_injection() {
     let env = require_root!();
     let receiver = receiver();
     let chain = Chain::start();
-    let mut args = pid_args(&chain.pids());
+    let mut args = agent::pid_args(&chain.pids());
     args.push("--no-inject".to_owned());
     let agent = start_agent(&env, &receiver, &strs(&args));
 
@@ -348,7 +342,7 @@ fn chain_with_an_sdk_instrumented_middle_service() {
     let b = chain::sdk_service("sdk-b", &c, &otlp_http, &b_log, &pythonpath).expect("B");
     let a = chain::chain_service("svc-a", Some(&b), None).expect("A");
     let (ap, bp, cp) = (a.pid(), b.pid(), c.pid());
-    let args = pid_args(&[ap, bp, cp]);
+    let args = agent::pid_args(&[ap, bp, cp]);
     let agent = start_agent(&env, &receiver, &strs(&args));
 
     let path = "/work/sdk";
@@ -485,7 +479,7 @@ fn fifty_concurrent_clients_through_the_chain() {
     let env = require_root!();
     let receiver = receiver();
     let chain = Chain::start();
-    let args = pid_args(&chain.pids());
+    let args = agent::pid_args(&chain.pids());
     let agent = start_agent(&env, &receiver, &strs(&args));
 
     let load = Load {
@@ -587,7 +581,7 @@ fn nginx_reverse_proxy_under_50_concurrent_connections() {
     };
     let client = Proc::spawn_waiting("load", chain::load_client(&nginx.server.base_url(), &load));
     let cp = client.pid();
-    let mut args = pid_args(&[bp, cp]);
+    let mut args = agent::pid_args(&[bp, cp]);
     args.extend(["--exe".to_owned(), "nginx".to_owned()]);
     let agent = start_agent(&env, &receiver, &strs(&args));
     let finished = go_and_finish(client);
@@ -698,7 +692,7 @@ fn injection_is_byte_exact() {
         chain::inject_client(&server, &dir.path, true, &modes),
     );
     let cp = client.pid();
-    let mut args = pid_args(&[sp, cp]);
+    let mut args = agent::pid_args(&[sp, cp]);
     // The 5 KiB heads must be parsed whole.
     args.extend(["--capture-bytes".to_owned(), "8192".to_owned()]);
     let agent = start_agent(&env, &receiver, &strs(&args));
@@ -850,7 +844,7 @@ fn no_inject_leaves_requests_untouched() {
         chain::inject_client(&server, &dir.path, true, &modes),
     );
     let cp = client.pid();
-    let mut args = pid_args(&[sp, cp]);
+    let mut args = agent::pid_args(&[sp, cp]);
     args.push("--no-inject".to_owned());
     let agent = start_agent(&env, &receiver, &strs(&args));
     let finished = go_and_finish(client);
@@ -1062,7 +1056,7 @@ fn trace_id_ratio_sampling_over_2000_traces() {
     };
     let client = Proc::spawn_waiting("load", chain::load_client(&server.base_url(), &load));
     let cp = client.pid();
-    let mut args = pid_args(&[sp, cp]);
+    let mut args = agent::pid_args(&[sp, cp]);
     args.extend(["--sampler", "traceidratio", "--sampler-arg", "0.25"].map(str::to_owned));
     let agent = start_agent(&env, &receiver, &strs(&args));
     let finished = go_and_finish(client);
@@ -1156,7 +1150,7 @@ fn unsampled_requests_still_propagate_context() {
         chain::inject_client(&server, &dir.path, true, &["plain", "pipeline"]),
     );
     let cp = client.pid();
-    let mut args = pid_args(&[sp, cp]);
+    let mut args = agent::pid_args(&[sp, cp]);
     args.extend(["--sampler", "always_off"].map(str::to_owned));
     let agent = start_agent(&env, &receiver, &strs(&args));
     let finished = go_and_finish(client);
@@ -1196,7 +1190,7 @@ fn parent_based_sampling_honors_an_unsampled_caller() {
     let env = require_root!();
     let receiver = receiver();
     let chain = Chain::start();
-    let args = pid_args(&chain.pids());
+    let args = agent::pid_args(&chain.pids());
     let agent = start_agent(&env, &receiver, &strs(&args));
     let own = format!("traceparent: 00-{CURL_TRACE}-{CURL_SPAN}-00");
     curl(&["-H", &own, &chain.a.url("/work/unsampled")], 200);

@@ -19,7 +19,7 @@ use std::{collections::BTreeMap, ffi::OsString, path::Path, process::Command, ti
 
 use integration_tests::{
     Protocol, ReceivedSpan, Receiver,
-    agent::Agent,
+    agent::{self, Agent},
     apps::{self, Nginx, PyServerOpts, Server},
     fanout, flow,
     otlp_receiver::dump,
@@ -47,12 +47,6 @@ fn start_agent(env: &TestEnv, receiver: &Receiver, args: &[String]) -> Agent {
         Ok(agent) => agent,
         Err(e) => panic!("{}: starting the agent: {e:#}", env.test),
     }
-}
-
-fn pid_args(pids: &[u32]) -> Vec<String> {
-    pids.iter()
-        .flat_map(|p| ["--pid".to_owned(), p.to_string()])
-        .collect()
 }
 
 /// Fresh certificates, or `None` (skipped) without openssl.
@@ -225,10 +219,10 @@ fn nginx_https(env: &TestEnv, requests: usize, make: impl FnOnce(&str, &Certs) -
     let port = nginx.port();
     let url = tls::https_url(port, "/hello");
     let caller = make(&url, &certs);
-    let mut args = pid_args(&nginx_pids);
+    let mut args = agent::pid_args(&nginx_pids);
     match &caller {
         Caller::Curl => args.extend(["--exe".to_owned(), "curl".to_owned()]),
-        Caller::Held(held) => args.extend(pid_args(&[held.proc.pid()])),
+        Caller::Held(held) => args.extend(agent::pid_args(&[held.proc.pid()])),
     }
     let agent = start_agent(env, &receiver, &args);
     let cp = match caller {
@@ -364,8 +358,8 @@ fn nginx_https_proxy_to_plaintext_upstream() {
     let bp = backend.pid();
     let nginx = Nginx::start_tls(backend.port(), &certs.cert, &certs.key).expect("nginx");
     let nginx_pids = nginx.pids();
-    let mut args = pid_args(&nginx_pids);
-    args.extend(pid_args(&[bp]));
+    let mut args = agent::pid_args(&nginx_pids);
+    args.extend(agent::pid_args(&[bp]));
     args.extend(["--exe".to_owned(), "curl".to_owned()]);
     let agent = start_agent(&env, &receiver, &args);
     let paths: Vec<String> = (1..=REQUESTS).map(|i| format!("/users/{i}")).collect();
@@ -498,10 +492,10 @@ fn go_tls_fanout(env: &TestEnv, caller: FanCaller) {
             Some(Proc::spawn_waiting("go-tls-client", cmd))
         }
     };
-    let mut args = pid_args(&[fp, lp]);
+    let mut args = agent::pid_args(&[fp, lp]);
     match &held {
         None => args.extend(["--exe".to_owned(), "curl".to_owned()]),
-        Some(proc) => args.extend(pid_args(&[proc.pid()])),
+        Some(proc) => args.extend(agent::pid_args(&[proc.pid()])),
     }
     let agent = start_agent(env, &receiver, &args);
     warm_up(&agent, &certs, &front);
@@ -649,7 +643,7 @@ fn python_asyncio_tls_20_concurrent() {
         tls::asyncio_client(server.port(), &certs.ca, CONCURRENT),
     );
     let cp = client.pid();
-    let agent = start_agent(&env, &receiver, &pid_args(&[sp, cp]));
+    let agent = start_agent(&env, &receiver, &agent::pid_args(&[sp, cp]));
     let finished = tls::release(client);
     assert!(
         finished
@@ -842,7 +836,7 @@ fn grpc_go_over_tls() {
     let held = Held::spawn("grpc-tls-client", cmd, |pid| {
         Some(format!("go: pid {pid}: requests followed by goroutine"))
     });
-    let agent = start_agent(&env, &receiver, &pid_args(&[sp, held.proc.pid()]));
+    let agent = start_agent(&env, &receiver, &agent::pid_args(&[sp, held.proc.pid()]));
     let finished = held.run(&agent);
     assert_eq!(finished.stdout.matches("CHECK ok SERVING").count(), CALLS);
     let cp = finished.pid;

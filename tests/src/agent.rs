@@ -211,6 +211,13 @@ pub fn parse_counters(stderr: &str) -> Option<BTreeMap<String, u64>> {
     })
 }
 
+/// `--pid P` for each of `pids`.
+pub fn pid_args(pids: &[u32]) -> Vec<String> {
+    pids.iter()
+        .flat_map(|p| ["--pid".to_owned(), p.to_string()])
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,11 +254,4 @@ mod tests {
             Some(BTreeMap::new())
         );
     }
-}
-
-/// `--pid P` for each of `pids`.
-pub fn pid_args(pids: &[u32]) -> Vec<String> {
-    pids.iter()
-        .flat_map(|p| ["--pid".to_owned(), p.to_string()])
-        .collect()
 }

@@ -154,6 +154,7 @@ fn every_feature_is_on_at_start() {
         "go-http-calls",
         "go-grpc-calls",
         "go-server-handlers",
+        "tls",
     ] {
         assert!(
             features.split_whitespace().any(|w| w == feature),
@@ -220,8 +221,8 @@ fn a_refused_optional_program_turns_off_only_its_features() {
         .unwrap_or_else(|| panic!("no features line:\n{stderr}"));
     assert!(
         features.contains(
-            "features: http1 http2 inject-http2 go-http-calls go-server-handlers (off: context \
-             inject go-grpc-calls)"
+            "features: http1 http2 inject-http2 go-http-calls go-server-handlers tls (off: \
+             context inject go-grpc-calls)"
         ),
         "{features}"
     );

@@ -1,21 +1,25 @@
 //! TLS plaintext from OpenSSL's API and from Go's crypto/tls. The
-//! syscalls of a TLS socket carry ciphertext, so they are never sent; the
-//! plaintext takes their place:
+//! syscalls of a TLS socket carry ciphertext (a ClientHello marks the
+//! socket, `syscalls::emit_data`), so they are never sent; the plaintext
+//! takes their place:
 //!
 //! - `SSL_write` / `(*tls.Conn).Write` (entry only): the plaintext is in
 //!   hand. It is recorded for the caller (the thread; the goroutine in a Go
-//!   process), and the socket write the call makes inside carries it
-//!   through the syscall path in place of the ciphertext: same
-//!   classification, same client context, same event.
+//!   process), and the socket write that carries its record (inside the
+//!   call with a socket BIO; after it, on the same thread, with a memory
+//!   BIO) carries the plaintext through the syscall path in place of the
+//!   ciphertext: same classification, same client context, same event.
 //! - `SSL_read` / `(*tls.Conn).Read` (entry, and return or RET
-//!   instructions): the socket read inside the call ties the `SSL*` (the
-//!   `*tls.Conn`) to its fd; at return the plaintext is sent through uprobe
-//!   twins of the syscall chain's tail programs.
+//!   instructions): at return the plaintext is sent through uprobe twins
+//!   of the syscall chain's tail programs.
 //!
-//! A connection object is tied to a socket only by a syscall made inside
-//! one of its calls, and by a write only when the record it starts is the
-//! plaintext's size plus an AEAD's overhead. Plaintext that cannot be tied
-//! is counted and dropped, never attributed by guess.
+//! A connection object (`SSL*`, `*tls.Conn`) is tied to its socket by a
+//! syscall made inside one of its calls; by the fd of the net.Conn a Go
+//! Conn wraps; by a write whose first application-data record is the
+//! plaintext's size plus an AEAD's overhead; or by a read call returning
+//! exactly what a record its caller had just read from a socket holds.
+//! Plaintext that cannot be tied is counted and dropped, never attributed
+//! by guess.
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},

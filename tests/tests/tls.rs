@@ -307,9 +307,6 @@ fn nginx_https_python_urllib() {
 }
 
 #[test]
-#[ignore = "issue 11, not done: Node writes a connection's first request before the handshake \
-            completes, and frees that plaintext before its ciphertext is written, so it is \
-            dropped (counted in drop_tls_untied)"]
 fn nginx_https_node_keepalive_agent() {
     let env = require_root!();
     if apps::which("node").is_none() {

@@ -371,6 +371,10 @@ pub mod tls_args {
     /// A read of a TLS socket outside any TLS read call: its records'
     /// lengths tie the next read call to this socket (memory BIOs).
     pub const PEEK: u8 = 2;
+    /// The plaintext of a TLS write call whose buffer was freed before its
+    /// ciphertext went out: the first bytes the kernel copied at the call
+    /// (kept for `tls_caller`) instead.
+    pub const COPIED: u8 = 3;
 }
 
 /// One HTTP/2 request a write starts: where its HEADERS frame is, and the

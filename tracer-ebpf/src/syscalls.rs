@@ -124,6 +124,11 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     }
     // A client request starting: choose its context now, before the bytes
     // leave (sk_msg writes it; the server end may read it at once).
+    if args.tls == tls_args::COPIED && stage_copied_head(cfg, args) {
+        // SAFETY: a valid tracepoint context; the slot holds a tracepoint
+        // program.
+        unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_CONTEXT) };
+    }
     if op == op::WRITE
         && let Some(info) = sock
         && let Some((src, len)) = first_buffer(ctx, args, buf_arg)
@@ -204,6 +209,34 @@ fn stage_request_head(cfg: &Config, src: u64, len: u64) -> bool {
     }
     ev.cap_len = n as u32;
     true
+}
+
+/// `stage_request_head` for a TLS write whose plaintext the kernel copied
+/// at the call (`tls_args::COPIED`).
+#[inline(always)]
+fn stage_copied_head(cfg: &Config, args: &SyscallArgs) -> bool {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch, free while no exit program runs on this CPU.
+    let ev = unsafe { &mut (*scratch).event };
+    let want = (cfg.capture_len as u64).min(args.tls_len as u64);
+    let n = crate::tls::copied_out(ev.payload.as_mut_ptr(), args.tls_caller, want);
+    if n < 8 {
+        return false;
+    }
+    let first = [
+        ev.payload[0],
+        ev.payload[1],
+        ev.payload[2],
+        ev.payload[3],
+        ev.payload[4],
+        ev.payload[5],
+        ev.payload[6],
+        ev.payload[7],
+    ];
+    ev.cap_len = n;
+    is_request_start(&first)
 }
 
 /// On a client socket marked HTTP/2 (`mark_http2`, when its preface went
@@ -640,7 +673,7 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
                 return 0;
             };
             if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
-                if args.tls == tls_args::PLAINTEXT {
+                if args.tls == tls_args::PLAINTEXT || args.tls == tls_args::COPIED {
                     // The plaintext of the TLS write call this write is
                     // part of, all of it.
                     let plain = args.tls_len as u64;
@@ -804,7 +837,9 @@ pub fn emit_data<C: EbpfContext>(
     // goes out whole, in as many events as it takes, or the frames after
     // the first 8 KiB would be lost to the parser.
     let chunked = info.http2 != http2::SOCK_NONE && total > MAX_CAPTURE as u64;
-    if args.buf != 0 && args.iovcnt == 0 && !chunked {
+    if args.tls == tls_args::COPIED {
+        ev.cap_len = crate::tls::copied_out(ev.payload.as_mut_ptr(), args.tls_caller, want);
+    } else if args.buf != 0 && args.iovcnt == 0 && !chunked {
         let n = bounded(want);
         if n > 0 && copy_user(ev.payload.as_mut_ptr(), args.buf, n) {
             ev.cap_len = n as u32;

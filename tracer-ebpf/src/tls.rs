@@ -22,9 +22,9 @@
 //! by guess.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, uprobe, uretprobe},
-    maps::{LruHashMap, ProgramArray},
+    maps::{LruHashMap, PerCpuArray, ProgramArray},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::{
@@ -58,7 +58,11 @@ struct TlsOp {
     /// A write whose plaintext already went out with a socket write (a
     /// large one is several records, several writes).
     used: u8,
-    _pad: [u8; 6],
+    _pad: [u8; 2],
+    /// Writes: bytes of the plaintext copied at the call (TLS_COPIES), 0
+    /// when none were (the object was tied already: its runtime writes
+    /// the ciphertext out within the call, or the buffer stays alive).
+    copied: u32,
     /// Writes: the plaintext's first bytes at the call (up to 16), to
     /// check at the socket write that the buffer still holds them (a
     /// runtime may free it once the call sealed it into a memory BIO).
@@ -237,7 +241,12 @@ fn record(key: u64, op: u8, conn: u64, buf: u64, len: u64, readbytes: u64) {
         ts: unsafe { bpf_ktime_get_ns() },
         op,
         used: 0,
-        _pad: [0; 6],
+        _pad: [0; 2],
+        copied: if op == op::WRITE {
+            keep_copy(key, conn, buf, len)
+        } else {
+            0
+        },
         head: if op == op::WRITE {
             head_of(buf, len)
         } else {
@@ -429,17 +438,32 @@ pub fn plaintext_for(tgid: u32, caller: u64, args: &mut SyscallArgs) -> bool {
     if unsafe { SSL_FDS.get(key) }.copied() != Some(args.fd) {
         // Not yet tied (or the address is a new SSL's): only the record
         // this plaintext makes ties it.
-        if !record_of(args, call.len) {
-            count(counter::TLS_UNTIED, 1);
-            return false;
+        match record_of(args, call.len) {
+            Some(true) => {}
+            Some(false) => {
+                count(counter::TLS_UNTIED, 1);
+                return false;
+            }
+            // Only the handshake's records: the data goes in a later write.
+            None => return false,
         }
         let _ = SSL_FDS.insert(key, args.fd, 0);
     }
     call.used = 1;
     if head_of(call.buf, call.len) != call.head {
-        // Freed and reused since: what it holds now is not this plaintext.
-        count(counter::TLS_UNTIED, 1);
-        return false;
+        // Freed and reused since: what it holds now is not this plaintext,
+        // but what was copied at the call is.
+        if call.copied == 0 {
+            count(counter::TLS_UNTIED, 1);
+            return false;
+        }
+        args.buf = 0;
+        args.iovcnt = 0;
+        args.tls = tls_args::COPIED;
+        args.tls_len = call.len as u32;
+        args.tls_caller = caller;
+        count(counter::TLS_PLAINTEXT, 1);
+        return true;
     }
     args.buf = call.buf;
     args.iovcnt = 0;
@@ -471,14 +495,15 @@ fn head_of(buf: u64, len: u64) -> [u8; HEAD] {
 /// tag) or +24 (TLS 1.2 AES-GCM: explicit nonce and tag). The record holds
 /// all of it, or a full record's worth (16 KiB), or, as Go sizes the first
 /// records of a connection to fit a TCP segment, at least `MIN_SPLIT`.
+/// None: no application-data record among the first `MAX_RECORDS`.
 #[inline(always)]
-fn record_of(args: &SyscallArgs, len: u64) -> bool {
+fn record_of(args: &SyscallArgs, len: u64) -> Option<bool> {
     let (src, avail) = if args.iovcnt != 0 {
         // The first iovec.
         // SAFETY: a user pointer, checked by the helper.
         match unsafe { bpf_probe_read_user(args.buf as *const [u64; 2]) } {
             Ok([base, n]) => (base, n),
-            Err(_) => return false,
+            Err(_) => return None,
         }
     } else {
         (args.buf, u64::MAX)
@@ -493,23 +518,23 @@ fn record_of(args: &SyscallArgs, len: u64) -> bool {
     let mut i = 0;
     while i < MAX_RECORDS {
         if at.saturating_add(5) > avail {
-            return false;
+            return None;
         }
         // SAFETY: a user pointer, checked by the helper.
         let Ok(h) = (unsafe { bpf_probe_read_user((src + at) as *const [u8; 5]) }) else {
-            return false;
+            return None;
         };
         if h[1] != 3 || h[2] > 4 || h[0] < 20 || h[0] > APPLICATION_DATA {
-            return false;
+            return None;
         }
         let sealed = ((h[3] as u64) << 8) | h[4] as u64;
         if h[0] == APPLICATION_DATA {
-            return fits(sealed, 16) || fits(sealed, 17) || fits(sealed, 24);
+            return Some(fits(sealed, 16) || fits(sealed, 17) || fits(sealed, 24));
         }
         at += 5 + sealed;
         i += 1;
     }
-    false
+    None
 }
 
 /// The smallest record a TLS stack cuts a larger write into (Go: a TCP
@@ -593,4 +618,72 @@ pub fn client_of_stream(tuple: &ConnTuple, stream: u32) -> Option<TraceCtx> {
         let _ = TLS_STREAMS.remove(key);
     }
     found
+}
+
+/// Bytes of a write's plaintext copied at the call when its object is not
+/// tied yet: a runtime with a memory BIO may free the buffer before it
+/// writes out the ciphertext (Node's first request on a connection, sealed
+/// once the handshake is done).
+const COPY_LEN: usize = 1024;
+
+/// Caller → the first bytes of its last TLS write call's plaintext.
+#[map]
+static TLS_COPIES: LruHashMap<u64, [u8; COPY_LEN]> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-CPU place to copy them into first (too big for the stack).
+#[map]
+static COPY_BUF: PerCpuArray<[u8; COPY_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Copy the start of caller `key`'s write of `len` bytes at `buf` if its
+/// object `conn` is not tied to a socket yet; the bytes copied.
+#[inline(always)]
+fn keep_copy(key: u64, conn: u64, buf: u64, len: u64) -> u32 {
+    let tied = SslKey {
+        ssl: conn,
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        _pad: 0,
+    };
+    // SAFETY: presence test only.
+    if unsafe { SSL_FDS.get(tied) }.is_some() {
+        return 0;
+    }
+    let Some(dst) = COPY_BUF.get_ptr_mut(0) else {
+        return 0;
+    };
+    let n = if len < COPY_LEN as u64 {
+        len as u32
+    } else {
+        COPY_LEN as u32
+    };
+    // A constant size (what follows a short plaintext is copied too, and
+    // never read): a variable one loses its bounds to the verifier. A
+    // buffer within COPY_LEN of the end of its mapping is not copied.
+    // SAFETY: dst holds COPY_LEN bytes; buf is a user address checked by
+    // the helper.
+    let rc =
+        unsafe { generated::bpf_probe_read_user(dst.cast(), COPY_LEN as u32, buf as *const _) };
+    // SAFETY: this CPU's slot, just filled.
+    if rc != 0 || n == 0 || TLS_COPIES.insert(key, unsafe { &*dst }, 0).is_err() {
+        return 0;
+    }
+    n
+}
+
+/// Copy up to `want` bytes of caller `key`'s copied plaintext to `dst`
+/// (which holds MAX_CAPTURE bytes); the bytes copied.
+#[inline(always)]
+pub fn copied_out(dst: *mut u8, key: u64, want: u64) -> u32 {
+    let Some(src) = TLS_COPIES.get_ptr(key) else {
+        return 0;
+    };
+    let n = if want < COPY_LEN as u64 {
+        want as u32
+    } else {
+        COPY_LEN as u32
+    };
+    // SAFETY: src is a map value of COPY_LEN bytes, dst holds at least
+    // MAX_CAPTURE >= COPY_LEN (constant size, as in `keep_copy`).
+    let rc =
+        unsafe { generated::bpf_probe_read_kernel(dst.cast(), COPY_LEN as u32, src as *const _) };
+    if rc == 0 { n } else { 0 }
 }

@@ -90,7 +90,6 @@ impl TlsProbes {
             if self.probed.contains(&id) {
                 continue;
             }
-            self.probed.push(id);
             let mut functions = Vec::new();
             for (program, function) in tls_probes::WRITE
                 .iter()
@@ -114,6 +113,9 @@ impl TlsProbes {
                     target.display()
                 );
             } else {
+                // Only now: a file reached through a process that exited
+                // meanwhile is tried again through the next one.
+                self.probed.push(id);
                 Stats::inc(&self.stats.tls_files_probed);
                 info!(
                     "tls: {whose} {}: uprobes on {}",
@@ -137,10 +139,18 @@ impl TlsProbes {
             .collect();
         let exe = proc.join("exe");
         if let Some(id) = file_id(&exe) {
-            let exports = *self
-                .exports
-                .entry(id)
-                .or_insert_with(|| exports_openssl(&exe).unwrap_or(false));
+            let exports = match self.exports.get(&id) {
+                Some(&known) => known,
+                // Kept only once read: a process that exits while its
+                // executable is read says nothing about the file.
+                None => match exports_openssl(&exe) {
+                    Ok(known) => *self.exports.entry(id).or_insert(known),
+                    Err(e) => {
+                        debug!("tls: pid {pid}: executable not read: {e:#}");
+                        false
+                    }
+                },
+            };
             if exports {
                 out.push((id, exe));
             }

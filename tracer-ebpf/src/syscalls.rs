@@ -211,6 +211,22 @@ fn stage_request_head(cfg: &Config, src: u64, len: u64) -> bool {
     true
 }
 
+/// The first 8 bytes of a data event's payload (what a request, a response
+/// or the HTTP/2 preface starts with).
+#[inline(always)]
+fn first_bytes(ev: &tracer_common::DataEvent) -> [u8; 8] {
+    [
+        ev.payload[0],
+        ev.payload[1],
+        ev.payload[2],
+        ev.payload[3],
+        ev.payload[4],
+        ev.payload[5],
+        ev.payload[6],
+        ev.payload[7],
+    ]
+}
+
 /// `stage_request_head` for a TLS write whose plaintext the kernel copied
 /// at the call (`tls_args::COPIED`).
 #[inline(always)]
@@ -225,18 +241,8 @@ fn stage_copied_head(cfg: &Config, args: &SyscallArgs) -> bool {
     if n < 8 {
         return false;
     }
-    let first = [
-        ev.payload[0],
-        ev.payload[1],
-        ev.payload[2],
-        ev.payload[3],
-        ev.payload[4],
-        ev.payload[5],
-        ev.payload[6],
-        ev.payload[7],
-    ];
     ev.cap_len = n;
-    is_request_start(&first)
+    is_request_start(&first_bytes(ev))
 }
 
 /// On a client socket marked HTTP/2 (`mark_http2`, when its preface went
@@ -911,16 +917,7 @@ pub fn classify_body<C: EbpfContext>(ctx: &C, tls_chain: bool) {
     };
     // SAFETY: this CPU's slots, filled by the caller.
     let (ev, op) = unsafe { (&(*scratch).event, (*args).op) };
-    let first: [u8; 8] = [
-        ev.payload[0],
-        ev.payload[1],
-        ev.payload[2],
-        ev.payload[3],
-        ev.payload[4],
-        ev.payload[5],
-        ev.payload[6],
-        ev.payload[7],
-    ];
+    let first = first_bytes(ev);
     if first == PREFACE_START && is_preface(ev) {
         mark_http2(ev.pid, ev.fd, op);
         // This event was captured before the socket was known to be

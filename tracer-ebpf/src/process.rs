@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{ProcEvent, counter, kind};
 
-use crate::maps::{EVENTS, TRACED_PIDS, config, count, wake_flags};
+use crate::maps::{ARGS, EVENTS, TRACED_PIDS, config, count, wake_flags};
 
 #[tracepoint]
 pub fn sched_fork(ctx: TracePointContext) -> u32 {
@@ -47,6 +47,8 @@ pub fn sched_exit(_ctx: TracePointContext) -> u32 {
     }
     // A thread id left over from sched_fork, or the process itself.
     let _ = TRACED_PIDS.remove(tid);
+    // The thread's syscall slot, kept from one syscall to the next.
+    let _ = ARGS.remove(pid_tgid);
     0
 }
 

@@ -22,8 +22,8 @@ use crate::{
     },
     goroutines::{actor, request_in_hand, request_of_writer, stream_caller},
     maps::{
-        ARGS, ARGS_BUF, EVENTS, H2_HEADS, H2_HEADS_BUF, SCRATCH, SOCKS, TAIL_CALLS, config,
-        connection_wanted, count, process_wanted, wake_flags,
+        ARGS_BUF, EVENTS, H2_HEADS, H2_HEADS_BUF, SCRATCH, SOCKS, TAIL_CALLS, config,
+        connection_wanted, count, process_wanted, store_args, take_args, wake_flags,
     },
     sockets::{lookup, resolve, sock_key},
 };
@@ -115,9 +115,7 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
             // the socket itself): its records are looked at on return.
             if op == op::READ && args.tls == tls_args::PEEK {
                 args.tls_caller = caller;
-                if ARGS.insert(pid_tgid, &*args, 0).is_err() {
-                    count(counter::ARGS_FULL, 1);
-                }
+                store_args(pid_tgid, &*args);
             }
             return;
         }
@@ -148,9 +146,7 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
             unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_H2) };
         }
     }
-    if ARGS.insert(pid_tgid, &*args, 0).is_err() {
-        count(counter::ARGS_FULL, 1);
-    }
+    store_args(pid_tgid, &*args);
 }
 
 /// Where the bytes a write is about to send start, and how many are there
@@ -640,17 +636,16 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn exit_io(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Copied to per-CPU memory (free again once sys_enter stored them): on
-    // the stack they would not fit beside the tail call's budget.
-    let (Some(saved), Some(args)) = (ARGS.get_ptr(pid_tgid), ARGS_BUF.get_ptr_mut(0)) else {
+    // Moved to per-CPU memory: on the stack they would not fit beside the
+    // tail call's budget, and the chain's programs read them there.
+    let Some(args) = ARGS_BUF.get_ptr_mut(0) else {
         return 0;
     };
-    // SAFETY: a live entry and this CPU's slot.
-    let args = unsafe {
-        *args = *saved;
-        &*args
-    };
-    let _ = ARGS.remove(pid_tgid);
+    if !take_args(pid_tgid, args) {
+        return 0;
+    }
+    // SAFETY: this CPU's slot, just filled.
+    let args = unsafe { &*args };
     let Some(cfg) = config() else { return 0 };
     // SAFETY: fixed ABI offset.
     let ret = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(-1);
@@ -1031,7 +1026,7 @@ pub fn client_context(ctx: TracePointContext) -> u32 {
     // The chain broke: keep the arguments, without a context.
     if let Some(args) = ARGS_BUF.get_ptr(0) {
         // SAFETY: per-CPU slot.
-        let _ = ARGS.insert(bpf_get_current_pid_tgid(), unsafe { &*args }, 0);
+        store_args(bpf_get_current_pid_tgid(), unsafe { &*args });
     }
     0
 }
@@ -1051,9 +1046,7 @@ pub fn client_decide(_ctx: TracePointContext) -> u32 {
         let thread = request_in_hand(cfg, pid_tgid, args.fd, args.ts_enter);
         client_request(cfg, pid_tgid, thread, info, args);
     }
-    if ARGS.insert(pid_tgid, &*args, 0).is_err() {
-        count(counter::ARGS_FULL, 1);
-    }
+    store_args(pid_tgid, &*args);
     0
 }
 
@@ -1090,9 +1083,7 @@ pub fn client_h2(ctx: TracePointContext) -> u32 {
             count(counter::ARGS_FULL, 1);
         }
     }
-    if ARGS.insert(pid_tgid, &*args, 0).is_err() {
-        count(counter::ARGS_FULL, 1);
-    }
+    store_args(pid_tgid, &*args);
     0
 }
 

@@ -1,14 +1,13 @@
 //! A batch on its way to one backend: the spans converted to the SDK's
 //! SpanData and grouped by process, and one attempt at sending what is left
-//! of it, a request per process with that process's resource. Any
-//! `SpanExporter` that honours `set_resource` (OTLP, Zipkin) is driven the
-//! same way.
-use std::collections::HashMap;
+//! of it, a request per process with that process's resource. Every
+//! [`GroupExporter`] (OTLP, Zipkin) is driven the same way.
+use std::{collections::HashMap, future::Future};
 
 use opentelemetry_sdk::{
     Resource,
-    error::OTelSdkError,
-    trace::{SpanData, SpanExporter},
+    error::{OTelSdkError, OTelSdkResult},
+    trace::SpanData,
 };
 
 use super::convert;
@@ -61,6 +60,18 @@ impl Batch {
     }
 }
 
+/// A backend's exporter: one process's spans per call, with the resource
+/// set before. Like the SDK's `SpanExporter`, but it borrows the spans: the
+/// SDK's takes them, so a batch kept for a retry had to be copied for
+/// every attempt, a third of the agent's CPU under load.
+pub trait GroupExporter: Send + Sync + 'static {
+    fn set_resource(&mut self, resource: &Resource);
+    fn export(&self, spans: &[SpanData]) -> impl Future<Output = OTelSdkResult> + Send;
+    fn shutdown(&self) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
 /// How one attempt went.
 #[derive(Debug)]
 pub struct Attempt {
@@ -77,13 +88,12 @@ pub struct Attempt {
 /// processes: the OTLP tonic and HTTP clients keep it in a field that the
 /// next `export` turns into the request's ResourceSpans.resource, and the
 /// Zipkin exporter takes each span's localEndpoint.serviceName from it.
-pub async fn export_attempt<E: SpanExporter>(exporter: &mut E, batch: &mut Batch) -> Attempt {
+pub async fn export_attempt<E: GroupExporter>(exporter: &mut E, batch: &mut Batch) -> Attempt {
     batch.attempts += 1;
     let mut exported = 0;
     while let Some(group) = batch.groups.first() {
         exporter.set_resource(&group.resource);
-        // The exporter consumes the spans; keep ours for a retry.
-        match exporter.export(group.spans.clone()).await {
+        match exporter.export(&group.spans).await {
             Ok(()) => {
                 exported += group.spans.len();
                 batch.groups.remove(0);
@@ -107,7 +117,6 @@ pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
 
     use opentelemetry::{Key, Value};
-    use opentelemetry_sdk::error::OTelSdkResult;
 
     use super::*;
     use crate::export::convert::tests::record;
@@ -123,8 +132,8 @@ pub(crate) mod tests {
         pub(crate) calls: Calls,
     }
 
-    impl SpanExporter for FakeExporter {
-        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+    impl GroupExporter for FakeExporter {
+        async fn export(&self, batch: &[SpanData]) -> OTelSdkResult {
             let service = self
                 .resource
                 .as_ref()

@@ -202,9 +202,9 @@ impl OtlpConfig {
     /// process environment's OTEL_EXPORTER_OTLP_* values). The endpoint
     /// flag is a full URL for both protocols.
     ///
-    /// OTEL_EXPORTER_OTLP_(TRACES_)HEADERS, _COMPRESSION and _INSECURE are
-    /// not handled here: opentelemetry-otlp reads them itself when the
-    /// exporter is built (headers become gRPC metadata or HTTP headers).
+    /// OTEL_EXPORTER_OTLP_(TRACES_)HEADERS are read when the exporter is
+    /// built (`otlp::build_exporter`: gRPC metadata or HTTP headers).
+    /// Requests are not compressed, and there is no TLS to make insecure.
     pub fn resolve(
         endpoint_flag: Option<String>,
         protocol_flag: Option<Protocol>,

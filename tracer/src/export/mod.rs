@@ -20,6 +20,7 @@ mod convert;
 mod exporters;
 mod json;
 mod otlp;
+mod otlp_encode;
 mod pending;
 mod retry;
 mod sender;

@@ -4,11 +4,10 @@
 //! holds up another.
 use std::{future::Future, pin::Pin, sync::atomic::AtomicU64};
 
-use opentelemetry_sdk::trace::SpanExporter;
 use tokio::time::{Instant, timeout_at};
 
 use super::{
-    batch::{self, Attempt, Batch},
+    batch::{self, Attempt, Batch, GroupExporter},
     pending::PendingBuffer,
     retry::{Backoff, MAX_ATTEMPTS, WarnLimiter},
 };
@@ -86,7 +85,7 @@ pub struct Sender<E> {
     flush_due: bool,
 }
 
-impl<E: SpanExporter + 'static> Sender<E> {
+impl<E: GroupExporter> Sender<E> {
     pub fn new(
         backend: Backend,
         exporter: E,

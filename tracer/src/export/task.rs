@@ -5,7 +5,6 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use opentelemetry_sdk::trace::SpanExporter;
 use tokio::{
     sync::mpsc::{self, error::TrySendError},
     task::JoinHandle,
@@ -13,7 +12,7 @@ use tokio::{
 };
 
 use super::{
-    batch::{Attempt, Batch},
+    batch::{Attempt, Batch, GroupExporter},
     config::ExportConfig,
     otlp,
     sender::{Backend, Sender},
@@ -118,8 +117,8 @@ pub(crate) fn spawn_with<E, Z, W>(
     stdout: Option<StdoutSink<W>>,
 ) -> (ExportHandle, JoinHandle<()>)
 where
-    E: SpanExporter + 'static,
-    Z: SpanExporter + 'static,
+    E: GroupExporter,
+    Z: GroupExporter,
     W: LockedWrite + Send + 'static,
 {
     let (spans_tx, spans) = mpsc::channel(config.queue_capacity.max(1));
@@ -174,8 +173,8 @@ struct Worker<E, Z, W> {
 
 impl<E, Z, W> Worker<E, Z, W>
 where
-    E: SpanExporter + 'static,
-    Z: SpanExporter + 'static,
+    E: GroupExporter,
+    Z: GroupExporter,
     W: LockedWrite,
 {
     async fn run(mut self) {
@@ -289,9 +288,7 @@ where
 
 /// Resolves when the sender's request in flight completes; never when there
 /// is no sender or no request.
-async fn in_flight<E: SpanExporter + 'static>(
-    sender: &mut Option<Sender<E>>,
-) -> (E, Batch, Attempt) {
+async fn in_flight<E: GroupExporter>(sender: &mut Option<Sender<E>>) -> (E, Batch, Attempt) {
     match sender {
         Some(sender) => sender.in_flight().await,
         None => std::future::pending().await,

@@ -1,7 +1,7 @@
 //! Zipkin export: spans as Zipkin v2 JSON, POSTed to the collector, one
 //! request per process (the export task sets each process's resource before
 //! its spans, as for OTLP). Our own mapping (see [`mapping`] for why not
-//! opentelemetry-zipkin) behind the SDK's `SpanExporter`, so batching,
+//! opentelemetry-zipkin) behind the export task's `GroupExporter`, so batching,
 //! retries and counting are the export task's, shared with OTLP.
 pub mod config;
 mod mapping;
@@ -11,11 +11,12 @@ use std::{error::Error as _, str::FromStr};
 use opentelemetry_sdk::{
     Resource,
     error::{OTelSdkError, OTelSdkResult},
-    trace::{SpanData, SpanExporter},
+    trace::SpanData,
 };
 use reqwest::{Client, Url, header::CONTENT_TYPE};
 
 pub use self::config::{ZipkinConfig, ZipkinEnv};
+use super::batch::GroupExporter;
 
 /// url's ParseError, named through reqwest's re-export of Url rather than a
 /// dependency on url of our own.
@@ -73,10 +74,10 @@ impl ZipkinExporter {
     }
 }
 
-impl SpanExporter for ZipkinExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+impl GroupExporter for ZipkinExporter {
+    async fn export(&self, batch: &[SpanData]) -> OTelSdkResult {
         // Serialising a serde_json::Value cannot fail.
-        let body = mapping::spans_json(&batch, &self.service_name).to_string();
+        let body = mapping::spans_json(batch, &self.service_name).to_string();
         let response = self
             .client
             .post(self.endpoint.clone())

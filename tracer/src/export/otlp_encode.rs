@@ -1,0 +1,422 @@
+//! One process's spans as the protobuf bytes of an OTLP
+//! `ExportTraceServiceRequest`, written straight from the SDK's SpanData:
+//! no intermediate opentelemetry-proto structs, so no copy of every name,
+//! key and value into Strings that are dropped right after. Going through
+//! those structs took about two fifths of the agent's CPU under load.
+//!
+//! The result decodes to exactly what opentelemetry-proto's own transform
+//! gives for the same spans (tested below). Span events and links are not
+//! written: the agent's spans have none (`convert::to_span_data`).
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value, trace::SpanKind, trace::Status};
+use opentelemetry_sdk::{Resource, trace::SpanData};
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+/// Protobuf wire types.
+const VARINT: u32 = 0;
+const FIXED64: u32 = 1;
+const LEN: u32 = 2;
+const FIXED32: u32 = 5;
+
+/// `Span.flags`: the span's trace flags, plus "whether the parent is
+/// remote is known", plus "it is" (as the SDK's transform sets them).
+const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+const FLAG_IS_REMOTE: u32 = 0x200;
+
+/// Encodes requests, keeping its buffers from one request to the next.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    /// The encoded length of each span of the request being written.
+    span_lens: Vec<usize>,
+}
+
+impl Encoder {
+    /// The request for `spans`, all of the process `resource` describes and
+    /// of the instrumentation scope `scope`.
+    pub fn request(
+        &mut self,
+        resource: &Resource,
+        scope: &InstrumentationScope,
+        spans: &[SpanData],
+    ) -> Vec<u8> {
+        self.span_lens.clear();
+        self.span_lens.extend(spans.iter().map(span_len));
+        let spans_len: usize = self.span_lens.iter().map(|&n| field_len(2, n)).sum();
+        let scope_schema_url = scope.schema_url().unwrap_or_default();
+        let scope_spans_len =
+            field_len(1, scope_len(scope)) + spans_len + string_field_len(3, scope_schema_url);
+        let resource_len = resource_len(resource);
+        let schema_url = resource.schema_url().unwrap_or_default();
+        let resource_spans_len = field_len(1, resource_len)
+            + field_len(2, scope_spans_len)
+            + string_field_len(3, schema_url);
+        let mut buf = Vec::with_capacity(field_len(1, resource_spans_len));
+
+        len_key(&mut buf, 1, resource_spans_len);
+        len_key(&mut buf, 1, resource_len);
+        for kv in resource.iter() {
+            key_value(&mut buf, 1, kv.0.as_str(), kv.1);
+        }
+        len_key(&mut buf, 2, scope_spans_len);
+        len_key(&mut buf, 1, scope_len(scope));
+        write_scope(&mut buf, scope);
+        for (span, &len) in spans.iter().zip(&self.span_lens) {
+            len_key(&mut buf, 2, len);
+            write_span(&mut buf, span);
+        }
+        string_field(&mut buf, 3, scope_schema_url);
+        string_field(&mut buf, 3, schema_url);
+        buf
+    }
+}
+
+fn resource_len(resource: &Resource) -> usize {
+    resource
+        .iter()
+        .map(|(k, v)| field_len(1, key_value_len(k.as_str(), v)))
+        .sum()
+}
+
+fn scope_len(scope: &InstrumentationScope) -> usize {
+    string_field_len(1, scope.name())
+        + string_field_len(2, scope.version().unwrap_or_default())
+        + scope
+            .attributes()
+            .map(|kv| field_len(3, kv_len(kv)))
+            .sum::<usize>()
+}
+
+fn write_scope(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
+    string_field(buf, 1, scope.name());
+    string_field(buf, 2, scope.version().unwrap_or_default());
+    for kv in scope.attributes() {
+        key_value(buf, 3, kv.key.as_str(), &kv.value);
+    }
+}
+
+fn span_len(span: &SpanData) -> usize {
+    let ctx = &span.span_context;
+    let trace_state = ctx.trace_state().header();
+    let mut n = field_len(1, 16) + field_len(2, 8) + string_field_len(3, &trace_state);
+    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+        n += field_len(4, 8);
+    }
+    n += key_len(16) + 4;
+    n += string_field_len(5, &span.name);
+    n += key_len(6) + 1;
+    n += 2 * (key_len(7) + 8);
+    n += span
+        .attributes
+        .iter()
+        .map(|kv| field_len(9, kv_len(kv)))
+        .sum::<usize>();
+    if span.dropped_attributes_count != 0 {
+        n += key_len(10) + encoded_len_varint(span.dropped_attributes_count.into());
+    }
+    n + field_len(15, status_len(&span.status))
+}
+
+fn write_span(buf: &mut Vec<u8>, span: &SpanData) {
+    let ctx = &span.span_context;
+    bytes_field(buf, 1, &ctx.trace_id().to_bytes());
+    bytes_field(buf, 2, &ctx.span_id().to_bytes());
+    string_field(buf, 3, &ctx.trace_state().header());
+    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
+        bytes_field(buf, 4, &span.parent_span_id.to_bytes());
+    }
+    let mut flags = u32::from(ctx.trace_flags().to_u8()) | FLAG_HAS_IS_REMOTE;
+    if span.parent_span_is_remote {
+        flags |= FLAG_IS_REMOTE;
+    }
+    key(buf, 16, FIXED32);
+    buf.extend_from_slice(&flags.to_le_bytes());
+    string_field(buf, 5, &span.name);
+    key(buf, 6, VARINT);
+    encode_varint(kind(&span.span_kind), buf);
+    key(buf, 7, FIXED64);
+    buf.extend_from_slice(&nanos(span.start_time).to_le_bytes());
+    key(buf, 8, FIXED64);
+    buf.extend_from_slice(&nanos(span.end_time).to_le_bytes());
+    for kv in &span.attributes {
+        key_value(buf, 9, kv.key.as_str(), &kv.value);
+    }
+    if span.dropped_attributes_count != 0 {
+        key(buf, 10, VARINT);
+        encode_varint(span.dropped_attributes_count.into(), buf);
+    }
+    len_key(buf, 15, status_len(&span.status));
+    let (code, message) = status(&span.status);
+    string_field(buf, 2, message);
+    if code != 0 {
+        key(buf, 3, VARINT);
+        encode_varint(code, buf);
+    }
+}
+
+/// `Status.code` and `Status.message`.
+fn status(status: &Status) -> (u64, &str) {
+    match status {
+        Status::Unset => (0, ""),
+        Status::Ok => (1, ""),
+        Status::Error { description } => (2, description),
+    }
+}
+
+fn status_len(s: &Status) -> usize {
+    let (code, message) = status(s);
+    string_field_len(2, message) + if code != 0 { key_len(3) + 1 } else { 0 }
+}
+
+/// `Span.SpanKind`.
+fn kind(kind: &SpanKind) -> u64 {
+    match kind {
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn kv_len(kv: &KeyValue) -> usize {
+    key_value_len(kv.key.as_str(), &kv.value)
+}
+
+fn key_value_len(k: &str, v: &Value) -> usize {
+    string_field_len(1, k) + field_len(2, any_value_len(v))
+}
+
+fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
+    len_key(buf, tag, key_value_len(k, v));
+    string_field(buf, 1, k);
+    len_key(buf, 2, any_value_len(v));
+    any_value(buf, v);
+}
+
+/// The body of an `AnyValue`: its oneof is written even when it holds a
+/// default value.
+fn any_value_len(v: &Value) -> usize {
+    match v {
+        Value::Bool(_) => key_len(2) + 1,
+        Value::I64(i) => key_len(3) + encoded_len_varint(*i as u64),
+        Value::F64(_) => key_len(4) + 8,
+        Value::String(s) => field_len(1, s.as_str().len()),
+        Value::Array(a) => field_len(5, array_len(a)),
+        // A kind of value added to the API after this was written: sent as
+        // its string form rather than lost.
+        other => field_len(1, other.as_str().len()),
+    }
+}
+
+fn any_value(buf: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Bool(b) => {
+            key(buf, 2, VARINT);
+            buf.push(u8::from(*b));
+        }
+        Value::I64(i) => {
+            key(buf, 3, VARINT);
+            encode_varint(*i as u64, buf);
+        }
+        Value::F64(f) => {
+            key(buf, 4, FIXED64);
+            buf.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::String(s) => string_always(buf, 1, s.as_str()),
+        Value::Array(a) => {
+            len_key(buf, 5, array_len(a));
+            array(buf, a);
+        }
+        other => string_always(buf, 1, &other.as_str()),
+    }
+}
+
+/// The body of an `ArrayValue`: each element an `AnyValue` (field 1).
+fn array_len(a: &Array) -> usize {
+    fn each<T>(items: &[T], f: impl Fn(&T) -> usize) -> usize {
+        items.iter().map(|i| field_len(1, f(i))).sum()
+    }
+    match a {
+        Array::Bool(v) => each(v, |_| key_len(2) + 1),
+        Array::I64(v) => each(v, |i| key_len(3) + encoded_len_varint(*i as u64)),
+        Array::F64(v) => each(v, |_| key_len(4) + 8),
+        Array::String(v) => each(v, |s| field_len(1, s.as_str().len())),
+        _ => 0,
+    }
+}
+
+fn array(buf: &mut Vec<u8>, a: &Array) {
+    match a {
+        Array::Bool(v) => v.iter().for_each(|b| any_value_item(buf, &Value::Bool(*b))),
+        Array::I64(v) => v.iter().for_each(|i| any_value_item(buf, &Value::I64(*i))),
+        Array::F64(v) => v.iter().for_each(|f| any_value_item(buf, &Value::F64(*f))),
+        Array::String(v) => v.iter().for_each(|s| {
+            len_key(buf, 1, field_len(1, s.as_str().len()));
+            string_always(buf, 1, s.as_str());
+        }),
+        _ => {}
+    }
+}
+
+fn any_value_item(buf: &mut Vec<u8>, v: &Value) {
+    len_key(buf, 1, any_value_len(v));
+    any_value(buf, v);
+}
+
+fn key_len(tag: u32) -> usize {
+    encoded_len_varint(u64::from(tag << 3))
+}
+
+/// A length-delimited field of `n` bytes, key and length included.
+fn field_len(tag: u32, n: usize) -> usize {
+    key_len(tag) + encoded_len_varint(n as u64) + n
+}
+
+/// A string field, left out when empty (proto3).
+fn string_field_len(tag: u32, s: &str) -> usize {
+    if s.is_empty() {
+        0
+    } else {
+        field_len(tag, s.len())
+    }
+}
+
+fn key(buf: &mut Vec<u8>, tag: u32, wire: u32) {
+    encode_varint(u64::from(tag << 3 | wire), buf);
+}
+
+fn len_key(buf: &mut Vec<u8>, tag: u32, n: usize) {
+    key(buf, tag, LEN);
+    encode_varint(n as u64, buf);
+}
+
+fn string_field(buf: &mut Vec<u8>, tag: u32, s: &str) {
+    if !s.is_empty() {
+        string_always(buf, tag, s);
+    }
+}
+
+fn string_always(buf: &mut Vec<u8>, tag: u32, s: &str) {
+    len_key(buf, tag, s.len());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn bytes_field(buf: &mut Vec<u8>, tag: u32, b: &[u8]) {
+    len_key(buf, tag, b.len());
+    buf.extend_from_slice(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::{
+        KeyValue, StringValue,
+        trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState},
+    };
+    use opentelemetry_proto::{
+        tonic::collector::trace::v1::ExportTraceServiceRequest,
+        transform::trace::tonic::group_spans_by_resource_and_scope,
+    };
+    use prost::Message as _;
+
+    use super::*;
+    use crate::export::convert::{self, tests::record};
+
+    /// What opentelemetry-proto's own transform makes of the same spans.
+    fn reference(resource: &Resource, spans: Vec<SpanData>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: group_spans_by_resource_and_scope(spans, &resource.into()),
+        }
+    }
+
+    fn spans() -> Vec<SpanData> {
+        let scope = convert::scope();
+        let plain = convert::to_span_data(record(7), &scope);
+        let mut odd = plain.clone();
+        odd.span_context = SpanContext::new(
+            TraceId::from_bytes([0xab; 16]),
+            SpanId::from_bytes([0xcd; 8]),
+            TraceFlags::default(),
+            false,
+            TraceState::from_key_value([("vendor", "opaque"), ("other", "x")]).unwrap(),
+        );
+        odd.parent_span_id = SpanId::INVALID;
+        odd.parent_span_is_remote = false;
+        odd.span_kind = SpanKind::Client;
+        odd.status = Status::error("HTTP 503");
+        odd.name = "".into();
+        odd.start_time = UNIX_EPOCH;
+        odd.dropped_attributes_count = 3;
+        odd.attributes = vec![
+            KeyValue::new("b", true),
+            KeyValue::new("f", false),
+            KeyValue::new("i", -1_i64),
+            KeyValue::new("z", 0_i64),
+            KeyValue::new("big", i64::MAX),
+            KeyValue::new("d", 0.25),
+            KeyValue::new("empty", ""),
+            KeyValue::new("long", "x".repeat(300)),
+            KeyValue::new("ints", Value::Array(vec![1_i64, -2, 0].into())),
+            KeyValue::new(
+                "strs",
+                Value::Array(vec![StringValue::from("a"), StringValue::from("")].into()),
+            ),
+            KeyValue::new("bools", Value::Array(vec![true, false].into())),
+            KeyValue::new("dbls", Value::Array(vec![1.5, 0.0].into())),
+            KeyValue::new("none", Value::Array(Vec::<i64>::new().into())),
+        ];
+        let mut ok = plain.clone();
+        ok.status = Status::Ok;
+        ok.parent_span_is_remote = false;
+        ok.span_kind = SpanKind::Internal;
+        vec![plain, odd, ok]
+    }
+
+    #[test]
+    fn decodes_to_what_the_sdk_transform_makes() {
+        let resource = record(7).resource;
+        let spans = spans();
+        let bytes = Encoder::default().request(&resource, &convert::scope(), &spans);
+        let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(ours, reference(&resource, spans));
+    }
+
+    #[test]
+    fn a_resource_with_a_schema_url_and_no_spans() {
+        let resource = Resource::builder_empty()
+            .with_schema_url([KeyValue::new("service.name", "svc")], "https://s/1.0")
+            .build();
+        let scope = InstrumentationScope::builder("lib")
+            .with_schema_url("https://s/2.0")
+            .with_attributes([KeyValue::new("k", 1_i64)])
+            .build();
+        let bytes = Encoder::default().request(&resource, &scope, &[]);
+        let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let rs = &ours.resource_spans[0];
+        assert_eq!(rs.schema_url, "https://s/1.0");
+        let ss = &rs.scope_spans[0];
+        assert!(ss.spans.is_empty());
+        assert_eq!(ss.schema_url, "https://s/2.0");
+        let decoded_scope = ss.scope.as_ref().unwrap();
+        assert_eq!(decoded_scope.name, "lib");
+        assert_eq!(decoded_scope.attributes.len(), 1);
+    }
+
+    #[test]
+    fn the_encoder_is_reused_across_requests() {
+        let resource = record(7).resource;
+        let mut encoder = Encoder::default();
+        let all = spans();
+        let first = encoder.request(&resource, &convert::scope(), &all);
+        let second = encoder.request(&resource, &convert::scope(), &all[..1]);
+        let third = encoder.request(&resource, &convert::scope(), &all);
+        assert_eq!(first, third);
+        let decoded = ExportTraceServiceRequest::decode(second.as_slice()).unwrap();
+        assert_eq!(decoded, reference(&resource, all[..1].to_vec()));
+    }
+}

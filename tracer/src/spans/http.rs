@@ -1,9 +1,9 @@
 //! An HTTP exchange seen by one process (HTTP/1 or one HTTP/2 stream) → one
 //! SERVER or CLIENT span with the stable HTTP semantic-convention attributes.
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use opentelemetry::{
-    KeyValue,
+    KeyValue, StringValue, Value,
     trace::{SpanKind, Status},
 };
 
@@ -103,13 +103,45 @@ pub fn call_of<'a>(ex: &'a Exchange, ends: &Endpoints) -> HttpCall<'a> {
 }
 
 /// `http.request.method`: the method when the conventions know it, else
-/// `_OTHER`; the flag says whether it was known.
-pub fn method_name(method: &str) -> (&str, bool) {
-    if KNOWN_METHODS.contains(&method) {
-        (method, true)
-    } else {
-        ("_OTHER", false)
+/// `_OTHER`; the flag says whether it was known. Static either way: an
+/// attribute value that needs no copy.
+pub fn method_name(method: &str) -> (&'static str, bool) {
+    match KNOWN_METHODS.iter().find(|&&m| m == method) {
+        Some(&m) => (m, true),
+        None => ("_OTHER", false),
     }
+}
+
+/// The scheme as a static string (both are), so that the attribute value
+/// needs no copy.
+fn scheme_value(scheme: &str) -> Value {
+    match scheme {
+        "http" => Value::from("http"),
+        "https" => Value::from("https"),
+        other => Value::from(other.to_owned()),
+    }
+}
+
+/// Peer addresses already written out, shared by the spans that name them
+/// (every span of a connection names the same peer twice): formatting an
+/// address was a twentieth of the agent's CPU. Bounded: cleared when full.
+fn ip_text(ip: IpAddr) -> StringValue {
+    const MAX: usize = 4096;
+    thread_local! {
+        static TEXTS: std::cell::RefCell<std::collections::HashMap<IpAddr, Arc<str>>> =
+            std::cell::RefCell::default();
+    }
+    TEXTS.with_borrow_mut(|texts| {
+        if let Some(text) = texts.get(&ip) {
+            return StringValue::from(text.clone());
+        }
+        if texts.len() >= MAX {
+            texts.clear();
+        }
+        let text: Arc<str> = ip.to_string().into();
+        texts.insert(ip, text.clone());
+        StringValue::from(text)
+    })
 }
 
 /// Whether an exchange with this final status failed: any 5xx, and for a
@@ -134,7 +166,7 @@ pub fn build_call(
         .map_or_else(|| route::template(path), str::to_owned);
 
     let mut attrs = Vec::with_capacity(16);
-    attrs.push(KeyValue::new("http.request.method", method.to_owned()));
+    attrs.push(KeyValue::new("http.request.method", method));
     if !known {
         attrs.push(KeyValue::new(
             "http.request.method_original",
@@ -142,7 +174,7 @@ pub fn build_call(
         ));
     }
     attrs.push(KeyValue::new("url.path", path.to_owned()));
-    attrs.push(KeyValue::new("url.scheme", call.scheme.to_owned()));
+    attrs.push(KeyValue::new("url.scheme", scheme_value(call.scheme)));
     let query = query
         .filter(|q| opts.capture_query && !q.is_empty())
         .map(redact::query);
@@ -150,10 +182,8 @@ pub fn build_call(
         attrs.push(KeyValue::new("url.query", q.clone()));
     }
     attrs.push(KeyValue::new("network.protocol.version", call.version));
-    attrs.push(KeyValue::new(
-        "network.peer.address",
-        ends.remote.0.to_string(),
-    ));
+    let peer = ip_text(ends.remote.0);
+    attrs.push(KeyValue::new("network.peer.address", peer.clone()));
     attrs.push(KeyValue::new("network.peer.port", i64::from(ends.remote.1)));
 
     let (server_address, server_port) = server_endpoint(server, call.host, ends);
@@ -161,7 +191,7 @@ pub fn build_call(
     attrs.push(KeyValue::new("server.port", i64::from(server_port)));
     if server {
         attrs.push(KeyValue::new("http.route", route.clone()));
-        attrs.push(KeyValue::new("client.address", ends.remote.0.to_string()));
+        attrs.push(KeyValue::new("client.address", peer));
     } else {
         attrs.push(KeyValue::new("url.template", route.clone()));
         let host = if server_address.contains(':') {

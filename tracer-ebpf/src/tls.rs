@@ -626,6 +626,16 @@ pub fn client_of_stream(tuple: &ConnTuple, stream: u32) -> Option<TraceCtx> {
 /// once the handshake is done).
 const COPY_LEN: usize = 1024;
 
+/// Of `n` bytes of plaintext, how many a copy holds.
+#[inline(always)]
+fn copy_len(n: u64) -> u32 {
+    if n < COPY_LEN as u64 {
+        n as u32
+    } else {
+        COPY_LEN as u32
+    }
+}
+
 /// Caller → the first bytes of its last TLS write call's plaintext.
 #[map]
 static TLS_COPIES: LruHashMap<u64, [u8; COPY_LEN]> = LruHashMap::with_max_entries(4096, 0);
@@ -650,11 +660,7 @@ fn keep_copy(key: u64, conn: u64, buf: u64, len: u64) -> u32 {
     let Some(dst) = COPY_BUF.get_ptr_mut(0) else {
         return 0;
     };
-    let n = if len < COPY_LEN as u64 {
-        len as u32
-    } else {
-        COPY_LEN as u32
-    };
+    let n = copy_len(len);
     // A constant size (what follows a short plaintext is copied too, and
     // never read): a variable one loses its bounds to the verifier. A
     // buffer within COPY_LEN of the end of its mapping is not copied.
@@ -676,11 +682,7 @@ pub fn copied_out(dst: *mut u8, key: u64, want: u64) -> u32 {
     let Some(src) = TLS_COPIES.get_ptr(key) else {
         return 0;
     };
-    let n = if want < COPY_LEN as u64 {
-        want as u32
-    } else {
-        COPY_LEN as u32
-    };
+    let n = copy_len(want);
     // SAFETY: src is a map value of COPY_LEN bytes, dst holds at least
     // MAX_CAPTURE >= COPY_LEN (constant size, as in `keep_copy`).
     let rc =

@@ -63,7 +63,6 @@ pub struct OtlpExporter {
     timeout: Duration,
     scope: InstrumentationScope,
     resource: Resource,
-    encoder: std::sync::Mutex<otlp_encode::Encoder>,
 }
 
 /// Builds the exporter; must run inside a tokio runtime (the gRPC channel is
@@ -113,17 +112,12 @@ pub fn build_exporter(config: &OtlpConfig) -> Result<OtlpExporter, BuildError> {
         timeout,
         scope: convert::scope(),
         resource: Resource::builder_empty().build(),
-        encoder: std::sync::Mutex::default(),
     })
 }
 
 impl GroupExporter for OtlpExporter {
     async fn export(&self, batch: &[SpanData]) -> OTelSdkResult {
-        let body = self
-            .encoder
-            .lock()
-            .map_err(|_| OTelSdkError::InternalFailure("encoder poisoned".into()))?
-            .request(&self.resource, &self.scope, batch);
+        let body = otlp_encode::request(&self.resource, &self.scope, batch);
         let sent = match &self.transport {
             Transport::Grpc(channel) => self.send_grpc(channel.clone(), body).await,
             Transport::Http { client, url } => self.send_http(client, url, body).await,

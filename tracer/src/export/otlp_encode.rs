@@ -24,51 +24,45 @@ const FIXED32: u32 = 5;
 const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 const FLAG_IS_REMOTE: u32 = 0x200;
 
-/// Encodes requests, keeping its buffers from one request to the next.
-#[derive(Debug, Default)]
-pub struct Encoder {
-    /// The encoded length of each span of the request being written.
-    span_lens: Vec<usize>,
-}
+/// The request for `spans`, all of the process `resource` describes and of
+/// the instrumentation scope `scope`.
+pub fn request(resource: &Resource, scope: &InstrumentationScope, spans: &[SpanData]) -> Vec<u8> {
+    // Each span's tracestate header (empty for most: no allocation) and
+    // encoded length, for its length prefix.
+    let prepared: Vec<(String, usize)> = spans
+        .iter()
+        .map(|span| {
+            let trace_state = span.span_context.trace_state().header();
+            let len = span_len(span, &trace_state);
+            (trace_state, len)
+        })
+        .collect();
+    let spans_len: usize = prepared.iter().map(|(_, n)| field_len(2, *n)).sum();
+    let scope_schema_url = scope.schema_url().unwrap_or_default();
+    let scope_spans_len =
+        field_len(1, scope_len(scope)) + spans_len + string_field_len(3, scope_schema_url);
+    let resource_len = resource_len(resource);
+    let schema_url = resource.schema_url().unwrap_or_default();
+    let resource_spans_len = field_len(1, resource_len)
+        + field_len(2, scope_spans_len)
+        + string_field_len(3, schema_url);
+    let mut buf = Vec::with_capacity(field_len(1, resource_spans_len));
 
-impl Encoder {
-    /// The request for `spans`, all of the process `resource` describes and
-    /// of the instrumentation scope `scope`.
-    pub fn request(
-        &mut self,
-        resource: &Resource,
-        scope: &InstrumentationScope,
-        spans: &[SpanData],
-    ) -> Vec<u8> {
-        self.span_lens.clear();
-        self.span_lens.extend(spans.iter().map(span_len));
-        let spans_len: usize = self.span_lens.iter().map(|&n| field_len(2, n)).sum();
-        let scope_schema_url = scope.schema_url().unwrap_or_default();
-        let scope_spans_len =
-            field_len(1, scope_len(scope)) + spans_len + string_field_len(3, scope_schema_url);
-        let resource_len = resource_len(resource);
-        let schema_url = resource.schema_url().unwrap_or_default();
-        let resource_spans_len = field_len(1, resource_len)
-            + field_len(2, scope_spans_len)
-            + string_field_len(3, schema_url);
-        let mut buf = Vec::with_capacity(field_len(1, resource_spans_len));
-
-        len_key(&mut buf, 1, resource_spans_len);
-        len_key(&mut buf, 1, resource_len);
-        for kv in resource.iter() {
-            key_value(&mut buf, 1, kv.0.as_str(), kv.1);
-        }
-        len_key(&mut buf, 2, scope_spans_len);
-        len_key(&mut buf, 1, scope_len(scope));
-        write_scope(&mut buf, scope);
-        for (span, &len) in spans.iter().zip(&self.span_lens) {
-            len_key(&mut buf, 2, len);
-            write_span(&mut buf, span);
-        }
-        string_field(&mut buf, 3, scope_schema_url);
-        string_field(&mut buf, 3, schema_url);
-        buf
+    len_key(&mut buf, 1, resource_spans_len);
+    len_key(&mut buf, 1, resource_len);
+    for kv in resource.iter() {
+        key_value(&mut buf, 1, kv.0.as_str(), kv.1);
     }
+    len_key(&mut buf, 2, scope_spans_len);
+    len_key(&mut buf, 1, scope_len(scope));
+    write_scope(&mut buf, scope);
+    for (span, (trace_state, len)) in spans.iter().zip(&prepared) {
+        len_key(&mut buf, 2, *len);
+        write_span(&mut buf, span, trace_state);
+    }
+    string_field(&mut buf, 3, scope_schema_url);
+    string_field(&mut buf, 3, schema_url);
+    buf
 }
 
 fn resource_len(resource: &Resource) -> usize {
@@ -95,10 +89,8 @@ fn write_scope(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
     }
 }
 
-fn span_len(span: &SpanData) -> usize {
-    let ctx = &span.span_context;
-    let trace_state = ctx.trace_state().header();
-    let mut n = field_len(1, 16) + field_len(2, 8) + string_field_len(3, &trace_state);
+fn span_len(span: &SpanData, trace_state: &str) -> usize {
+    let mut n = field_len(1, 16) + field_len(2, 8) + string_field_len(3, trace_state);
     if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
         n += field_len(4, 8);
     }
@@ -117,11 +109,11 @@ fn span_len(span: &SpanData) -> usize {
     n + field_len(15, status_len(&span.status))
 }
 
-fn write_span(buf: &mut Vec<u8>, span: &SpanData) {
+fn write_span(buf: &mut Vec<u8>, span: &SpanData, trace_state: &str) {
     let ctx = &span.span_context;
     bytes_field(buf, 1, &ctx.trace_id().to_bytes());
     bytes_field(buf, 2, &ctx.span_id().to_bytes());
-    string_field(buf, 3, &ctx.trace_state().header());
+    string_field(buf, 3, trace_state);
     if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
         bytes_field(buf, 4, &span.parent_span_id.to_bytes());
     }
@@ -381,7 +373,7 @@ mod tests {
     fn decodes_to_what_the_sdk_transform_makes() {
         let resource = record(7).resource;
         let spans = spans();
-        let bytes = Encoder::default().request(&resource, &convert::scope(), &spans);
+        let bytes = request(&resource, &convert::scope(), &spans);
         let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         assert_eq!(ours, reference(&resource, spans));
     }
@@ -395,7 +387,7 @@ mod tests {
             .with_schema_url("https://s/2.0")
             .with_attributes([KeyValue::new("k", 1_i64)])
             .build();
-        let bytes = Encoder::default().request(&resource, &scope, &[]);
+        let bytes = request(&resource, &scope, &[]);
         let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
         let rs = &ours.resource_spans[0];
         assert_eq!(rs.schema_url, "https://s/1.0");
@@ -408,13 +400,12 @@ mod tests {
     }
 
     #[test]
-    fn the_encoder_is_reused_across_requests() {
+    fn requests_do_not_depend_on_earlier_ones() {
         let resource = record(7).resource;
-        let mut encoder = Encoder::default();
         let all = spans();
-        let first = encoder.request(&resource, &convert::scope(), &all);
-        let second = encoder.request(&resource, &convert::scope(), &all[..1]);
-        let third = encoder.request(&resource, &convert::scope(), &all);
+        let first = request(&resource, &convert::scope(), &all);
+        let second = request(&resource, &convert::scope(), &all[..1]);
+        let third = request(&resource, &convert::scope(), &all);
         assert_eq!(first, third);
         let decoded = ExportTraceServiceRequest::decode(second.as_slice()).unwrap();
         assert_eq!(decoded, reference(&resource, all[..1].to_vec()));

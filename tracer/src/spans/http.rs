@@ -125,7 +125,7 @@ fn scheme_value(scheme: &str) -> Value {
 /// Peer addresses already written out, shared by the spans that name them
 /// (every span of a connection names the same peer twice): formatting an
 /// address was a twentieth of the agent's CPU. Bounded: cleared when full.
-fn ip_text(ip: IpAddr) -> StringValue {
+pub(crate) fn ip_text(ip: IpAddr) -> StringValue {
     const MAX: usize = 4096;
     thread_local! {
         static TEXTS: std::cell::RefCell<std::collections::HashMap<IpAddr, Arc<str>>> =
@@ -188,6 +188,7 @@ pub fn build_call(
 
     let (server_address, server_port) = server_endpoint(server, call.host, ends);
     attrs.push(KeyValue::new("server.address", server_address.clone()));
+    let server_address = server_address.as_str();
     attrs.push(KeyValue::new("server.port", i64::from(server_port)));
     if server {
         attrs.push(KeyValue::new("http.route", route.clone()));
@@ -197,7 +198,7 @@ pub fn build_call(
         let host = if server_address.contains(':') {
             format!("[{server_address}]")
         } else {
-            server_address.clone()
+            server_address.to_owned()
         };
         let mut full = format!("{}://{host}:{server_port}{path}", call.scheme);
         if let Some(q) = &query {
@@ -263,10 +264,10 @@ pub fn build_call(
 
 /// `server.address` and `server.port`: the Host header (or `:authority`)
 /// when present, else the address the connection reached.
-pub fn server_endpoint(server: bool, host: Option<&str>, ends: &Endpoints) -> (String, u16) {
+pub fn server_endpoint(server: bool, host: Option<&str>, ends: &Endpoints) -> (StringValue, u16) {
     match server_endpoint_ref(server, host, ends) {
-        (ServerAddress::Name(name), port) => (name.to_owned(), port),
-        (ServerAddress::Ip(ip), port) => (ip.to_string(), port),
+        (ServerAddress::Name(name), port) => (name.to_owned().into(), port),
+        (ServerAddress::Ip(ip), port) => (ip_text(ip), port),
     }
 }
 

@@ -46,7 +46,7 @@ pub fn build(
     attrs.push(KeyValue::new("server.port", i64::from(server_port)));
     attrs.push(KeyValue::new(
         "network.peer.address",
-        ends.remote.0.to_string(),
+        http::ip_text(ends.remote.0),
     ));
     attrs.push(KeyValue::new("network.peer.port", i64::from(ends.remote.1)));
 

@@ -219,7 +219,9 @@ pub mod role {
 
 /// Local and remote endpoint of a TCP socket. Ports in host order; IPv4
 /// addresses in the first four bytes.
-#[repr(C)]
+// 8-aligned: the kernel programs copy it (and TraceCtx) as words; at byte
+// alignment each copy was a call to a byte-by-byte memmove.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConnTuple {
     pub family: u16,
@@ -278,7 +280,7 @@ pub mod ctx_source {
 
 /// The trace context the kernel chose for one request, as seen by one
 /// process: the span it will become, and that span's parent.
-#[repr(C)]
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TraceCtx {
     pub trace_id: [u8; 16],
@@ -432,6 +434,114 @@ pub const H2_HEADS_HEADER_LEN: usize = core::mem::offset_of!(H2HeadsEvent, heads
 /// Length of the line sk_msg inserts:
 /// `traceparent: 00-<32 hex>-<16 hex>-<2 hex>\r\n`.
 pub const TRACEPARENT_LINE_LEN: usize = 70;
+
+/// The start of an HTTP/1 message, as the kernel programs tell it from a
+/// payload's first 8 bytes.
+pub mod http1 {
+    /// Request lines the kernel recognises, method and space.
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"PATCH ",
+        b"OPTIONS ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+
+    /// A prefix of at most 8 bytes as (little-endian word, mask of its
+    /// bytes): compared as one masked word, a match costs a few
+    /// instructions in a kernel program, where a slice comparison is a call
+    /// to a byte-by-byte `memcmp` per method.
+    const fn word_prefix(p: &[u8]) -> (u64, u64) {
+        let mut word = 0u64;
+        let mut mask = 0u64;
+        let mut i = 0;
+        while i < p.len() && i < 8 {
+            word |= (p[i] as u64) << (8 * i);
+            mask |= 0xff << (8 * i);
+            i += 1;
+        }
+        (word, mask)
+    }
+
+    const METHOD_WORDS: [(u64, u64); 9] = {
+        let mut out = [(0u64, 0u64); 9];
+        let mut i = 0;
+        while i < METHODS.len() {
+            out[i] = word_prefix(METHODS[i]);
+            i += 1;
+        }
+        out
+    };
+
+    const RESPONSE_WORD: (u64, u64) = word_prefix(b"HTTP/1.");
+
+    /// Whether the first bytes of a message are an HTTP/1 request line's
+    /// start.
+    #[inline(always)]
+    pub fn is_request_start(b: &[u8; 8]) -> bool {
+        let w = u64::from_le_bytes(*b);
+        let mut i = 0;
+        while i < METHOD_WORDS.len() {
+            let (word, mask) = METHOD_WORDS[i];
+            if w & mask == word {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// Whether they are a status line's start.
+    #[inline(always)]
+    pub fn is_response_start(b: &[u8; 8]) -> bool {
+        u64::from_le_bytes(*b) & RESPONSE_WORD.1 == RESPONSE_WORD.0
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn first(s: &[u8]) -> [u8; 8] {
+            let mut b = [0u8; 8];
+            b[..s.len().min(8)].copy_from_slice(&s[..s.len().min(8)]);
+            b
+        }
+
+        #[test]
+        fn every_method_and_only_with_its_space() {
+            for m in METHODS {
+                let line = [m, b"/x HTTP/1.1\r\n".as_slice()].concat();
+                assert!(is_request_start(&first(&line)), "{m:?}");
+                // The same letters without the space, or cut short: no.
+                let bare = &m[..m.len() - 1];
+                let other = [bare, b"X /".as_slice()].concat();
+                assert!(!is_request_start(&first(&other)), "{other:?}");
+                assert!(!is_request_start(&first(bare)), "{bare:?}");
+            }
+            for not in [
+                b"get / HT".as_slice(),
+                b"HTTP/1.1",
+                b"PRI * HT",
+                b"\x16\x03\x01\x02",
+            ] {
+                assert!(!is_request_start(&first(not)), "{not:?}");
+            }
+        }
+
+        #[test]
+        fn status_lines() {
+            assert!(is_response_start(b"HTTP/1.1"));
+            assert!(is_response_start(b"HTTP/1.0"));
+            assert!(!is_response_start(b"HTTP/2.0"));
+            assert!(!is_response_start(b"http/1.1"));
+            assert!(!is_response_start(b"GET / HT"));
+        }
+    }
+}
 
 /// HTTP/2 (RFC 9113) and HPACK (RFC 7541) as far as the kernel programs
 /// write `traceparent` into a client's HEADERS frame.

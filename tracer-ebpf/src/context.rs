@@ -44,29 +44,6 @@ pub static SERVER_BY_CALLER: LruHashMap<[u8; 8], ThreadCtx> =
 #[map]
 pub static CLIENT_CTX: LruHashMap<ConnSeqKey, TraceCtx> = LruHashMap::with_max_entries(16384, 0);
 
-const METHODS: [&[u8]; 9] = [
-    b"GET ",
-    b"POST ",
-    b"PUT ",
-    b"HEAD ",
-    b"DELETE ",
-    b"PATCH ",
-    b"OPTIONS ",
-    b"CONNECT ",
-    b"TRACE ",
-];
-
-/// Whether the first bytes of a message are an HTTP/1 request line's start.
-#[inline(always)]
-pub fn is_request_start(b: &[u8; 8]) -> bool {
-    METHODS.iter().any(|m| b.starts_with(m))
-}
-
-#[inline(always)]
-pub fn is_response_start(b: &[u8; 8]) -> bool {
-    b[..7] == *b"HTTP/1."
-}
-
 #[inline(always)]
 fn random_u64() -> u64 {
     // SAFETY: no preconditions.
@@ -128,10 +105,8 @@ pub fn client_request(
     let fd = args.fd;
     let len = scratch_len();
     let ctx = &mut args.ctx;
-    *ctx = TraceCtx {
-        valid: 1,
-        ..TraceCtx::default()
-    };
+    crate::words::zero(ctx);
+    ctx.valid = 1;
     args.inject_at = 0;
     args.overwrite_at = 0;
     let header_at = parsed_header(ctx);
@@ -209,10 +184,8 @@ fn child_of(cfg: &Config, thread: Option<ThreadCtx>, ctx: &mut TraceCtx) {
 /// end reads the header.
 #[inline(always)]
 pub fn client_request_http2(cfg: &Config, thread: Option<ThreadCtx>, ctx: &mut TraceCtx) {
-    *ctx = TraceCtx {
-        valid: 1,
-        ..TraceCtx::default()
-    };
+    crate::words::zero(ctx);
+    ctx.valid = 1;
     child_of(cfg, thread, ctx);
     ctx.span_id = new_span_id();
 }
@@ -224,7 +197,8 @@ pub fn client_request_http2(cfg: &Config, thread: Option<ThreadCtx>, ctx: &mut T
 pub fn fresh_request(key: u64, now: u64) -> Option<ThreadCtx> {
     // SAFETY: copied out at once.
     match unsafe { THREAD_CTX.get(key) }.copied() {
-        Some(t) if now.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS && t.pending <= 1 => Some(t),
+        // `pending` 0: answered (`server_responded`), nothing in hand.
+        Some(t) if now.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS && t.pending == 1 => Some(t),
         _ => None,
     }
 }
@@ -235,10 +209,8 @@ pub fn fresh_request(key: u64, now: u64) -> Option<ThreadCtx> {
 #[inline(always)]
 pub fn server_request(cfg: &Config, actor: u64, pid_tgid: u64, ev: &mut DataEvent) {
     let ctx = &mut ev.ctx;
-    *ctx = TraceCtx {
-        valid: 1,
-        ..TraceCtx::default()
-    };
+    crate::words::zero(ctx);
+    ctx.valid = 1;
     let seq = next_seq((pid_tgid >> 32) as u32, ev.fd);
     let header = parsed_header(ctx) != 0;
     let header_caller = ctx.parent_span_id;
@@ -266,9 +238,13 @@ pub fn server_request(cfg: &Config, actor: u64, pid_tgid: u64, ev: &mut DataEven
         let _ = CLIENT_CTX.remove(key);
     }
     ctx.span_id = new_span_id();
-    // SAFETY: copied out at once.
-    let pending = match unsafe { THREAD_CTX.get(actor) }.copied() {
-        Some(t) if ev.ts_exit.saturating_sub(t.ts) < THREAD_CTX_MAX_AGE_NS => t.pending + 1,
+    let slot = THREAD_CTX.get_ptr_mut(actor);
+    let pending = match slot {
+        // SAFETY: a live entry, read before it is written below.
+        Some(t) if ev.ts_exit.saturating_sub(unsafe { (*t).ts }) < THREAD_CTX_MAX_AGE_NS => {
+            // SAFETY: as above.
+            unsafe { (*t).pending + 1 }
+        }
         _ => 1,
     };
     let thread = ThreadCtx {
@@ -278,7 +254,18 @@ pub fn server_request(cfg: &Config, actor: u64, pid_tgid: u64, ev: &mut DataEven
         pending,
         tgid: (pid_tgid >> 32) as u32,
     };
-    let _ = THREAD_CTX.insert(actor, thread, 0);
+    match slot {
+        // The actor's entry (its last request, answered or not) is written
+        // over in place, `pending` last: an LRU insert takes a free node
+        // and returns the old one, a fifth of this program's time. Only
+        // this actor writes it; a child goroutine reading it meanwhile is
+        // one that outlived the request it was started for.
+        // SAFETY: a live entry of this actor.
+        Some(t) => crate::words::copy(unsafe { &mut *t }, &thread),
+        None => {
+            let _ = THREAD_CTX.insert(actor, thread, 0);
+        }
+    }
     // Remember the request by its caller's span id, for a proxy that
     // forwards the caller's header. With a connection parent too: the
     // header sk_msg wrote may arrive in a later read than the request line
@@ -291,14 +278,15 @@ pub fn server_request(cfg: &Config, actor: u64, pid_tgid: u64, ev: &mut DataEven
 }
 
 /// The thread or goroutine `actor` answered one of its server requests.
+/// The entry stays, with nothing pending once all are answered: the
+/// actor's next request writes over it, and an LRU delete per response
+/// cost more than the rest of this program.
 #[inline(always)]
 pub fn server_responded(actor: u64) {
     if let Some(t) = THREAD_CTX.get_ptr_mut(actor) {
         // SAFETY: this actor's entry; only this actor writes it.
         unsafe {
-            if (*t).pending <= 1 {
-                let _ = THREAD_CTX.remove(actor);
-            } else {
+            if (*t).pending > 0 {
                 (*t).pending -= 1;
             }
         }

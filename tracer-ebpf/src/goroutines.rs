@@ -98,9 +98,21 @@ pub(crate) fn current_g(cfg: &Config) -> Option<u64> {
 #[inline(always)]
 pub fn actor(cfg: &Config, pid_tgid: u64) -> u64 {
     let tgid = (pid_tgid >> 32) as u32;
-    match current(cfg, tgid) {
-        Some(Some(g)) => go_actor(tgid, g.goid),
-        _ => pid_tgid,
+    // SAFETY: copied out at once.
+    let Some(off) = (unsafe { GO_PROCS.get(tgid) }).copied() else {
+        return pid_tgid;
+    };
+    // Only the goroutine's id: its parent's is not needed here, and each
+    // read of user memory costs about as much as a map lookup.
+    let goid = current_g(cfg)
+        .and_then(|g| user::<u64>(g + off.g_goid as u64))
+        .filter(|&id| id != 0);
+    match goid {
+        Some(goid) => go_actor(tgid, goid),
+        None => {
+            count(counter::GO_NO_GOROUTINE, 1);
+            pid_tgid
+        }
     }
 }
 

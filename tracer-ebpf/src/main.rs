@@ -21,6 +21,8 @@ mod sockets;
 mod syscalls;
 #[cfg(target_arch = "bpf")]
 mod tls;
+#[cfg(target_arch = "bpf")]
+mod words;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

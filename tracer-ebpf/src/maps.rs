@@ -42,11 +42,8 @@ pub static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0)
 #[inline(always)]
 pub fn store_args(pid_tgid: u64, args: &SyscallArgs) {
     if let Some(slot) = ARGS.get_ptr_mut(pid_tgid) {
-        // A helper's copy: a plain assignment compiles to a byte-by-byte
-        // memmove loop.
-        // SAFETY: both point to a whole SyscallArgs; the slot is this
-        // thread's, which only this thread writes.
-        unsafe { copy_args(slot, args) };
+        // SAFETY: the slot is this thread's, which only this thread writes.
+        crate::words::copy(unsafe { &mut *slot }, args);
     } else if ARGS.insert(pid_tgid, args, 0).is_err() {
         count(counter::ARGS_FULL, 1);
     }
@@ -64,24 +61,10 @@ pub fn take_args(pid_tgid: u64, dst: *mut SyscallArgs) -> bool {
         if (*slot).op == 0 {
             return false;
         }
-        copy_args(dst, slot);
+        crate::words::copy(&mut *dst, &*slot);
         (*slot).op = 0;
     }
     true
-}
-
-/// # Safety
-/// `dst` and `src` each hold a SyscallArgs.
-#[inline(always)]
-unsafe fn copy_args(dst: *mut SyscallArgs, src: *const SyscallArgs) {
-    // SAFETY: as the caller promises; kernel memory both.
-    unsafe {
-        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
-            dst.cast(),
-            core::mem::size_of::<SyscallArgs>() as u32,
-            src.cast(),
-        )
-    };
 }
 
 /// Per-CPU place to build SyscallArgs before they go into ARGS.
@@ -139,6 +122,17 @@ pub fn process_wanted(cfg: &Config, tgid: u32) -> bool {
     }
     // SAFETY: the value is only tested for presence.
     unsafe { TRACED_PIDS.get(tgid).is_some() }
+}
+
+/// `connection_wanted` for a process that `process_wanted` just passed:
+/// when that looked the process up, its answer holds for every connection
+/// and the lookup is not made twice.
+#[inline(always)]
+pub fn connection_of_wanted(cfg: &Config, tgid: u32, sock: &SockInfo) -> bool {
+    if cfg.selective != 0 && cfg.select_ports == 0 {
+        return true;
+    }
+    connection_wanted(cfg, tgid, sock)
 }
 
 /// Whether a connection of a wanted process is traced.

@@ -10,22 +10,23 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CloseEvent, Config, DATA_HEADER_LEN, H2_HEADS_HEADER_LEN, H2Head, H2HeadsEvent, MAX_CAPTURE,
-    MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN, ThreadCtx, counter, direction, http2, kind, op, role,
-    tail, tls_args,
+    MAX_IOV, SockInfo, SyscallArgs, TAIL_LEN, ThreadCtx, counter, direction,
+    http1::{is_request_start, is_response_start},
+    http2, kind, op, role, tail, tls_args,
 };
 
 use crate::{
     context::{
-        client_request, client_request_http2, is_request_start, is_response_start,
-        parse_request_head, scratch_len, server_request, server_responded,
-        staged_names_traceparent,
+        client_request, client_request_http2, parse_request_head, scratch_len, server_request,
+        server_responded, staged_names_traceparent,
     },
     goroutines::{actor, request_in_hand, request_of_writer, stream_caller},
     maps::{
         ARGS_BUF, EVENTS, H2_HEADS, H2_HEADS_BUF, SCRATCH, SOCKS, TAIL_CALLS, config,
-        connection_wanted, count, process_wanted, store_args, take_args, wake_flags,
+        connection_of_wanted, count, process_wanted, store_args, take_args, wake_flags,
     },
     sockets::{lookup, resolve, sock_key},
+    words,
 };
 
 /// Offset of syscall argument `n` in a sys_enter record, and of `ret` in a
@@ -66,7 +67,7 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
         let Some(info) = lookup(cfg, tgid, fd) else {
             return;
         };
-        if info.is_tcp == 0 || !connection_wanted(cfg, tgid, info) {
+        if info.is_tcp == 0 || !connection_of_wanted(cfg, tgid, info) {
             return;
         }
         Some(info)
@@ -80,12 +81,10 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     };
     // SAFETY: per-CPU slot, not shared with a nested program.
     let args = unsafe { &mut *args };
-    *args = SyscallArgs {
-        ts_enter: unsafe { bpf_ktime_get_ns() },
-        fd,
-        op,
-        ..SyscallArgs::default()
-    };
+    words::zero(args);
+    args.ts_enter = unsafe { bpf_ktime_get_ns() };
+    args.fd = fd;
+    args.op = op;
     if let Some(n) = buf_arg {
         args.buf = unsafe { ctx.read_at::<u64>(arg(n)) }.unwrap_or(0);
     }
@@ -614,7 +613,7 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = SOCKS.remove(key);
-    if info.is_tcp == 0 || !connection_wanted(cfg, tgid, &info) {
+    if info.is_tcp == 0 || !connection_of_wanted(cfg, tgid, &info) {
         return 0;
     }
     let event = CloseEvent {
@@ -668,12 +667,14 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
         }
         op::READ | op::WRITE if ret > 0 => {
             // sys_enter resolved the socket; only an entry evicted since is
-            // missing, and that event is not worth a second walk here.
+            // missing, and that event is not worth a second walk here. It
+            // also found the connection wanted: reads and writes are kept
+            // only then.
             // SAFETY: map values stay valid for the rest of this run.
             let Some(info) = (unsafe { SOCKS.get(sock_key(tgid, args.fd)) }) else {
                 return 0;
             };
-            if info.is_tcp != 0 && connection_wanted(cfg, tgid, info) {
+            if info.is_tcp != 0 {
                 if args.tls == tls_args::PLAINTEXT || args.tls == tls_args::COPIED {
                     // The plaintext of the TLS write call this write is
                     // part of, all of it.
@@ -822,7 +823,7 @@ pub fn emit_data<C: EbpfContext>(
     ev.ts_enter = args.ts_enter;
     ev.ts_exit = unsafe { bpf_ktime_get_ns() };
     ev.total_len = total;
-    ev.tuple = info.tuple;
+    words::copy(&mut ev.tuple, &info.tuple);
     ev.cap_len = 0;
     ev.tail_len = 0;
     ev.tls = args.tls;
@@ -832,7 +833,7 @@ pub fn emit_data<C: EbpfContext>(
     } else {
         total
     };
-    ev.ctx = args.ctx;
+    words::copy(&mut ev.ctx, &args.ctx);
     // HTTP/2 sockets: a syscall beyond one event's capture (a batch of gRPC
     // calls read or written at once; C core's sendmsg of dozens of iovecs)
     // goes out whole, in as many events as it takes, or the frames after
@@ -887,7 +888,7 @@ fn uncaptured(ev: &mut tracer_common::DataEvent, left: u64) {
     ev.total_len = left;
     ev.cap_len = 0;
     ev.tail_len = 0;
-    ev.ctx = tracer_common::TraceCtx::default();
+    words::zero(&mut ev.ctx);
     output_event(ev);
 }
 
@@ -913,7 +914,7 @@ pub fn classify_body<C: EbpfContext>(ctx: &C, tls_chain: bool) {
     // SAFETY: this CPU's slots, filled by the caller.
     let (ev, op) = unsafe { (&(*scratch).event, (*args).op) };
     let first = first_bytes(ev);
-    if first == PREFACE_START && is_preface(ev) {
+    if u64::from_le_bytes(first) == u64::from_le_bytes(PREFACE_START) && is_preface(ev) {
         mark_http2(ev.pid, ev.fd, op);
         // This event was captured before the socket was known to be
         // HTTP/2: the preface often arrives with the first requests'
@@ -1488,7 +1489,7 @@ extern "C" fn copy_piece(_i: u32, _: *mut u8) -> i64 {
         ev.total_len = MAX_CAPTURE as u64;
         ev.tail_len = 0;
         output_event(ev);
-        ev.ctx = tracer_common::TraceCtx::default();
+        words::zero(&mut ev.ctx);
         st.copied = 0;
         st.sent += 1;
     }

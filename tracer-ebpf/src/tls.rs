@@ -384,15 +384,14 @@ fn returned<C: EbpfContext>(ctx: &C, cfg: &Config, key: u64, count_of: impl Fn(&
     };
     // SAFETY: this CPU's slot; programs do not nest on one CPU here.
     let args = unsafe {
-        *args = SyscallArgs {
-            ts_enter: call.ts,
-            buf: call.buf,
-            fd,
-            op: op::READ,
-            tls: tls_args::PLAINTEXT,
-            tls_len: n as u32,
-            ..SyscallArgs::default()
-        };
+        let args = &mut *args;
+        crate::words::zero(args);
+        args.ts_enter = call.ts;
+        args.buf = call.buf;
+        args.fd = fd;
+        args.op = op::READ;
+        args.tls = tls_args::PLAINTEXT;
+        args.tls_len = n as u32;
         &*args
     };
     count(counter::TLS_PLAINTEXT, 1);

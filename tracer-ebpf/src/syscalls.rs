@@ -126,8 +126,11 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
         // program.
         unsafe { TAIL_CALLS.tail_call(ctx, tail::CLIENT_CONTEXT) };
     }
+    // An accepted socket's writes are responses: no request starts there,
+    // and its first bytes need not be read to tell.
     if op == op::WRITE
         && let Some(info) = sock
+        && info.role != role::ACCEPTED
         && let Some((src, len)) = first_buffer(ctx, args, buf_arg)
     {
         if stage_request_head(cfg, src, len) {

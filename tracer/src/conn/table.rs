@@ -1,11 +1,14 @@
 //! Per-connection state: which socket a (pid, fd) is, its two endpoints, and
 //! the parser of its byte streams. Bounded in size; idle entries age out.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
 
+// hashbrown: foldhash by default, a fraction of SipHash's cost for a lookup per
+// event (keys are ours, not an attacker's to choose).
+use hashbrown::HashMap;
 use tracer_common::{ConnTuple, TraceCtx};
 
 use super::protocol::Protocol;

@@ -128,7 +128,7 @@ fn scheme_value(scheme: &str) -> Value {
 pub(crate) fn ip_text(ip: IpAddr) -> StringValue {
     const MAX: usize = 4096;
     thread_local! {
-        static TEXTS: std::cell::RefCell<std::collections::HashMap<IpAddr, Arc<str>>> =
+        static TEXTS: std::cell::RefCell<hashbrown::HashMap<IpAddr, Arc<str>>> =
             std::cell::RefCell::default();
     }
     TEXTS.with_borrow_mut(|texts| {
@@ -161,9 +161,7 @@ pub fn build_call(
     let server = call.server;
     let (path, query) = split_target(call.target);
     let (method, known) = method_name(call.method);
-    let route = call
-        .route
-        .map_or_else(|| route::template(path), str::to_owned);
+    let (path_value, route) = path_and_route(path, call.route);
 
     let mut attrs = Vec::with_capacity(16);
     attrs.push(KeyValue::new("http.request.method", method));
@@ -173,7 +171,7 @@ pub fn build_call(
             call.method.to_owned(),
         ));
     }
-    attrs.push(KeyValue::new("url.path", path.to_owned()));
+    attrs.push(KeyValue::new("url.path", path_value));
     attrs.push(KeyValue::new("url.scheme", scheme_value(call.scheme)));
     let query = query
         .filter(|q| opts.capture_query && !q.is_empty())
@@ -190,11 +188,16 @@ pub fn build_call(
     attrs.push(KeyValue::new("server.address", server_address.clone()));
     let server_address = server_address.as_str();
     attrs.push(KeyValue::new("server.port", i64::from(server_port)));
+    let name = if known {
+        format!("{method} {}", route.as_str())
+    } else {
+        format!("HTTP {}", route.as_str())
+    };
     if server {
-        attrs.push(KeyValue::new("http.route", route.clone()));
+        attrs.push(KeyValue::new("http.route", route));
         attrs.push(KeyValue::new("client.address", peer));
     } else {
-        attrs.push(KeyValue::new("url.template", route.clone()));
+        attrs.push(KeyValue::new("url.template", route));
         let host = if server_address.contains(':') {
             format!("[{server_address}]")
         } else {
@@ -240,11 +243,6 @@ pub fn build_call(
         ));
     }
 
-    let name = if known {
-        format!("{method} {route}")
-    } else {
-        format!("HTTP {route}")
-    };
     let kind = if server {
         SpanKind::Server
     } else {
@@ -260,6 +258,27 @@ pub fn build_call(
         status,
         process,
     )
+}
+
+/// `url.path` and the route (the server's own, else templated from the
+/// path). A path that templates to itself, the common case, is written out
+/// once and shared by both attributes.
+fn path_and_route(path: &str, own_route: Option<&str>) -> (StringValue, StringValue) {
+    thread_local! {
+        static TEMPLATE: std::cell::RefCell<String> = std::cell::RefCell::default();
+    }
+    if let Some(r) = own_route {
+        return (path.to_owned().into(), r.to_owned().into());
+    }
+    TEMPLATE.with_borrow_mut(|out| {
+        route::template_into(path, out);
+        if out.as_str() == path {
+            let shared = StringValue::from(Arc::<str>::from(path));
+            (shared.clone(), shared)
+        } else {
+            (path.to_owned().into(), out.clone().into())
+        }
+    })
 }
 
 /// `server.address` and `server.port`: the Host header (or `:authority`)

@@ -35,6 +35,16 @@ const fn arg(n: usize) -> usize {
     16 + 8 * n
 }
 const RET: usize = 16;
+
+/// The 8-byte field of the tracepoint record at a fixed ABI offset, loaded
+/// in place: a tracepoint program may read its record directly, where
+/// `read_at` pays a helper call per field.
+#[inline(always)]
+fn field(ctx: &TracePointContext, offset: usize) -> u64 {
+    // SAFETY: a constant offset inside the sys_enter/sys_exit record, 8-byte
+    // aligned; the verifier checks it against the record's bounds.
+    unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(offset) as *const u64) }
+}
 const EINPROGRESS: i64 = 115;
 
 /// `struct user_msghdr` fields (stable ABI).
@@ -56,11 +66,7 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     if !process_wanted(cfg, tgid) {
         return;
     }
-    // SAFETY: reading the tracepoint record at fixed ABI offsets.
-    let Ok(fd) = (unsafe { ctx.read_at::<u64>(arg(fd_arg)) }) else {
-        return;
-    };
-    let fd = fd as u32;
+    let fd = field(ctx, arg(fd_arg)) as u32;
     // Data syscalls on anything but a traced TCP socket stop here, before
     // any state is kept (most reads and writes are on files and pipes).
     let sock = if op == op::READ || op == op::WRITE {
@@ -86,16 +92,16 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     args.fd = fd;
     args.op = op;
     if let Some(n) = buf_arg {
-        args.buf = unsafe { ctx.read_at::<u64>(arg(n)) }.unwrap_or(0);
+        args.buf = field(ctx, arg(n));
     }
     match iov {
         IovArg::None => {}
         IovArg::Array { ptr, count } => {
-            args.buf = unsafe { ctx.read_at::<u64>(arg(ptr)) }.unwrap_or(0);
-            args.iovcnt = unsafe { ctx.read_at::<u64>(arg(count)) }.unwrap_or(0) as u32;
+            args.buf = field(ctx, arg(ptr));
+            args.iovcnt = field(ctx, arg(count)) as u32;
         }
         IovArg::MsgHdr(n) => {
-            let msg = unsafe { ctx.read_at::<u64>(arg(n)) }.unwrap_or(0);
+            let msg = field(ctx, arg(n));
             // SAFETY: user pointers, checked by the helper.
             args.buf = unsafe { bpf_probe_read_user((msg + MSG_IOV) as *const u64) }.unwrap_or(0);
             args.iovcnt = unsafe { bpf_probe_read_user((msg + MSG_IOVLEN) as *const u64) }
@@ -172,9 +178,7 @@ fn first_buffer(
     }
     // write/sendto: the count follows the buffer.
     let n = buf_arg? + 1;
-    // SAFETY: fixed ABI offset.
-    let len = unsafe { ctx.read_at::<u64>(arg(n)) }.ok()?;
-    Some((args.buf, len))
+    Some((args.buf, field(ctx, arg(n))))
 }
 
 /// Copy the start of an outgoing message into the scratch payload (free at
@@ -606,10 +610,7 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
     if !process_wanted(cfg, tgid) {
         return 0;
     }
-    // SAFETY: fixed ABI offset.
-    let Ok(fd) = (unsafe { ctx.read_at::<u64>(arg(0)) }) else {
-        return 0;
-    };
+    let fd = field(&ctx, arg(0));
     let key = sock_key(tgid, fd as u32);
     // SAFETY: copied out at once.
     let Some(info) = (unsafe { SOCKS.get(key) }).copied() else {
@@ -649,8 +650,7 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
     // SAFETY: this CPU's slot, just filled.
     let args = unsafe { &*args };
     let Some(cfg) = config() else { return 0 };
-    // SAFETY: fixed ABI offset.
-    let ret = unsafe { ctx.read_at::<i64>(RET) }.unwrap_or(-1);
+    let ret = field(&ctx, RET) as i64;
     let tgid = (pid_tgid >> 32) as u32;
     match args.op {
         op::ACCEPT | op::CONNECT => {
@@ -1226,10 +1226,7 @@ fn app_sends_traceparent(ctx: &TracePointContext, args: &SyscallArgs, frame_at: 
         return n != 0 && staged_names_traceparent(n);
     }
     // write/sendto: the count follows the buffer.
-    // SAFETY: fixed ABI offset.
-    let Ok(len) = (unsafe { ctx.read_at::<u64>(arg(2)) }) else {
-        return false;
-    };
+    let len = field(ctx, arg(2));
     if args.buf == 0 || len <= block_at {
         return false;
     }

@@ -34,11 +34,14 @@ impl Batch {
         let scope = convert::scope();
         let mut index: HashMap<ProcessKey, usize> = HashMap::new();
         let mut groups: Vec<ResourceGroup> = Vec::new();
+        let total = records.len();
         for record in records {
             let i = *index.entry(record.process).or_insert_with(|| {
                 groups.push(ResourceGroup {
                     resource: record.resource.clone(),
-                    spans: Vec::new(),
+                    // Most batches are one process's: its spans are laid
+                    // out once rather than moved at every doubling.
+                    spans: Vec::with_capacity(if groups.is_empty() { total } else { 0 }),
                 });
                 groups.len() - 1
             });

@@ -327,6 +327,8 @@ pub struct ConnSeqKey {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SyscallArgs {
+    /// When a write began (kernel clock); 0 for other syscalls, which are
+    /// dated by their return.
     pub ts_enter: u64,
     /// Buffer, or iovec array when `iovcnt` is non-zero.
     pub buf: u64,

@@ -88,7 +88,12 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     // SAFETY: per-CPU slot, not shared with a nested program.
     let args = unsafe { &mut *args };
     words::zero(args);
-    args.ts_enter = unsafe { bpf_ktime_get_ns() };
+    // Only a write is dated by its start (a request or response begins
+    // when the process hands it over); reads, accepts and connects by
+    // their return, and the clock costs a sixth of a read's sys_enter.
+    if op == op::WRITE {
+        args.ts_enter = unsafe { bpf_ktime_get_ns() };
+    }
     args.fd = fd;
     args.op = op;
     if let Some(n) = buf_arg {
@@ -823,8 +828,14 @@ pub fn emit_data<C: EbpfContext>(
     ev.tid = pid_tgid as u32;
     ev.fd = args.fd;
     ev.sock_id = info.sock_id;
-    ev.ts_enter = args.ts_enter;
     ev.ts_exit = unsafe { bpf_ktime_get_ns() };
+    // A syscall's read is not timed at sys_enter (`save`): it is dated by
+    // its return. A TLS read call keeps its own entry time.
+    ev.ts_enter = if args.ts_enter != 0 {
+        args.ts_enter
+    } else {
+        ev.ts_exit
+    };
     ev.total_len = total;
     words::copy(&mut ev.tuple, &info.tuple);
     ev.cap_len = 0;

@@ -11,13 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value, trace::SpanKind, trace::Status};
 use opentelemetry_sdk::{Resource, trace::SpanData};
-use prost::encoding::{encode_varint, encoded_len_varint};
-
-/// Protobuf wire types.
-const VARINT: u32 = 0;
-const FIXED64: u32 = 1;
-const LEN: u32 = 2;
-const FIXED32: u32 = 5;
+use prost::encoding::{
+    WireType::{self, LengthDelimited, SixtyFourBit, ThirtyTwoBit, Varint},
+    encode_key, encode_varint, encoded_len_varint, key_len,
+};
 
 /// `Span.flags`: the span's trace flags, plus "whether the parent is
 /// remote is known", plus "it is" (as the SDK's transform sets them).
@@ -121,27 +118,27 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanData, trace_state: &str) {
     if span.parent_span_is_remote {
         flags |= FLAG_IS_REMOTE;
     }
-    key(buf, 16, FIXED32);
+    key(buf, 16, ThirtyTwoBit);
     buf.extend_from_slice(&flags.to_le_bytes());
     string_field(buf, 5, &span.name);
-    key(buf, 6, VARINT);
+    key(buf, 6, Varint);
     encode_varint(kind(&span.span_kind), buf);
-    key(buf, 7, FIXED64);
+    key(buf, 7, SixtyFourBit);
     buf.extend_from_slice(&nanos(span.start_time).to_le_bytes());
-    key(buf, 8, FIXED64);
+    key(buf, 8, SixtyFourBit);
     buf.extend_from_slice(&nanos(span.end_time).to_le_bytes());
     for kv in &span.attributes {
         key_value(buf, 9, kv.key.as_str(), &kv.value);
     }
     if span.dropped_attributes_count != 0 {
-        key(buf, 10, VARINT);
+        key(buf, 10, Varint);
         encode_varint(span.dropped_attributes_count.into(), buf);
     }
     len_key(buf, 15, status_len(&span.status));
     let (code, message) = status(&span.status);
     string_field(buf, 2, message);
     if code != 0 {
-        key(buf, 3, VARINT);
+        key(buf, 3, Varint);
         encode_varint(code, buf);
     }
 }
@@ -209,15 +206,15 @@ fn any_value_len(v: &Value) -> usize {
 fn any_value(buf: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Bool(b) => {
-            key(buf, 2, VARINT);
+            key(buf, 2, Varint);
             buf.push(u8::from(*b));
         }
         Value::I64(i) => {
-            key(buf, 3, VARINT);
+            key(buf, 3, Varint);
             encode_varint(*i as u64, buf);
         }
         Value::F64(f) => {
-            key(buf, 4, FIXED64);
+            key(buf, 4, SixtyFourBit);
             buf.extend_from_slice(&f.to_le_bytes());
         }
         Value::String(s) => string_always(buf, 1, s.as_str()),
@@ -261,10 +258,6 @@ fn any_value_item(buf: &mut Vec<u8>, v: &Value) {
     any_value(buf, v);
 }
 
-fn key_len(tag: u32) -> usize {
-    encoded_len_varint(u64::from(tag << 3))
-}
-
 /// A length-delimited field of `n` bytes, key and length included.
 fn field_len(tag: u32, n: usize) -> usize {
     key_len(tag) + encoded_len_varint(n as u64) + n
@@ -279,12 +272,12 @@ fn string_field_len(tag: u32, s: &str) -> usize {
     }
 }
 
-fn key(buf: &mut Vec<u8>, tag: u32, wire: u32) {
-    encode_varint(u64::from(tag << 3 | wire), buf);
+fn key(buf: &mut Vec<u8>, tag: u32, wire: WireType) {
+    encode_key(tag, wire, buf);
 }
 
 fn len_key(buf: &mut Vec<u8>, tag: u32, n: usize) {
-    key(buf, tag, LEN);
+    key(buf, tag, LengthDelimited);
     encode_varint(n as u64, buf);
 }
 

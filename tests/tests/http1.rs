@@ -211,6 +211,84 @@ fn python_server_curl_client() {
     out.assert_clean();
 }
 
+/// --exe selects a process in the kernel, as it executes: before its first
+/// instruction, not when the agent gets to its exec event. curl is run
+/// through symlinks whose own name (short, longer than a task name, or a
+/// full path) is the one selected: the agent's match of /proc/PID/exe
+/// (curl) never selects them, so every span of theirs comes from the
+/// kernel's selection. Symlinks that only begin like a selected name are
+/// not selected.
+#[test]
+fn exe_is_selected_by_the_kernel_at_exec() {
+    let env = require_root!();
+    let receiver = receiver();
+    let server_app = py_server(None);
+    let sp = server_app.pid();
+    let dir = apps::TempDir::new("exe-select").expect("a temporary directory");
+    let long = "selected-by-a-long-file-name-curl";
+    let by_path = dir.path.join("by-path-curl");
+    let by_path_arg = by_path.to_string_lossy().into_owned();
+    let links = [
+        ("sel-curl", true),
+        (long, true),
+        ("by-path-curl", true),
+        ("sel-curl-not", false),
+        ("selected-by-a-long-file-name-curl-not", false),
+    ];
+    for (name, _) in &links {
+        std::os::unix::fs::symlink(curl_path(), dir.path.join(name)).expect("a symlink to curl");
+    }
+    let agent = start_agent(
+        &env,
+        &receiver,
+        Protocol::Grpc,
+        &[
+            "--pid",
+            &sp.to_string(),
+            "--exe",
+            "sel-curl",
+            "--exe",
+            long,
+            "--exe",
+            &by_path_arg,
+        ],
+    );
+    let url = server_app.url("/users/42");
+    let mut selected = Vec::new();
+    let mut unselected = Vec::new();
+    for (name, wanted) in &links {
+        let mut cmd = std::process::Command::new(dir.path.join(name));
+        cmd.args(["-s", "--max-time", "30", "-o", "/dev/null", &url]);
+        let finished = apps::run(name, cmd).expect("curl through a symlink");
+        if *wanted {
+            selected.push(finished.pid);
+        } else {
+            unselected.push(finished.pid);
+        }
+    }
+    let mut wants = vec![server(sp, links.len())];
+    wants.extend(selected.iter().map(|&pid| client(pid, 1)));
+    let out = flow::finish(&receiver, agent, &wants);
+    for (pid, (name, _)) in selected.iter().zip(&links) {
+        let c = out.one(*pid, "CLIENT");
+        http_span(&c, name, "GET", "/users/42")
+            .kind("CLIENT")
+            .int("http.response.status_code", 200)
+            .done();
+    }
+    for pid in &unselected {
+        assert_eq!(
+            flow_count(&out, *pid, "CLIENT"),
+            0,
+            "pid {pid} was not selected"
+        );
+    }
+    let mut traced = selected.clone();
+    traced.push(sp);
+    out.only_from(&traced);
+    out.assert_clean();
+}
+
 fn flow_count(out: &Outcome, pid: u32, kind: &str) -> usize {
     integration_tests::spans::count(&out.spans, pid, kind)
 }

@@ -20,6 +20,8 @@ pub mod maps {
     pub const CONFIG: &str = "CONFIG";
     pub const TRACED_PIDS: &str = "TRACED_PIDS";
     pub const TRACED_PORTS: &str = "TRACED_PORTS";
+    pub const EXE_NAMES: &str = "EXE_NAMES";
+    pub const EXE_COMMS: &str = "EXE_COMMS";
     pub const SOCKS: &str = "SOCKS";
     pub const ARGS: &str = "ARGS";
     pub const COUNTERS: &str = "COUNTERS";
@@ -185,7 +187,10 @@ pub mod counter {
     /// Syscalls on TLS sockets whose bytes (ciphertext) were not sent to
     /// the agent: their plaintext comes from the TLS library, or not at all.
     pub const TLS_CIPHERTEXT_SKIPPED: u32 = 20;
-    pub const COUNT: u32 = 21;
+    /// Processes left unselected because TRACED_PIDS was full: children
+    /// of selected processes, and execs of selected executables.
+    pub const PIDS_FULL: u32 = 21;
+    pub const COUNT: u32 = 22;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.
@@ -1072,6 +1077,39 @@ pub struct ProcEvent {
     pub comm: [u8; 16],
 }
 
+/// Bytes of an executable's file name or path that the kernel matches at
+/// exec, its NUL included: longer ones are matched by the agent only.
+pub const EXE_NAME_LEN: usize = 128;
+
+/// Key of EXE_NAMES: a selected executable's file name (`nginx`) or full
+/// path (`/usr/sbin/nginx`), NUL-padded, as the kernel reads it from the
+/// path a process was executed by.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExeName(pub [u8; EXE_NAME_LEN]);
+
+impl ExeName {
+    /// None for a name the kernel cannot hold (too long, or with a NUL).
+    pub fn new(name: &str) -> Option<Self> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() >= EXE_NAME_LEN || bytes.contains(&0) {
+            return None;
+        }
+        let mut key = [0u8; EXE_NAME_LEN];
+        key[..bytes.len()].copy_from_slice(bytes);
+        Some(Self(key))
+    }
+}
+
+/// Value of EXE_COMMS: the lengths (1..EXE_NAME_LEN) of the selected file
+/// names that share a task name, 0 after the last.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExeLens(pub [u8; 8]);
+
+/// Bytes of a task name (`comm`), with its NUL.
+pub const TASK_COMM_LEN: usize = 16;
+
 /// Offsets into kernel structs, read by the agent from the kernel's BTF.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -1221,9 +1259,14 @@ pub struct Config {
     pub select_ports: u8,
     /// 1 when sk_msg writes `traceparent` into outgoing requests.
     pub inject: u8,
-    pub _pad: u8,
+    /// 1 when EXE_NAMES holds executables to select at exec.
+    pub select_exes: u8,
     /// Offset of `child_pid` in the sched_process_fork tracepoint record.
     pub fork_child_pid_offset: u32,
+    /// Offset of `filename` (a `__data_loc` string) in the
+    /// sched_process_exec tracepoint record.
+    pub exec_filename_offset: u32,
+    pub _pad: u32,
     /// Root spans are sampled when the trace id's low 8 bytes, big-endian,
     /// shifted right by one, are below this (the OpenTelemetry ratio rule).
     pub sample_threshold: u64,
@@ -1235,6 +1278,8 @@ mod pod {
     // SAFETY: all of these are #[repr(C)] plain data with no padding holes
     // that would leak uninitialised bytes into maps (padding is explicit).
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::ExeName {}
+    unsafe impl aya::Pod for super::ExeLens {}
     unsafe impl aya::Pod for super::SockInfo {}
     unsafe impl aya::Pod for super::ConnTuple {}
     unsafe impl aya::Pod for super::SyscallArgs {}

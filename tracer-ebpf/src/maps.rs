@@ -3,7 +3,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
-use tracer_common::{Config, DataEvent, H2HeadsEvent, MAX_CAPTURE, SockInfo, SyscallArgs, counter};
+use tracer_common::{
+    Config, DataEvent, ExeLens, ExeName, H2HeadsEvent, MAX_CAPTURE, SockInfo, SyscallArgs,
+    TASK_COMM_LEN, counter,
+};
 
 /// Default ring buffer size; the agent can resize it before loading.
 const EVENTS_BYTES: u32 = 8 * 1024 * 1024;
@@ -25,6 +28,21 @@ pub static TRACED_PIDS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
 /// port -> 1 for selected ports (only used when Config::select_ports).
 #[map]
 pub static TRACED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Executables selected by --exe -> 1: a process that execs one is selected
+/// by `process::sched_exec` itself (only used when Config::select_exes).
+#[map]
+pub static EXE_NAMES: HashMap<ExeName, u8> = HashMap::with_max_entries(64, 0);
+
+/// The first 15 bytes of a selected executable's file name (the task name
+/// an exec of it gets) -> the lengths of the selected file names that begin
+/// so (see `process::select_by_exe`).
+#[map]
+pub static EXE_COMMS: HashMap<[u8; TASK_COMM_LEN], ExeLens> = HashMap::with_max_entries(64, 0);
+
+/// Per-CPU place to build an EXE_NAMES key (kept off the 512-byte stack).
+#[map]
+pub static EXE_NAME_BUF: PerCpuArray<ExeName> = PerCpuArray::with_max_entries(1, 0);
 
 /// (tgid << 32 | fd) -> what this fd is. LRU so that fds we never see closed
 /// (dup2 over them, processes that die) cannot fill it.

@@ -1,13 +1,24 @@
-//! sched tracepoints: children of selected processes are selected too, execs
-//! are reported so the agent can match executables, exits free state.
+//! sched tracepoints: children of selected processes are selected too, a
+//! process that execs a selected executable is selected, execs are reported
+//! so the agent can match executables the kernel could not, exits free
+//! state.
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    EbpfContext,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_common::{ProcEvent, counter, kind};
+use tracer_common::{EXE_NAME_LEN, ProcEvent, counter, kind};
 
-use crate::maps::{ARGS, EVENTS, TRACED_PIDS, config, count, wake_flags};
+use crate::{
+    maps::{
+        ARGS, EVENTS, EXE_COMMS, EXE_NAME_BUF, EXE_NAMES, TRACED_PIDS, config, count, wake_flags,
+    },
+    words,
+};
 
 #[tracepoint]
 pub fn sched_fork(ctx: TracePointContext) -> u32 {
@@ -26,15 +37,99 @@ pub fn sched_fork(ctx: TracePointContext) -> u32 {
     };
     // A new thread of a selected process is not a new process.
     if child != parent {
-        let _ = TRACED_PIDS.insert(child, 1, 0);
+        select(child);
     }
     0
 }
 
 #[tracepoint]
-pub fn sched_exec(_ctx: TracePointContext) -> u32 {
+pub fn sched_exec(ctx: TracePointContext) -> u32 {
+    select_by_exe(&ctx);
     report(kind::EXEC);
     0
+}
+
+/// Select the process if the path it executes (as given to execve) or
+/// that path's file name is in EXE_NAMES. Here, before the new program's
+/// first instruction: the agent's own match, when it reads the exec event,
+/// comes after a short-lived client has already connected and sent its
+/// first request.
+#[inline(always)]
+fn select_by_exe(ctx: &TracePointContext) {
+    let Some(cfg) = config() else { return };
+    if cfg.select_exes == 0 {
+        return;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == cfg.agent_tgid {
+        return;
+    }
+    // SAFETY: offset read by the agent from the tracepoint's format file.
+    let Ok(loc) = (unsafe { ctx.read_at::<u32>(cfg.exec_filename_offset as usize) }) else {
+        return;
+    };
+    // `__data_loc`: the string's length (with its NUL) and its offset in
+    // the record.
+    let len = (loc >> 16) as usize;
+    let path = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);
+    let Some(key) = EXE_NAME_BUF.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; programs do not nest on one CPU here.
+    let key = unsafe { &mut *key };
+    if len <= EXE_NAME_LEN && is_selected(key, path) {
+        select(tgid);
+        return;
+    }
+    // The file name. Exec has already named the task after its first 15
+    // bytes: EXE_COMMS gives the lengths of the selected file names that
+    // begin so, and each is tried as the path's tail after a '/'. (Looking
+    // for the last '/' byte by byte costs the verifier a state per
+    // position it may be at.)
+    let Ok(comm) = bpf_get_current_comm() else {
+        return;
+    };
+    // SAFETY: the value is only read.
+    let Some(lens) = (unsafe { EXE_COMMS.get(&comm) }) else {
+        return;
+    };
+    let path_len = len.saturating_sub(1);
+    for &n in &lens.0 {
+        let n = n as usize;
+        if n == 0 || n >= path_len {
+            // No more lengths; or the path is no longer than the file name
+            // (a path without '/' was looked up whole above).
+            return;
+        }
+        let name = path.wrapping_add(path_len - n);
+        // SAFETY: a byte of the kernel string, before its last n bytes.
+        let before = unsafe { bpf_probe_read_kernel(name.wrapping_sub(1)) };
+        if before == Ok(b'/') && is_selected(key, name) {
+            select(tgid);
+            return;
+        }
+    }
+}
+
+/// Whether the NUL-terminated kernel string at `name` is in EXE_NAMES
+/// (`key` is scratch space).
+#[inline(always)]
+fn is_selected(key: &mut tracer_common::ExeName, name: *const u8) -> bool {
+    words::zero(key);
+    // SAFETY: a kernel string; the helper stops at its NUL or the key's end.
+    if unsafe { bpf_probe_read_kernel_str_bytes(name, &mut key.0) }.is_err() {
+        return false;
+    }
+    // SAFETY: the value is only tested for presence.
+    unsafe { EXE_NAMES.get(key).is_some() }
+}
+
+/// Add a process to TRACED_PIDS (counted when it is full).
+#[inline(always)]
+fn select(tgid: u32) {
+    if TRACED_PIDS.insert(tgid, 1, 0).is_err() {
+        count(counter::PIDS_FULL, 1);
+    }
 }
 
 #[tracepoint]

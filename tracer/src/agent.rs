@@ -133,6 +133,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ring_bytes: args.ring_buffer_mib * 1024 * 1024,
         selective: args.selective(),
         ports: args.ports.clone(),
+        exes: args.exes.clone(),
         inject: !args.no_inject,
         sample_threshold: sampling::ratio_threshold(sampling.adaptive_ratio()),
         require_all: args.require_all,
@@ -343,6 +344,7 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
     for (index, into) in [
         (counter::RINGBUF_FULL, &stats.drop_ringbuf_full),
         (counter::ARGS_FULL, &stats.drop_args_full),
+        (counter::PIDS_FULL, &stats.drop_pids_full),
         (counter::GO_NO_GOROUTINE, &stats.go_no_goroutine),
         (counter::GO_HANDOFF_FAILED, &stats.go_handoff_failed),
         (counter::H2_HEADS_UNTRACED, &stats.http2_heads_untraced),

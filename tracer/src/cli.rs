@@ -48,7 +48,8 @@ pub struct Args {
 
     /// Trace processes running this executable: a file name (`nginx`) or a
     /// full path (`/usr/sbin/nginx`). Repeatable; matches processes started
-    /// later too.
+    /// later too, from their first instruction: by the path they were
+    /// executed by (a symlink's too) or the executable it resolves to.
     #[arg(long = "exe", value_name = "NAME")]
     pub exes: Vec<String>,
 

@@ -37,6 +37,9 @@ counters! {
     drop_ringbuf_full,
     /// Dropped in the kernel: ARGS map full.
     drop_args_full,
+    /// Processes not selected in the kernel (children of selected ones,
+    /// execs of selected executables): TRACED_PIDS map full.
+    drop_pids_full,
     /// Failed kernel/user memory reads in the kernel programs.
     kernel_read_failed,
     /// Dropped: the channel from the reader to the connection stage was full.

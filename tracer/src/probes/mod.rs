@@ -1,5 +1,6 @@
 //! Load the kernel programs, fill their configuration, attach them.
 pub mod environment;
+mod exe_selection;
 pub mod features;
 pub mod floor;
 pub mod go;
@@ -73,6 +74,9 @@ pub struct ProbeOptions {
     /// A selection was given: only selected processes/ports are traced.
     pub selective: bool,
     pub ports: Vec<u16>,
+    /// --exe: executables the kernel selects at exec (the agent matches
+    /// them too; see `exe_selection`).
+    pub exes: Vec<String>,
     /// Write `traceparent` into outgoing HTTP/1 and HTTP/2 requests (sock_ops + sk_msg).
     pub inject: bool,
     /// Root-span sampling threshold (see `Config::sample_threshold`).
@@ -128,6 +132,17 @@ impl Probes {
             HashMap::try_from(map(&mut ebpf, maps::TRACED_PORTS)?)?;
         for port in &opts.ports {
             ports.insert(port, 1, 0).context("writing TRACED_PORTS")?;
+        }
+        match exe_selection::fill(&mut ebpf, &opts.exes) {
+            Ok(Some(offset)) => {
+                config.select_exes = 1;
+                config.exec_filename_offset = offset;
+            }
+            Ok(None) => {}
+            Err(e) => warn!(
+                "executables are selected only once the agent reads each exec: a process that \
+                 connects at once may go untraced at first: {e:#}"
+            ),
         }
 
         // Optional programs first: what fails among them only turns its
@@ -226,7 +241,7 @@ fn open_object(opts: &ProbeOptions) -> anyhow::Result<Ebpf> {
         .context("loading the kernel object")
 }
 
-fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::maps::Map> {
+pub(crate) fn map<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::maps::Map> {
     ebpf.map_mut(name)
         .ok_or_else(|| anyhow!("map {name} missing from the kernel object"))
 }

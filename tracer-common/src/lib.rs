@@ -263,6 +263,11 @@ pub struct SockInfo {
     /// still belong to a frame of an earlier one (frames may be cut across
     /// writes), so the frame walk starts past them.
     pub h2_skip: u32,
+    /// The thread or goroutine (its THREAD_CTX key) that read the last
+    /// server request of this socket, 0 for none: the response written on
+    /// the socket marks that request answered without the goroutine being
+    /// read again.
+    pub server_actor: u64,
 }
 
 /// How the parent of a span was found (`TraceCtx::source`).

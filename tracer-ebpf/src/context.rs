@@ -8,7 +8,7 @@
 use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, generated::bpf_loop},
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
 };
 use tracer_common::{
     Config, ConnSeqKey, ConnTuple, DataEvent, MAX_CAPTURE, SockInfo, SyscallArgs, ThreadCtx,
@@ -75,9 +75,10 @@ pub(crate) fn new_root(cfg: &Config, ctx: &mut TraceCtx) {
     ctx.source = ctx_source::NONE;
 }
 
-/// Number this request on its socket and return the number.
+/// Number this request on its socket and return the number. A server
+/// request also names the `actor` serving it (0 for a client request).
 #[inline(always)]
-fn next_seq(tgid: u32, fd: u32) -> u32 {
+fn next_seq(tgid: u32, fd: u32, actor: u64) -> u32 {
     match SOCKS.get_ptr_mut(sock_key(tgid, fd)) {
         Some(info) => {
             // SAFETY: a live LRU entry; a lost race only misnumbers a request,
@@ -85,11 +86,25 @@ fn next_seq(tgid: u32, fd: u32) -> u32 {
             unsafe {
                 let seq = (*info).request_seq;
                 (*info).request_seq = seq.wrapping_add(1);
+                if actor != 0 {
+                    (*info).server_actor = actor;
+                }
                 seq
             }
         }
         None => u32::MAX,
     }
+}
+
+/// Set once a client request's context is kept in CLIENT_CTX: until then
+/// (only servers traced on this host) a server request does not look for
+/// its client end there.
+#[map]
+static CLIENT_CTX_USED: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn client_ctx_used() -> bool {
+    CLIENT_CTX_USED.get(0).is_some_and(|&used| used != 0)
 }
 
 /// Context for the client request `args` is about to send, into `args.ctx`;
@@ -149,13 +164,19 @@ pub fn client_request(
         }
     }
     ctx.span_id = new_span_id();
-    let seq = next_seq((pid_tgid >> 32) as u32, fd);
+    let seq = next_seq((pid_tgid >> 32) as u32, fd, 0);
     let key = ConnSeqKey {
         tuple: info.tuple,
         seq,
         _pad: 0,
     };
-    let _ = CLIENT_CTX.insert(key, &*ctx, 0);
+    if CLIENT_CTX.insert(key, &*ctx, 0).is_ok()
+        && !client_ctx_used()
+        && let Some(used) = CLIENT_CTX_USED.get_ptr_mut(0)
+    {
+        // SAFETY: a u32 slot; every writer writes 1.
+        unsafe { *used = 1 };
+    }
 }
 
 /// `ctx` becomes a child of the server request `thread` (a thread's or a
@@ -211,7 +232,7 @@ pub fn server_request(cfg: &Config, actor: u64, pid_tgid: u64, ev: &mut DataEven
     let ctx = &mut ev.ctx;
     crate::words::zero(ctx);
     ctx.valid = 1;
-    let seq = next_seq((pid_tgid >> 32) as u32, ev.fd);
+    let seq = next_seq((pid_tgid >> 32) as u32, ev.fd, actor);
     let header = parsed_header(ctx) != 0;
     let header_caller = ctx.parent_span_id;
     let key = ConnSeqKey {
@@ -222,8 +243,12 @@ pub fn server_request(cfg: &Config, actor: u64, pid_tgid: u64, ev: &mut DataEven
     // The client end on this host, if it was traced: its own context is
     // more precise than a header it merely passed on, unless that header is
     // an SDK's own (then both agree on the SDK's span).
-    // SAFETY: copied out at once.
-    let client = unsafe { CLIENT_CTX.get(key) }.copied();
+    let client = if client_ctx_used() {
+        // SAFETY: copied out at once.
+        unsafe { CLIENT_CTX.get(key) }.copied()
+    } else {
+        None
+    };
     match client {
         Some(c) if c.source != ctx_source::HEADER && (!header || c.trace_id == ctx.trace_id) => {
             ctx.trace_id = c.trace_id;

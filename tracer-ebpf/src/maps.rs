@@ -110,6 +110,8 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 pub struct Scratch {
     pub event: DataEvent,
     pub _slack: [u8; MAX_CAPTURE],
+    /// The event's socket's `SockInfo::server_actor`, for `classify`.
+    pub server_actor: u64,
 }
 
 #[map]

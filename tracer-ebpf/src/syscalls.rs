@@ -816,6 +816,7 @@ pub fn emit_data<C: EbpfContext>(
     };
     // SAFETY: per-CPU scratch, not shared with a nested program.
     let scratch = unsafe { &mut *scratch };
+    scratch.server_actor = info.server_actor;
     let ev = &mut scratch.event;
     ev.kind = kind::DATA;
     ev.direction = if args.op == op::READ {
@@ -926,7 +927,8 @@ pub fn classify_body<C: EbpfContext>(ctx: &C, tls_chain: bool) {
         return;
     };
     // SAFETY: this CPU's slots, filled by the caller.
-    let (ev, op) = unsafe { (&(*scratch).event, (*args).op) };
+    let (ev, op, server_actor) =
+        unsafe { (&(*scratch).event, (*args).op, (*scratch).server_actor) };
     let first = first_bytes(ev);
     if u64::from_le_bytes(first) == u64::from_le_bytes(PREFACE_START) && is_preface(ev) {
         mark_http2(ev.pid, ev.fd, op);
@@ -944,7 +946,12 @@ pub fn classify_body<C: EbpfContext>(ctx: &C, tls_chain: bool) {
         // holds a program of that type.
         unsafe { crate::tls::tails(tls_chain).tail_call(ctx, tail::SERVER_CONTEXT) };
     } else if op == op::WRITE && is_response_start(&first) {
-        if let Some(cfg) = config() {
+        // The response answers the request last read on its socket, by the
+        // actor that read it: the socket remembers which, so a Go process's
+        // goroutine need not be read again.
+        if server_actor != 0 {
+            server_responded(server_actor);
+        } else if let Some(cfg) = config() {
             server_responded(actor(cfg, bpf_get_current_pid_tgid()));
         }
     }

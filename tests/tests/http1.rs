@@ -228,14 +228,18 @@ fn exe_is_selected_by_the_kernel_at_exec() {
     let long = "selected-by-a-long-file-name-curl";
     let by_path = dir.path.join("by-path-curl");
     let by_path_arg = by_path.to_string_lossy().into_owned();
+    // (file name, selected, run by a relative path: the kernel sees
+    // `./name`, shorter than the long selected name that shares its task
+    // name, which must not hide it)
     let links = [
-        ("sel-curl", true),
-        (long, true),
-        ("by-path-curl", true),
-        ("sel-curl-not", false),
-        ("selected-by-a-long-file-name-curl-not", false),
+        ("sel-curl", true, false),
+        (long, true, false),
+        ("selected-by-a-l-2", true, true),
+        ("by-path-curl", true, false),
+        ("sel-curl-not", false, true),
+        ("selected-by-a-long-file-name-curl-not", false, false),
     ];
-    for (name, _) in &links {
+    for (name, ..) in &links {
         std::os::unix::fs::symlink(curl_path(), dir.path.join(name)).expect("a symlink to curl");
     }
     let agent = start_agent(
@@ -250,14 +254,22 @@ fn exe_is_selected_by_the_kernel_at_exec() {
             "--exe",
             long,
             "--exe",
+            "selected-by-a-l-2",
+            "--exe",
             &by_path_arg,
         ],
     );
     let url = server_app.url("/users/42");
     let mut selected = Vec::new();
     let mut unselected = Vec::new();
-    for (name, wanted) in &links {
-        let mut cmd = std::process::Command::new(dir.path.join(name));
+    for (name, wanted, relative) in &links {
+        let mut cmd = if *relative {
+            let mut cmd = std::process::Command::new(format!("./{name}"));
+            cmd.current_dir(&dir.path);
+            cmd
+        } else {
+            std::process::Command::new(dir.path.join(name))
+        };
         cmd.args(["-s", "--max-time", "30", "-o", "/dev/null", &url]);
         let finished = apps::run(name, cmd).expect("curl through a symlink");
         if *wanted {
@@ -269,7 +281,8 @@ fn exe_is_selected_by_the_kernel_at_exec() {
     let mut wants = vec![server(sp, links.len())];
     wants.extend(selected.iter().map(|&pid| client(pid, 1)));
     let out = flow::finish(&receiver, agent, &wants);
-    for (pid, (name, _)) in selected.iter().zip(&links) {
+    let selected_names = links.iter().filter(|(_, wanted, _)| *wanted);
+    for (pid, (name, ..)) in selected.iter().zip(selected_names) {
         let c = out.one(*pid, "CLIENT");
         http_span(&c, name, "GET", "/users/42")
             .kind("CLIENT")

@@ -96,10 +96,14 @@ fn select_by_exe(ctx: &TracePointContext) {
     let path_len = len.saturating_sub(1);
     for &n in &lens.0 {
         let n = n as usize;
-        if n == 0 || n >= path_len {
-            // No more lengths; or the path is no longer than the file name
-            // (a path without '/' was looked up whole above).
+        if n == 0 {
+            // No more lengths.
             return;
+        }
+        if n >= path_len {
+            // A path no longer than this name has no '/' before it (a path
+            // without '/' was looked up whole above).
+            continue;
         }
         let name = path.wrapping_add(path_len - n);
         // SAFETY: a byte of the kernel string, before its last n bytes.

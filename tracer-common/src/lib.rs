@@ -1079,7 +1079,7 @@ pub struct ProcEvent {
     pub ts: u64,
     /// The task's command name: the process's name if it is gone before the
     /// agent reads /proc.
-    pub comm: [u8; 16],
+    pub comm: [u8; TASK_COMM_LEN],
 }
 
 /// Bytes of an executable's file name or path that the kernel matches at

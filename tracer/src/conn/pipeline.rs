@@ -277,7 +277,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         }
     }
 
-    fn on_exec(&mut self, pid: u32, comm: &[u8; 16]) {
+    fn on_exec(&mut self, pid: u32, comm: &[u8; tracer_common::TASK_COMM_LEN]) {
         // Another program: its first outgoing call is told again.
         self.callers.remove(&pid);
         let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());

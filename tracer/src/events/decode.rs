@@ -51,7 +51,7 @@ pub enum Event<'a> {
     Exec {
         pid: u32,
         /// Command name from the kernel, NUL-padded.
-        comm: [u8; 16],
+        comm: [u8; tracer_common::TASK_COMM_LEN],
     },
     Exit {
         pid: u32,

@@ -57,10 +57,11 @@ fn comm_lengths<'a>(
 ) -> Vec<([u8; TASK_COMM_LEN], ExeLens)> {
     let mut out: Vec<([u8; TASK_COMM_LEN], ExeLens)> = Vec::new();
     for name in names {
-        let bytes = name.as_bytes();
-        if name.contains('/') || bytes.is_empty() || bytes.len() >= EXE_NAME_LEN {
+        // The kernel's rule for what it can hold, and only file names.
+        if name.contains('/') || ExeName::new(name).is_none() {
             continue;
         }
+        let bytes = name.as_bytes();
         let mut comm = [0u8; TASK_COMM_LEN];
         let n = bytes.len().min(TASK_COMM_LEN - 1);
         comm[..n].copy_from_slice(&bytes[..n]);

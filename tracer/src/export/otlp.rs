@@ -8,7 +8,7 @@
 //! the agent's CPU when the SDK's exporter did them.
 use std::time::Duration;
 
-use bytes::{Buf as _, BufMut as _};
+use bytes::{Buf as _, BufMut as _, Bytes};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::{
     Resource,
@@ -135,7 +135,7 @@ impl OtlpExporter {
         &self,
         client: &reqwest::Client,
         url: &str,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> Result<(), String> {
         let mut request = client
             .post(url)
@@ -152,7 +152,7 @@ impl OtlpExporter {
         }
     }
 
-    async fn send_grpc(&self, channel: Channel, body: Vec<u8>) -> Result<(), String> {
+    async fn send_grpc(&self, channel: Channel, body: Bytes) -> Result<(), String> {
         let mut grpc = tonic::client::Grpc::new(channel);
         let call = async {
             grpc.ready().await.map_err(|e| format!("not ready: {e}"))?;
@@ -208,7 +208,7 @@ struct RawEncoder;
 struct IgnoreDecoder;
 
 impl Codec for RawCodec {
-    type Encode = Vec<u8>;
+    type Encode = Bytes;
     type Decode = ();
     type Encoder = RawEncoder;
     type Decoder = IgnoreDecoder;
@@ -223,10 +223,10 @@ impl Codec for RawCodec {
 }
 
 impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
+    type Item = Bytes;
     type Error = Status;
 
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put_slice(&item);
         Ok(())
     }

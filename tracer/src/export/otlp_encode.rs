@@ -9,6 +9,7 @@
 //! written: the agent's spans have none (`convert::to_span_data`).
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use opentelemetry::{Array, InstrumentationScope, KeyValue, Value, trace::SpanKind, trace::Status};
 use opentelemetry_sdk::{Resource, trace::SpanData};
 use prost::encoding::{
@@ -23,44 +24,58 @@ const FLAG_IS_REMOTE: u32 = 0x200;
 
 /// The request for `spans`, all of the process `resource` describes and of
 /// the instrumentation scope `scope`.
-pub fn request(resource: &Resource, scope: &InstrumentationScope, spans: &[SpanData]) -> Vec<u8> {
-    // Each span's tracestate header (empty for most: no allocation) and
-    // encoded length, for its length prefix.
-    let prepared: Vec<(String, usize)> = spans
-        .iter()
-        .map(|span| {
-            let trace_state = span.span_context.trace_state().header();
-            let len = span_len(span, &trace_state);
-            (trace_state, len)
-        })
-        .collect();
-    let spans_len: usize = prepared.iter().map(|(_, n)| field_len(2, *n)).sum();
-    let scope_schema_url = scope.schema_url().unwrap_or_default();
-    let scope_spans_len =
-        field_len(1, scope_len(scope)) + spans_len + string_field_len(3, scope_schema_url);
+pub fn request(resource: &Resource, scope: &InstrumentationScope, spans: &[SpanData]) -> Bytes {
     let resource_len = resource_len(resource);
+    let scope_len = scope_len(scope);
+    // What precedes the spans holds lengths that depend on them, so room
+    // is left for it, its two unknown lengths at their widest.
+    let room =
+        2 * (key_len(1) + MAX_LEN_VARINT) + field_len(1, resource_len) + field_len(1, scope_len);
+    let mut buf = Vec::with_capacity(room + spans.len() * SPAN_BYTES_GUESS);
+    buf.resize(room, 0);
+    // Each span is written once, into a small scratch buffer, then copied
+    // behind its length prefix: measuring a span before writing it walked
+    // its attributes twice, which cost more than the copy.
+    let mut one = Vec::with_capacity(SPAN_BYTES_GUESS);
+    for span in spans {
+        one.clear();
+        // Empty for most spans: no allocation.
+        let trace_state = span.span_context.trace_state().header();
+        write_span(&mut one, span, &trace_state);
+        len_key(&mut buf, 2, one.len());
+        buf.extend_from_slice(&one);
+    }
+    let spans_len = buf.len() - room;
+    let scope_schema_url = scope.schema_url().unwrap_or_default();
+    string_field(&mut buf, 3, scope_schema_url);
     let schema_url = resource.schema_url().unwrap_or_default();
+    string_field(&mut buf, 3, schema_url);
+
+    let scope_spans_len =
+        field_len(1, scope_len) + spans_len + string_field_len(3, scope_schema_url);
     let resource_spans_len = field_len(1, resource_len)
         + field_len(2, scope_spans_len)
         + string_field_len(3, schema_url);
-    let mut buf = Vec::with_capacity(field_len(1, resource_spans_len));
-
-    len_key(&mut buf, 1, resource_spans_len);
-    len_key(&mut buf, 1, resource_len);
+    let mut head = Vec::with_capacity(room);
+    len_key(&mut head, 1, resource_spans_len);
+    len_key(&mut head, 1, resource_len);
     for kv in resource.iter() {
-        key_value(&mut buf, 1, kv.0.as_str(), kv.1);
+        key_value(&mut head, 1, kv.0.as_str(), kv.1);
     }
-    len_key(&mut buf, 2, scope_spans_len);
-    len_key(&mut buf, 1, scope_len(scope));
-    write_scope(&mut buf, scope);
-    for (span, (trace_state, len)) in spans.iter().zip(&prepared) {
-        len_key(&mut buf, 2, *len);
-        write_span(&mut buf, span, trace_state);
-    }
-    string_field(&mut buf, 3, scope_schema_url);
-    string_field(&mut buf, 3, schema_url);
-    buf
+    len_key(&mut head, 2, scope_spans_len);
+    len_key(&mut head, 1, scope_len);
+    write_scope(&mut head, scope);
+    let start = room - head.len();
+    buf[start..room].copy_from_slice(&head);
+    Bytes::from(buf).slice(start..)
 }
+
+/// About what one of the agent's HTTP spans takes, encoded.
+const SPAN_BYTES_GUESS: usize = 512;
+
+/// The widest varint a length can take here: a request stays far below
+/// 4 GiB (its spans are bounded by the batch size).
+const MAX_LEN_VARINT: usize = 5;
 
 fn resource_len(resource: &Resource) -> usize {
     resource
@@ -84,26 +99,6 @@ fn write_scope(buf: &mut Vec<u8>, scope: &InstrumentationScope) {
     for kv in scope.attributes() {
         key_value(buf, 3, kv.key.as_str(), &kv.value);
     }
-}
-
-fn span_len(span: &SpanData, trace_state: &str) -> usize {
-    let mut n = field_len(1, 16) + field_len(2, 8) + string_field_len(3, trace_state);
-    if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
-        n += field_len(4, 8);
-    }
-    n += key_len(16) + 4;
-    n += string_field_len(5, &span.name);
-    n += key_len(6) + 1;
-    n += 2 * (key_len(7) + 8);
-    n += span
-        .attributes
-        .iter()
-        .map(|kv| field_len(9, kv_len(kv)))
-        .sum::<usize>();
-    if span.dropped_attributes_count != 0 {
-        n += key_len(10) + encoded_len_varint(span.dropped_attributes_count.into());
-    }
-    n + field_len(15, status_len(&span.status))
 }
 
 fn write_span(buf: &mut Vec<u8>, span: &SpanData, trace_state: &str) {
@@ -182,9 +177,10 @@ fn key_value_len(k: &str, v: &Value) -> usize {
 }
 
 fn key_value(buf: &mut Vec<u8>, tag: u32, k: &str, v: &Value) {
-    len_key(buf, tag, key_value_len(k, v));
+    let value_len = any_value_len(v);
+    len_key(buf, tag, string_field_len(1, k) + field_len(2, value_len));
     string_field(buf, 1, k);
-    len_key(buf, 2, any_value_len(v));
+    len_key(buf, 2, value_len);
     any_value(buf, v);
 }
 
@@ -367,8 +363,21 @@ mod tests {
         let resource = record(7).resource;
         let spans = spans();
         let bytes = request(&resource, &convert::scope(), &spans);
-        let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let ours = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
         assert_eq!(ours, reference(&resource, spans));
+    }
+
+    /// Lengths of every width the room before the spans must hold: a
+    /// request of a few bytes up to one over a megabyte.
+    #[test]
+    fn large_requests_decode_too() {
+        let resource = record(7).resource;
+        for n in [1, 100, 3000] {
+            let spans: Vec<SpanData> = spans().into_iter().cycle().take(n).collect();
+            let bytes = request(&resource, &convert::scope(), &spans);
+            let ours = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
+            assert_eq!(ours, reference(&resource, spans), "{n} spans");
+        }
     }
 
     #[test]
@@ -381,7 +390,7 @@ mod tests {
             .with_attributes([KeyValue::new("k", 1_i64)])
             .build();
         let bytes = request(&resource, &scope, &[]);
-        let ours = ExportTraceServiceRequest::decode(bytes.as_slice()).unwrap();
+        let ours = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
         let rs = &ours.resource_spans[0];
         assert_eq!(rs.schema_url, "https://s/1.0");
         let ss = &rs.scope_spans[0];
@@ -400,7 +409,7 @@ mod tests {
         let second = request(&resource, &convert::scope(), &all[..1]);
         let third = request(&resource, &convert::scope(), &all);
         assert_eq!(first, third);
-        let decoded = ExportTraceServiceRequest::decode(second.as_slice()).unwrap();
+        let decoded = ExportTraceServiceRequest::decode(&second[..]).unwrap();
         assert_eq!(decoded, reference(&resource, all[..1].to_vec()));
     }
 }

@@ -578,7 +578,7 @@ impl<S: SpanSink> SpanMaker<S> {
             if identity.source != ParentSource::None {
                 Stats::inc(&self.stats.go_server_context_conflicts);
             }
-            let (kernel, _) = parent::choose(Some(ctx), &[], &mut self.ids, |id| {
+            let (kernel, _) = parent::choose::<&str>(Some(ctx), &[], &mut self.ids, |id| {
                 self.injected.contains(id)
             });
             *identity = SpanIdentity {

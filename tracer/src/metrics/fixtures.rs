@@ -18,7 +18,7 @@ pub fn exchange(dir: Direction, target: &str, status: u16) -> Exchange {
             method: "GET".into(),
             target: target.into(),
             version: Version::Http11,
-            headers: vec![("host".into(), "back:8080".into())],
+            headers: vec![("host", "back:8080".into())],
         },
         response: Some(ResponseHead {
             status,

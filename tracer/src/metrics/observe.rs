@@ -191,7 +191,7 @@ mod tests {
                 method: method.into(),
                 target: target.into(),
                 version: Version::Http11,
-                headers: vec![("host".into(), "api.test".into())],
+                headers: vec![("host", "api.test".into())],
             },
             response: status.map(|s| ResponseHead {
                 status: s,

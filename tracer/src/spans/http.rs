@@ -144,6 +144,33 @@ pub(crate) fn ip_text(ip: IpAddr) -> StringValue {
     })
 }
 
+/// Attribute values that repeat from span to span (a connection's Host and
+/// User-Agent, a server's paths), kept once and shared by the spans that
+/// carry them: a lookup costs less than the allocation and free of a copy
+/// per span. Bounded: cleared when full, and long values are not kept.
+pub(crate) fn shared_text(text: &str) -> StringValue {
+    const MAX: usize = 4096;
+    const MAX_LEN: usize = 256;
+    thread_local! {
+        static TEXTS: std::cell::RefCell<hashbrown::HashSet<Arc<str>>> =
+            std::cell::RefCell::default();
+    }
+    if text.len() > MAX_LEN {
+        return StringValue::from(text.to_owned());
+    }
+    TEXTS.with_borrow_mut(|texts| {
+        if let Some(shared) = texts.get(text) {
+            return StringValue::from(shared.clone());
+        }
+        if texts.len() >= MAX {
+            texts.clear();
+        }
+        let shared: Arc<str> = text.into();
+        texts.insert(shared.clone());
+        StringValue::from(shared)
+    })
+}
+
 /// Whether an exchange with this final status failed: any 5xx, and for a
 /// client any 4xx too (HTTP semantic conventions).
 pub const fn is_error_status(status: u16, server: bool) -> bool {
@@ -188,11 +215,7 @@ pub fn build_call(
     attrs.push(KeyValue::new("server.address", server_address.clone()));
     let server_address = server_address.as_str();
     attrs.push(KeyValue::new("server.port", i64::from(server_port)));
-    let name = if known {
-        format!("{method} {}", route.as_str())
-    } else {
-        format!("HTTP {}", route.as_str())
-    };
+    let name = span_name(if known { method } else { "HTTP" }, route.as_str());
     if server {
         attrs.push(KeyValue::new("http.route", route));
         attrs.push(KeyValue::new("client.address", peer));
@@ -211,7 +234,7 @@ pub fn build_call(
         attrs.push(KeyValue::new("url.full", full));
     }
     if let Some(ua) = call.user_agent {
-        attrs.push(KeyValue::new("user_agent.original", ua.to_owned()));
+        attrs.push(KeyValue::new("user_agent.original", shared_text(ua)));
     }
 
     if let Some(code) = call.status {
@@ -260,6 +283,16 @@ pub fn build_call(
     )
 }
 
+/// `{method} {route}`, without the formatting machinery (a tenth of
+/// building the span).
+pub(crate) fn span_name(method: &str, route: &str) -> String {
+    let mut name = String::with_capacity(method.len() + 1 + route.len());
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(route);
+    name
+}
+
 /// `url.path` and the route (the server's own, else templated from the
 /// path). A path that templates to itself, the common case, is written out
 /// once and shared by both attributes.
@@ -268,15 +301,15 @@ fn path_and_route(path: &str, own_route: Option<&str>) -> (StringValue, StringVa
         static TEMPLATE: std::cell::RefCell<String> = std::cell::RefCell::default();
     }
     if let Some(r) = own_route {
-        return (path.to_owned().into(), r.to_owned().into());
+        return (shared_text(path), shared_text(r));
     }
     TEMPLATE.with_borrow_mut(|out| {
         route::template_into(path, out);
         if out.as_str() == path {
-            let shared = StringValue::from(Arc::<str>::from(path));
+            let shared = shared_text(path);
             (shared.clone(), shared)
         } else {
-            (path.to_owned().into(), out.clone().into())
+            (shared_text(path), shared_text(out))
         }
     })
 }
@@ -285,7 +318,7 @@ fn path_and_route(path: &str, own_route: Option<&str>) -> (StringValue, StringVa
 /// when present, else the address the connection reached.
 pub fn server_endpoint(server: bool, host: Option<&str>, ends: &Endpoints) -> (StringValue, u16) {
     match server_endpoint_ref(server, host, ends) {
-        (ServerAddress::Name(name), port) => (name.to_owned().into(), port),
+        (ServerAddress::Name(name), port) => (shared_text(name), port),
         (ServerAddress::Ip(ip), port) => (ip_text(ip), port),
     }
 }
@@ -381,9 +414,9 @@ mod tests {
                 target: target.into(),
                 version: Version::Http11,
                 headers: vec![
-                    ("host".into(), "example.test:8080".into()),
-                    ("user-agent".into(), "curl/8.0".into()),
-                    ("authorization".into(), "Bearer secret".into()),
+                    ("host", "example.test:8080".into()),
+                    ("user-agent", "curl/8.0".into()),
+                    ("authorization", "Bearer secret".into()),
                 ],
             },
             response: status.map(|s| ResponseHead {
@@ -420,7 +453,7 @@ mod tests {
             tls: false,
         };
         let (identity, _) =
-            crate::context::parent::choose(None, &[], &mut IdGenerator::new(), |_| false);
+            crate::context::parent::choose::<&str>(None, &[], &mut IdGenerator::new(), |_| false);
         build(
             &exchange(dir, target, status),
             &ends,
@@ -480,6 +513,33 @@ mod tests {
             attr(&s, "error.type").unwrap().as_str(),
             "connection_closed"
         );
+    }
+
+    #[test]
+    fn repeated_values_are_shared_and_long_ones_copied() {
+        let a = shared_text("curl/8.0");
+        let b = shared_text(&String::from("curl/8.0"));
+        assert_eq!(a.as_str(), "curl/8.0");
+        assert!(
+            std::ptr::eq(a.as_str(), b.as_str()),
+            "one copy for both spans"
+        );
+        let long = "x".repeat(300);
+        let (c, d) = (shared_text(&long), shared_text(&long));
+        assert_eq!(c.as_str(), long);
+        assert!(
+            !std::ptr::eq(c.as_str(), d.as_str()),
+            "long values are not kept"
+        );
+        // Past the bound the table starts over; values stay right.
+        for i in 0..10_000 {
+            assert_eq!(
+                shared_text(&format!("/item/{i}")).as_str(),
+                format!("/item/{i}")
+            );
+        }
+        assert_eq!(shared_text("curl/8.0").as_str(), "curl/8.0");
+        assert_eq!(span_name("GET", "/users/{id}"), "GET /users/{id}");
     }
 
     #[test]

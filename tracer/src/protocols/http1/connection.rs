@@ -366,9 +366,9 @@ impl Http1Connection {
         let role = self.role(dir);
         let max = self.limits.max_head_bytes;
         let stream = &mut self.streams[dir.index()];
-        let State::Head { start_ok, .. } = &mut stream.state else {
+        if !matches!(stream.state, State::Head { .. }) {
             return bytes.len();
-        };
+        }
         let mut skipped = 0;
         if stream.buf.is_empty() {
             // Stray line ends between messages are allowed (RFC 9112 2.2).
@@ -383,6 +383,15 @@ impl Http1Connection {
         }
         stream.last = times;
         let input = &bytes[skipped..];
+        if stream.buf.is_empty()
+            && let Some(used) = self.whole_head(dir, role, input, out)
+        {
+            return skipped + used;
+        }
+        let stream = &mut self.streams[dir.index()];
+        let State::Head { start_ok, .. } = &mut stream.state else {
+            return bytes.len();
+        };
         let push = stream.buf.push(input, max);
         let used = skipped + push.used();
         let partial = matches!(push, Push::Partial { .. });
@@ -505,14 +514,64 @@ impl Http1Connection {
         self.streams[dir.index()].buf.clear();
     }
 
+    /// The common case, a head that arrives whole at the start of a chunk:
+    /// parsed where it lies, without copying it into the head buffer.
+    /// Returns the bytes it took, or None to leave the input to the general
+    /// path (which also reports whatever is wrong with it).
+    fn whole_head(
+        &mut self,
+        dir: Direction,
+        role: Option<Role>,
+        input: &[u8],
+        out: &mut Output,
+    ) -> Option<usize> {
+        let end = head::head_end(input, 0).filter(|&end| end <= self.limits.max_head_bytes)?;
+        let head = &input[..end];
+        let Start::Message(found) = start_line::classify(head) else {
+            return None;
+        };
+        if role.is_some_and(|r| r != found) {
+            return None;
+        }
+        let max_headers = self.limits.max_headers;
+        match found {
+            Role::Request => {
+                let parsed = parse_request(head, max_headers).ok()?;
+                if role.is_none() {
+                    self.decide(dir, found);
+                }
+                self.request_parsed(dir, parsed, out);
+            }
+            Role::Response => {
+                let parsed = head::parse_response(head, max_headers).ok()?;
+                if role.is_none() {
+                    self.decide(dir, found);
+                }
+                self.response_parsed(dir, parsed, out);
+            }
+        }
+        Some(end)
+    }
+
     fn request_head(&mut self, dir: Direction, out: &mut Output) {
         let stream = &self.streams[dir.index()];
-        let parsed = head::parse_request(stream.buf.bytes(), self.limits.max_headers)
-            .and_then(|head| framing::request_framing(&head).map(|framing| (head, framing)));
-        let (head, framing) = match parsed {
+        let parsed = parse_request(stream.buf.bytes(), self.limits.max_headers);
+        let parsed = match parsed {
             Ok(parsed) => parsed,
             Err(error) => return self.head_failed(dir, error, out),
         };
+        self.request_parsed(dir, parsed, out);
+    }
+
+    /// A request head was read whole: it waits for its response, and its
+    /// body (if any) comes next.
+    fn request_parsed(
+        &mut self,
+        dir: Direction,
+        (head, framing): (RequestHead, Framing),
+        out: &mut Output,
+    ) {
+        let stream = &self.streams[dir.index()];
         let (start, end) = (stream.first.first_byte(dir), stream.last.end);
         // A new request means the response before it is over, when its end
         // could not be seen.
@@ -548,6 +607,13 @@ impl Http1Connection {
             Ok(head) => head,
             Err(error) => return self.head_failed(dir, error, out),
         };
+        self.response_parsed(dir, head, out);
+    }
+
+    /// A response head was read whole: it answers the oldest request
+    /// waiting, and its body (if any) comes next.
+    fn response_parsed(&mut self, dir: Direction, head: ResponseHead, out: &mut Output) {
+        let stream = &self.streams[dir.index()];
         let (start, end) = (stream.first.first_byte(dir), stream.last.end);
         self.end_lost_body(dir.opposite(), out);
         let method = self.pending.front().map_or(Method::Other, |p| p.method);
@@ -716,6 +782,12 @@ impl Http1Connection {
 }
 
 /// `None` for a placeholder request.
+/// A request head and how its body is framed.
+fn parse_request(bytes: &[u8], max_headers: usize) -> Result<(RequestHead, Framing), ParseError> {
+    head::parse_request(bytes, max_headers)
+        .and_then(|head| framing::request_framing(&head).map(|framing| (head, framing)))
+}
+
 fn exchange(
     request: Pending,
     response: Option<ResponseHead>,

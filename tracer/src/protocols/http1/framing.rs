@@ -80,10 +80,10 @@ pub(super) fn response_framing(
 }
 
 /// `None` without Transfer-Encoding; else whether its last coding is chunked.
-fn final_coding_is_chunked(headers: &[(String, String)]) -> Option<bool> {
+fn final_coding_is_chunked(headers: &[(&'static str, String)]) -> Option<bool> {
     headers
         .iter()
-        .filter(|(name, _)| name == "transfer-encoding")
+        .filter(|(name, _)| *name == "transfer-encoding")
         .flat_map(|(_, value)| value.split(','))
         .map(str::trim)
         .rfind(|coding| !coding.is_empty())
@@ -93,11 +93,11 @@ fn final_coding_is_chunked(headers: &[(String, String)]) -> Option<bool> {
 /// Repeated fields and lists are accepted only when every value agrees
 /// (RFC 9110 8.6); anything else could be a smuggling attempt, so the
 /// message is not trusted.
-fn content_length(headers: &[(String, String)]) -> Result<Option<u64>, ParseError> {
+fn content_length(headers: &[(&'static str, String)]) -> Result<Option<u64>, ParseError> {
     let mut length = None;
     for value in headers
         .iter()
-        .filter(|(name, _)| name == "content-length")
+        .filter(|(name, _)| *name == "content-length")
         .flat_map(|(_, value)| value.split(','))
     {
         let value = value.trim();
@@ -118,13 +118,11 @@ mod tests {
     use super::super::Version;
     use super::*;
 
-    fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
+    fn headers(list: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        list.iter().map(|(n, v)| (*n, (*v).to_owned())).collect()
     }
 
-    fn request(list: &[(&str, &str)]) -> RequestHead {
+    fn request(list: &[(&'static str, &str)]) -> RequestHead {
         RequestHead {
             method: "POST".into(),
             target: "/".into(),
@@ -133,7 +131,7 @@ mod tests {
         }
     }
 
-    fn response(status: u16, list: &[(&str, &str)]) -> ResponseHead {
+    fn response(status: u16, list: &[(&'static str, &str)]) -> ResponseHead {
         ResponseHead {
             status,
             version: Version::Http11,

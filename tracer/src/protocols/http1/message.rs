@@ -28,8 +28,10 @@ pub struct RequestHead {
     /// The raw request-target, query included.
     pub target: String,
     pub version: Version,
-    /// In order; names lowercased, values trimmed and decoded as lossy UTF-8.
-    pub headers: Vec<(String, String)>,
+    /// In order; only the fields the agent uses, named as in
+    /// `head::KEPT_HEADERS` (lowercase), values trimmed and decoded as lossy
+    /// UTF-8.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl RequestHead {
@@ -45,10 +47,11 @@ impl RequestHead {
 pub struct ResponseHead {
     pub status: u16,
     pub version: Version,
-    /// In order; names lowercased, values trimmed and decoded as lossy UTF-8.
+    /// In order; only the fields the agent uses, named as in
+    /// `head::KEPT_HEADERS`, values trimmed and decoded as lossy UTF-8.
     /// Empty when only the status line could be read
     /// ([`Outcome::ResponseLost`]).
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ResponseHead {
@@ -59,10 +62,10 @@ impl ResponseHead {
     }
 }
 
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+fn header<'a>(headers: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
-        .find(|(n, _)| n == name)
+        .find(|(n, _)| *n == name)
         .map(|(_, v)| v.as_str())
 }
 

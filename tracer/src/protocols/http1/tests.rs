@@ -936,3 +936,82 @@ fn tracing_started_mid_body_resyncs_at_the_next_request() {
     let (exchanges, _) = h.summary();
     assert_eq!(exchanges, [ok("GET", "/index.html", 200, 5)]);
 }
+
+/// A head that arrives whole in one chunk is parsed where it lies; one
+/// that arrives in pieces is gathered in the head buffer first. Both must
+/// give the same exchanges (heads, bodies, outcomes) and the same errors,
+/// whatever the head holds, sound or not.
+#[test]
+fn a_head_parsed_in_place_reads_as_one_gathered_in_pieces() {
+    let cases: &[(&[u8], &[u8])] = &[
+        (GET, OK_5),
+        (
+            b"\r\nPOST /a?b=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTraceparent: x\r\n\r\nabc",
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        ),
+        (b"GET / HTTP/1.0\n\n", b"HTTP/1.0 204 No Content\n\n"),
+        (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", OK_5),
+        (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"),
+        (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", OK_5),
+        (b"GET / HTTP/9.1\r\n\r\n", OK_5),
+        (b"HTTP/1.1 200 OK\r\n\r\n", GET),
+    ];
+    for &(request, response) in cases {
+        let mut whole = Harness::new();
+        whole.send(IN, request).send(OUT, response).close();
+        let mut pieces = Harness::new();
+        for b in request {
+            pieces.send(IN, std::slice::from_ref(b));
+        }
+        for b in response {
+            pieces.send(OUT, std::slice::from_ref(b));
+        }
+        pieces.close();
+        let (a, b) = (whole.exchanges(), pieces.exchanges());
+        assert_eq!(a.len(), b.len(), "{request:?}");
+        for (a, b) in a.iter().zip(&b) {
+            assert_eq!(a.request, b.request, "{request:?}");
+            assert_eq!(a.response, b.response, "{response:?}");
+            assert_eq!(
+                (a.request_body_bytes, a.response_body_bytes, a.outcome),
+                (b.request_body_bytes, b.response_body_bytes, b.outcome),
+                "{request:?}"
+            );
+        }
+        assert_eq!(
+            whole.errors(),
+            pieces.errors(),
+            "{request:?} / {response:?}"
+        );
+    }
+}
+
+/// Heads are parsed in place also when a chunk holds several messages, and
+/// a head longer than the limit is refused the same way either path.
+#[test]
+fn heads_parsed_in_place_in_a_pipelined_chunk_and_over_the_limit() {
+    let mut h = Harness::new();
+    let two = [GET, GET].concat();
+    h.send(IN, &two).send(OUT, &[OK_5, OK_5].concat());
+    let (rows, errors) = h.summary();
+    assert_eq!(rows, vec![ok("GET", "/index.html", 200, 5); 2]);
+    assert!(errors.is_empty());
+
+    let limits = Limits {
+        max_head_bytes: 40,
+        ..Limits::default()
+    };
+    let mut whole = Harness::with_limits(limits);
+    whole.send(IN, GET).send(OUT, OK_5);
+    let mut pieces = Harness::with_limits(limits);
+    for part in GET.chunks(7) {
+        pieces.send(IN, part);
+    }
+    pieces.send(OUT, OK_5);
+    let (whole_errors, piece_errors) = (whole.summary().1, pieces.summary().1);
+    assert_eq!(whole_errors, piece_errors);
+    assert!(
+        whole_errors.contains(&ParseError::HeadTooLarge),
+        "{whole_errors:?}"
+    );
+}

@@ -14,7 +14,7 @@ use opentelemetry::{Array, InstrumentationScope, KeyValue, Value, trace::SpanKin
 use opentelemetry_sdk::{Resource, trace::SpanData};
 use prost::encoding::{
     WireType::{self, LengthDelimited, SixtyFourBit, ThirtyTwoBit, Varint},
-    encode_key, encode_varint, encoded_len_varint, key_len,
+    encoded_len_varint, key_len,
 };
 
 /// `Span.flags`: the span's trace flags, plus "whether the parent is
@@ -33,17 +33,18 @@ pub fn request(resource: &Resource, scope: &InstrumentationScope, spans: &[SpanD
         2 * (key_len(1) + MAX_LEN_VARINT) + field_len(1, resource_len) + field_len(1, scope_len);
     let mut buf = Vec::with_capacity(room + spans.len() * SPAN_BYTES_GUESS);
     buf.resize(room, 0);
-    // Each span is written once, into a small scratch buffer, then copied
-    // behind its length prefix: measuring a span before writing it walked
-    // its attributes twice, which cost more than the copy.
-    let mut one = Vec::with_capacity(SPAN_BYTES_GUESS);
+    // Each span is written once, in place: its length prefix is given the
+    // width most spans need and moved in the rare case it needs another.
+    // Measuring a span before writing it walked its attributes twice.
     for span in spans {
-        one.clear();
         // Empty for most spans: no allocation.
         let trace_state = span.span_context.trace_state().header();
-        write_span(&mut one, span, &trace_state);
-        len_key(&mut buf, 2, one.len());
-        buf.extend_from_slice(&one);
+        key(&mut buf, 2, LengthDelimited);
+        let prefix = buf.len();
+        buf.extend_from_slice(&[0; SPAN_LEN_WIDTH]);
+        write_span(&mut buf, span, &trace_state);
+        let len = buf.len() - prefix - SPAN_LEN_WIDTH;
+        set_length(&mut buf, prefix, len);
     }
     let spans_len = buf.len() - room;
     let scope_schema_url = scope.schema_url().unwrap_or_default();
@@ -72,6 +73,30 @@ pub fn request(resource: &Resource, scope: &InstrumentationScope, spans: &[SpanD
 
 /// About what one of the agent's HTTP spans takes, encoded.
 const SPAN_BYTES_GUESS: usize = 512;
+
+/// The width of a span's length prefix before the span is written: spans
+/// of 128 bytes to 16 KiB, which the agent's are.
+const SPAN_LEN_WIDTH: usize = 2;
+
+/// Writes `len` as the varint at `buf[at..at + SPAN_LEN_WIDTH]`, moving what
+/// follows when it takes another width.
+fn set_length(buf: &mut Vec<u8>, at: usize, len: usize) {
+    let mut bytes = [0u8; 10];
+    let mut v = len as u64;
+    let mut n = 0;
+    while v >= 0x80 {
+        bytes[n] = v as u8 | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    bytes[n] = v as u8;
+    let bytes = &bytes[..=n];
+    if bytes.len() == SPAN_LEN_WIDTH {
+        buf[at..at + SPAN_LEN_WIDTH].copy_from_slice(bytes);
+    } else {
+        buf.splice(at..at + SPAN_LEN_WIDTH, bytes.iter().copied());
+    }
+}
 
 /// The widest varint a length can take here: a request stays far below
 /// 4 GiB (its spans are bounded by the batch size).
@@ -117,7 +142,7 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanData, trace_state: &str) {
     buf.extend_from_slice(&flags.to_le_bytes());
     string_field(buf, 5, &span.name);
     key(buf, 6, Varint);
-    encode_varint(kind(&span.span_kind), buf);
+    varint(kind(&span.span_kind), buf);
     key(buf, 7, SixtyFourBit);
     buf.extend_from_slice(&nanos(span.start_time).to_le_bytes());
     key(buf, 8, SixtyFourBit);
@@ -127,14 +152,14 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanData, trace_state: &str) {
     }
     if span.dropped_attributes_count != 0 {
         key(buf, 10, Varint);
-        encode_varint(span.dropped_attributes_count.into(), buf);
+        varint(span.dropped_attributes_count.into(), buf);
     }
     len_key(buf, 15, status_len(&span.status));
     let (code, message) = status(&span.status);
     string_field(buf, 2, message);
     if code != 0 {
         key(buf, 3, Varint);
-        encode_varint(code, buf);
+        varint(code, buf);
     }
 }
 
@@ -207,7 +232,7 @@ fn any_value(buf: &mut Vec<u8>, v: &Value) {
         }
         Value::I64(i) => {
             key(buf, 3, Varint);
-            encode_varint(*i as u64, buf);
+            varint(*i as u64, buf);
         }
         Value::F64(f) => {
             key(buf, 4, SixtyFourBit);
@@ -269,12 +294,24 @@ fn string_field_len(tag: u32, s: &str) -> usize {
 }
 
 fn key(buf: &mut Vec<u8>, tag: u32, wire: WireType) {
-    encode_key(tag, wire, buf);
+    varint(u64::from(tag << 3 | wire as u32), buf);
+}
+
+/// A varint, inlined: almost every one written here (keys, lengths of
+/// names and values) takes a single byte, and a call to prost's general
+/// encoder for each was a sixth of encoding.
+#[inline(always)]
+fn varint(mut v: u64, buf: &mut Vec<u8>) {
+    while v >= 0x80 {
+        buf.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
 }
 
 fn len_key(buf: &mut Vec<u8>, tag: u32, n: usize) {
     key(buf, tag, LengthDelimited);
-    encode_varint(n as u64, buf);
+    varint(n as u64, buf);
 }
 
 fn string_field(buf: &mut Vec<u8>, tag: u32, s: &str) {
@@ -367,13 +404,22 @@ mod tests {
         assert_eq!(ours, reference(&resource, spans));
     }
 
-    /// Lengths of every width the room before the spans must hold: a
-    /// request of a few bytes up to one over a megabyte.
+    /// Lengths of every width the room before the spans must hold (a
+    /// request of a few bytes up to one over a megabyte), and spans whose
+    /// own length prefix is narrower (under 128 bytes) or wider (16 KiB and
+    /// more) than the one reserved.
     #[test]
     fn large_requests_decode_too() {
         let resource = record(7).resource;
+        let mut tiny = spans().remove(0);
+        tiny.attributes.clear();
+        tiny.name = "".into();
+        let mut huge = tiny.clone();
+        huge.attributes = vec![KeyValue::new("big", "y".repeat(20_000))];
         for n in [1, 100, 3000] {
-            let spans: Vec<SpanData> = spans().into_iter().cycle().take(n).collect();
+            let mut spans: Vec<SpanData> = spans().into_iter().cycle().take(n).collect();
+            spans.insert(n / 2, tiny.clone());
+            spans.insert(n / 3, huge.clone());
             let bytes = request(&resource, &convert::scope(), &spans);
             let ours = ExportTraceServiceRequest::decode(&bytes[..]).unwrap();
             assert_eq!(ours, reference(&resource, spans), "{n} spans");

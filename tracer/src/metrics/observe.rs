@@ -70,7 +70,7 @@ fn http_call<'a>(
                 route_buf.clear();
                 route_buf.push_str(route);
             }
-            None => route::template_into(path, route_buf),
+            None => route::cached_into(path, route_buf),
         }
         (Instrument::HttpServer, route_buf.as_str(), None)
     } else {

@@ -294,24 +294,14 @@ pub(crate) fn span_name(method: &str, route: &str) -> String {
 }
 
 /// `url.path` and the route (the server's own, else templated from the
-/// path). A path that templates to itself, the common case, is written out
-/// once and shared by both attributes.
+/// path). A path that templates to itself, the common case, is one string
+/// shared by both attributes.
 fn path_and_route(path: &str, own_route: Option<&str>) -> (StringValue, StringValue) {
-    thread_local! {
-        static TEMPLATE: std::cell::RefCell<String> = std::cell::RefCell::default();
-    }
     if let Some(r) = own_route {
         return (shared_text(path), shared_text(r));
     }
-    TEMPLATE.with_borrow_mut(|out| {
-        route::template_into(path, out);
-        if out.as_str() == path {
-            let shared = shared_text(path);
-            (shared.clone(), shared)
-        } else {
-            (shared_text(path), shared_text(out))
-        }
-    })
+    let (path, route) = route::cached(path);
+    (StringValue::from(path), StringValue::from(route))
 }
 
 /// `server.address` and `server.port`: the Host header (or `:authority`)

@@ -32,9 +32,12 @@ pub use config::{
     DEFAULT_EXPORT_TIMEOUT, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ExportConfig, OtlpConfig,
     OtlpEnv, ParseProtocolError, Protocol, has_path,
 };
-pub use convert::to_span_data;
+pub use convert::{scope, to_span_data};
 pub use exporters::{ENV_TRACES_EXPORTER, ExportEnv, ExportFlags, SelectError, resolve};
 pub use json::span_json;
+/// The OTLP request body for one process's spans (also used by the
+/// `agent_cost` benchmark).
+pub use otlp_encode::request as otlp_request;
 pub use task::{ExportHandle, SHUTDOWN_TIMEOUT, spawn};
 pub use zipkin::{ZipkinConfig, ZipkinEnv};
 

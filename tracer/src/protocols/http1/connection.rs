@@ -781,13 +781,13 @@ impl Http1Connection {
     }
 }
 
-/// `None` for a placeholder request.
 /// A request head and how its body is framed.
 fn parse_request(bytes: &[u8], max_headers: usize) -> Result<(RequestHead, Framing), ParseError> {
     head::parse_request(bytes, max_headers)
         .and_then(|head| framing::request_framing(&head).map(|framing| (head, framing)))
 }
 
+/// `None` for a placeholder request.
 fn exchange(
     request: Pending,
     response: Option<ResponseHead>,

@@ -15,7 +15,7 @@ use std::{hint::black_box, path::PathBuf, sync::Arc, time::Instant};
 
 use tracer::{
     conn::{
-        pipeline::{KernelControl, Pipeline, PipelineConfig, SpanSink},
+        pipeline::{NoKernel, Pipeline, PipelineConfig},
         table::ConnTable,
     },
     events::{DataHeader, Event, reader::EventHandler},
@@ -37,25 +37,6 @@ const BATCH: usize = 2048;
 const ROUNDS: usize = 25;
 const EXCHANGES: u64 = 20_000;
 
-struct Collect(Vec<SpanRecord>);
-
-impl SpanSink for Collect {
-    fn send(&mut self, span: SpanRecord) -> bool {
-        self.0.push(span);
-        true
-    }
-}
-
-struct NoKernel;
-
-impl KernelControl for NoKernel {
-    fn select(&mut self, _: u32) {}
-    fn set_sample_threshold(&mut self, _: u64) {}
-    fn process_started(&mut self, _: u32) {}
-    fn process_exited(&mut self, _: u32) {}
-    fn makes_calls(&mut self, _: u32) {}
-}
-
 fn tuple(remote_port: u16) -> ConnTuple {
     let mut t = ConnTuple {
         family: 2,
@@ -75,7 +56,7 @@ fn main() {
         ConnTable::new(1024, Limits::default()),
         ProcessTable::new(PathBuf::from("/nonexistent"), "host".to_owned()),
         NoKernel,
-        Collect(Vec::with_capacity(BATCH)),
+        Vec::<SpanRecord>::with_capacity(BATCH),
         stats.clone(),
         PipelineConfig {
             selection: Selection::default(),
@@ -115,7 +96,7 @@ fn main() {
                     tail: &[],
                 });
             }
-            let sink = &mut pipeline.sink_mut().0;
+            let sink = pipeline.sink_mut();
             if sink.len() >= BATCH {
                 spans += sink.len() as u64;
                 let resource = sink[0].resource.clone();

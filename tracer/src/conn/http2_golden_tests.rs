@@ -14,7 +14,7 @@ use opentelemetry::trace::Status;
 use tracer_common::{ConnTuple, TraceCtx};
 
 use super::{
-    pipeline::{KernelControl, Pipeline, PipelineConfig, SpanSink},
+    pipeline::{NoKernel, Pipeline, PipelineConfig},
     table::ConnTable,
 };
 use crate::{
@@ -33,26 +33,6 @@ const BLESS_VAR: &str = "HTTP2_GOLDEN_BLESS";
 /// The agent's default `--capture-bytes`, and the tail the kernel keeps.
 const CAPTURE: usize = 1024;
 const TAIL: usize = 8;
-
-#[derive(Default)]
-pub(super) struct Collect(pub(super) Vec<SpanRecord>);
-
-impl SpanSink for Collect {
-    fn send(&mut self, span: SpanRecord) -> bool {
-        self.0.push(span);
-        true
-    }
-}
-
-pub(super) struct NoKernel;
-
-impl KernelControl for NoKernel {
-    fn select(&mut self, _: u32) {}
-    fn set_sample_threshold(&mut self, _: u64) {}
-    fn process_started(&mut self, _: u32) {}
-    fn process_exited(&mut self, _: u32) {}
-    fn makes_calls(&mut self, _: u32) {}
-}
 
 #[derive(Clone, Copy)]
 struct Mode {
@@ -111,7 +91,7 @@ fn run(steps: &[Step], mode: Mode) -> String {
         ConnTable::new(16, Limits::default()),
         ProcessTable::new(PathBuf::from("/nonexistent"), "host".to_owned()),
         NoKernel,
-        Collect::default(),
+        Vec::new(),
         stats.clone(),
         PipelineConfig {
             selection: Selection::default(),
@@ -165,7 +145,7 @@ fn run(steps: &[Step], mode: Mode) -> String {
     }
     pipeline.finish_all();
     let mut text = format!("mode {}\n", mode.name());
-    for span in &pipeline.sink_mut().0 {
+    for span in pipeline.sink_mut().iter() {
         render(&mut text, span);
     }
     let counters: Vec<String> = stats

@@ -7,8 +7,8 @@ use std::{collections::HashSet, path::PathBuf, sync::Arc, time::UNIX_EPOCH};
 use tracer_common::{ConnTuple, TraceCtx};
 
 use super::{
-    http2_golden_tests::{Collect, NoKernel, fixture_dir},
-    pipeline::{Pipeline, PipelineConfig},
+    http2_golden_tests::fixture_dir,
+    pipeline::{NoKernel, Pipeline, PipelineConfig},
     table::ConnTable,
 };
 use crate::{
@@ -80,7 +80,7 @@ impl End {
 }
 
 struct Host {
-    pipeline: Pipeline<Collect, NoKernel>,
+    pipeline: Pipeline<Vec<SpanRecord>, NoKernel>,
     stats: Arc<Stats>,
 }
 
@@ -91,7 +91,7 @@ impl Host {
             ConnTable::new(64, Limits::default()),
             ProcessTable::new(PathBuf::from("/nonexistent"), "host".to_owned()),
             NoKernel,
-            Collect::default(),
+            Vec::new(),
             stats.clone(),
             PipelineConfig {
                 selection: Selection::default(),
@@ -157,7 +157,7 @@ impl Host {
 
     fn spans(&mut self) -> Vec<SpanRecord> {
         self.pipeline.finish_all();
-        std::mem::take(&mut self.pipeline.sink_mut().0)
+        std::mem::take(self.pipeline.sink_mut())
     }
 
     fn counter(&self, name: &str) -> u64 {

@@ -39,6 +39,15 @@ pub trait SpanSink {
     fn send(&mut self, span: SpanRecord) -> bool;
 }
 
+/// Spans kept in memory: a pipeline fed recorded events (the golden tests,
+/// the `agent_cost` bench) collects what it makes here.
+impl SpanSink for Vec<SpanRecord> {
+    fn send(&mut self, span: SpanRecord) -> bool {
+        self.push(span);
+        true
+    }
+}
+
 /// What the pipeline changes in the kernel programs while running.
 pub trait KernelControl {
     /// Trace this process too (a later exec matched --exe).
@@ -52,6 +61,17 @@ pub trait KernelControl {
     /// A process was seen making an outgoing call for the first time (a
     /// Go middle tier then gets its server handler probe).
     fn makes_calls(&mut self, pid: u32);
+}
+
+/// No kernel programs to steer: for a pipeline fed recorded events.
+pub struct NoKernel;
+
+impl KernelControl for NoKernel {
+    fn select(&mut self, _: u32) {}
+    fn set_sample_threshold(&mut self, _: u64) {}
+    fn process_started(&mut self, _: u32) {}
+    fn process_exited(&mut self, _: u32) {}
+    fn makes_calls(&mut self, _: u32) {}
 }
 
 /// The pipeline's settings.

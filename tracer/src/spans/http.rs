@@ -1,13 +1,13 @@
 //! An HTTP exchange seen by one process (HTTP/1 or one HTTP/2 stream) → one
 //! SERVER or CLIENT span with the stable HTTP semantic-convention attributes.
-use std::{net::IpAddr, sync::Arc};
+use std::{cell::RefCell, net::IpAddr, sync::Arc};
 
 use opentelemetry::{
     KeyValue, StringValue, Value,
     trace::{SpanKind, Status},
 };
 
-use super::{clock::Clock, record::SpanRecord, redact, route};
+use super::{bounded::Bounded, clock::Clock, record::SpanRecord, redact, route};
 use crate::{
     context::parent::SpanIdentity,
     process::ProcessInfo,
@@ -126,22 +126,12 @@ fn scheme_value(scheme: &str) -> Value {
 /// (every span of a connection names the same peer twice): formatting an
 /// address was a twentieth of the agent's CPU. Bounded: cleared when full.
 pub(crate) fn ip_text(ip: IpAddr) -> StringValue {
-    const MAX: usize = 4096;
     thread_local! {
-        static TEXTS: std::cell::RefCell<hashbrown::HashMap<IpAddr, Arc<str>>> =
-            std::cell::RefCell::default();
+        static TEXTS: RefCell<Bounded<IpAddr, Arc<str>>> = RefCell::new(Bounded::new(4096));
     }
-    TEXTS.with_borrow_mut(|texts| {
-        if let Some(text) = texts.get(&ip) {
-            return StringValue::from(text.clone());
-        }
-        if texts.len() >= MAX {
-            texts.clear();
-        }
-        let text: Arc<str> = ip.to_string().into();
-        texts.insert(ip, text.clone());
-        StringValue::from(text)
-    })
+    let (_, text) =
+        TEXTS.with_borrow_mut(|texts| texts.get_or_insert(&ip, || (ip, ip.to_string().into())));
+    StringValue::from(text)
 }
 
 /// Attribute values that repeat from span to span (a connection's Host and
@@ -149,26 +139,16 @@ pub(crate) fn ip_text(ip: IpAddr) -> StringValue {
 /// carry them: a lookup costs less than the allocation and free of a copy
 /// per span. Bounded: cleared when full, and long values are not kept.
 pub(crate) fn shared_text(text: &str) -> StringValue {
-    const MAX: usize = 4096;
     const MAX_LEN: usize = 256;
     thread_local! {
-        static TEXTS: std::cell::RefCell<hashbrown::HashSet<Arc<str>>> =
-            std::cell::RefCell::default();
+        static TEXTS: RefCell<Bounded<Arc<str>, ()>> = RefCell::new(Bounded::new(4096));
     }
     if text.len() > MAX_LEN {
         return StringValue::from(text.to_owned());
     }
-    TEXTS.with_borrow_mut(|texts| {
-        if let Some(shared) = texts.get(text) {
-            return StringValue::from(shared.clone());
-        }
-        if texts.len() >= MAX {
-            texts.clear();
-        }
-        let shared: Arc<str> = text.into();
-        texts.insert(shared.clone());
-        StringValue::from(shared)
-    })
+    let (shared, ()) =
+        TEXTS.with_borrow_mut(|texts| texts.get_or_insert(text, || (text.into(), ())));
+    StringValue::from(shared)
 }
 
 /// Whether an exchange with this final status failed: any 5xx, and for a

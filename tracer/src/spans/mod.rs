@@ -1,5 +1,6 @@
 //! Spans: what one process saw of one request, with semantic-convention
 //! attributes and the process's resource.
+pub mod bounded;
 pub mod clock;
 pub mod http;
 pub mod http2;

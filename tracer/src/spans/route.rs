@@ -2,6 +2,8 @@
 //! that `/users/42` and `/users/43` share one span name.
 use std::{cell::RefCell, sync::Arc};
 
+use super::bounded::Bounded;
+
 /// `/users/42/orders/9f1c…` → `/users/{id}/orders/{id}`. The query string and
 /// fragment are dropped; empty paths become `/`.
 pub fn template(path: &str) -> String {
@@ -31,17 +33,7 @@ pub fn cached(path: &str) -> (Arc<str>, Arc<str>) {
     if path.len() > CACHED_PATH_MAX {
         return make(path);
     }
-    ROUTES.with_borrow_mut(|routes| {
-        if let Some((path, route)) = routes.get_key_value(path) {
-            return (path.clone(), route.clone());
-        }
-        if routes.len() >= CACHED_PATHS {
-            routes.clear();
-        }
-        let (path, route) = make(path);
-        routes.insert(path.clone(), route.clone());
-        (path, route)
-    })
+    ROUTES.with_borrow_mut(|routes| routes.get_or_insert(path, || make(path)))
 }
 
 /// The route of `path` into `out` (cleared first), from the table of
@@ -65,7 +57,7 @@ pub const CACHED_PATH_MAX: usize = 256;
 const CACHED_PATHS: usize = 4096;
 
 thread_local! {
-    static ROUTES: RefCell<hashbrown::HashMap<Arc<str>, Arc<str>>> = RefCell::default();
+    static ROUTES: RefCell<Bounded<Arc<str>, Arc<str>>> = RefCell::new(Bounded::new(CACHED_PATHS));
     static OUT: RefCell<String> = RefCell::default();
 }
 

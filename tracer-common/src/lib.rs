@@ -617,8 +617,10 @@ pub mod http2 {
     pub const MAX_FRAMES: usize = 512;
     /// HEADERS frames of one write that get a context (and `traceparent`);
     /// more are counted (`counter::H2_HEADS_UNTRACED`). A power of two
-    /// (the kernel masks indices with it).
-    pub const MAX_HEADS: usize = 64;
+    /// (the kernel masks indices with it); as many as `MAX_FRAMES` hold
+    /// when each call is a HEADERS and a DATA frame (grpc-go's writer sends
+    /// a hundred calls' frames in one write under load).
+    pub const MAX_HEADS: usize = 256;
 
     /// The 24-bit payload length of a frame header.
     #[inline(always)]

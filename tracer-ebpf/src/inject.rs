@@ -4,16 +4,18 @@
 //! sendmsg of those sockets, inserts the header line after the request line
 //! using the ids the write's sys_enter chose (kept in ARGS).
 use aya_ebpf::{
-    bindings::{BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_TCP_CONNECT_CB, sk_action},
+    bindings::{
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_TCP_CONNECT_CB, sk_action, sk_msg_md,
+    },
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_socket_cookie,
-        generated::{bpf_msg_pop_data, bpf_msg_pull_data, bpf_msg_push_data},
+        generated::{bpf_loop, bpf_msg_pop_data, bpf_msg_pull_data, bpf_msg_push_data},
     },
     macros::{map, sk_msg, sock_ops, stream_verdict},
     maps::{LruHashMap, SockHash},
     programs::{SkBuffContext, SkMsgContext, SockOpsContext},
 };
-use tracer_common::{TRACEPARENT_LINE_LEN, TraceCtx, counter, http2, op};
+use tracer_common::{H2HeadsEvent, TRACEPARENT_LINE_LEN, TraceCtx, counter, http2, op};
 
 use crate::maps::{ARGS, H2_HEADS, TRACED_PORTS, config, count, process_wanted};
 
@@ -150,38 +152,76 @@ fn try_inject(ctx: &SkMsgContext) {
 }
 
 /// `traceparent` into each HEADERS frame the write's sys_enter found
-/// (H2_HEADS), each frame further on by the fields added before it.
+/// (H2_HEADS), each frame further on by the fields added before it. One
+/// frame per bpf_loop iteration: the verifier checks the body once, where
+/// an unrolled or bounded loop over `MAX_HEADS` frames cost it a pass per
+/// frame (a gRPC client's writer batches a hundred calls' HEADERS into one
+/// write under load).
 #[inline(always)]
 fn inject_http2(ctx: &SkMsgContext, pid_tgid: u64) {
     let Some(heads) = H2_HEADS.get_ptr_mut(pid_tgid) else {
         return;
     };
     // SAFETY: this thread's entry; only this thread touches it meanwhile.
-    let heads = unsafe { &mut *heads };
-    let mut shift = 0;
-    for i in 0..http2::MAX_HEADS {
-        if i >= heads.count as usize {
-            break;
-        }
-        let head = &mut heads.heads[i];
-        if head.ctx.valid == 0 {
-            continue;
-        }
-        let (frame_at, at) = (head.frame_at + shift, head.block_end + shift);
-        // The end of a HEADERS frame's header block (checked at sys_enter);
-        // a frame beyond this message (a write sent in parts) fails here.
-        if frame_at <= MAX_FRAME_AT
-            && at > frame_at + http2::FRAME_HEADER_LEN
-            && ctx.size() >= at
-            && write_http2_field(ctx, frame_at, at, &head.ctx)
-        {
-            head.ctx.injected = 1;
-            shift += http2::TRACEPARENT_FIELD_LEN;
-            count(counter::INJECTED, 1);
-        } else {
-            count(counter::INJECT_FAILED, 1);
-        }
+    let count = unsafe { (*heads).count };
+    let n = if count < http2::MAX_HEADS as u32 {
+        count
+    } else {
+        http2::MAX_HEADS as u32
+    };
+    let mut state = InjectState {
+        msg: ctx.msg,
+        heads,
+        shift: 0,
+    };
+    // SAFETY: the callback only touches `state`, the message and the entry.
+    unsafe {
+        bpf_loop(
+            n,
+            inject_head as *mut _,
+            &mut state as *mut InjectState as *mut _,
+            0,
+        );
     }
+}
+
+/// What `inject_head` needs for each HEADERS frame of a message.
+#[repr(C)]
+struct InjectState {
+    msg: *mut sk_msg_md,
+    /// This thread's H2_HEADS entry.
+    heads: *mut H2HeadsEvent,
+    /// Bytes added to the message before the next frame.
+    shift: u32,
+}
+
+/// bpf_loop callback: `traceparent` into HEADERS frame `i` of H2_HEADS.
+extern "C" fn inject_head(i: u32, state: *mut InjectState) -> i64 {
+    // SAFETY: bpf_loop hands back the pointer it was given.
+    let state = unsafe { &mut *state };
+    let ctx = SkMsgContext::new(state.msg);
+    // `i` < count <= MAX_HEADS; masked (not compared) so that the verifier
+    // sees the bound on the register the index is used from.
+    // SAFETY: the map entry `inject_http2` found; live for this program run.
+    let head = unsafe { &mut (*state.heads).heads[i as usize & (http2::MAX_HEADS - 1)] };
+    if head.ctx.valid == 0 {
+        return 0;
+    }
+    let (frame_at, at) = (head.frame_at + state.shift, head.block_end + state.shift);
+    // The end of a HEADERS frame's header block (checked at sys_enter); a
+    // frame beyond this message (a write sent in parts) fails here.
+    if frame_at <= MAX_FRAME_AT
+        && at > frame_at + http2::FRAME_HEADER_LEN
+        && ctx.size() >= at
+        && write_http2_field(&ctx, frame_at, at, &head.ctx)
+    {
+        head.ctx.injected = 1;
+        state.shift += http2::TRACEPARENT_FIELD_LEN;
+        count(counter::INJECTED, 1);
+    } else {
+        count(counter::INJECT_FAILED, 1);
+    }
+    0
 }
 
 #[inline(always)]

@@ -90,11 +90,12 @@ pub fn take_args(pid_tgid: u64, dst: *mut SyscallArgs) -> bool {
 pub static ARGS_BUF: PerCpuArray<SyscallArgs> = PerCpuArray::with_max_entries(1, 0);
 
 /// pid_tgid -> the HTTP/2 requests the write in flight on that thread
-/// starts (with ARGS `http2`): sk_msg adds `traceparent` to each, sys_exit
-/// sends them to the agent. An LRU: a thread killed inside its write
-/// leaves its entry behind.
+/// starts (valid while ARGS `http2` says so): sk_msg adds `traceparent` to
+/// each, sys_exit sends them to the agent. Entries stay after the write,
+/// for the thread's next one (`keep_heads`); an LRU of the threads that
+/// wrote last (16 KiB each).
 #[map]
-pub static H2_HEADS: LruHashMap<u64, H2HeadsEvent> = LruHashMap::with_max_entries(1024, 0);
+pub static H2_HEADS: LruHashMap<u64, H2HeadsEvent> = LruHashMap::with_max_entries(256, 0);
 
 /// Per-CPU place to build them (too big for the stack).
 #[map]

@@ -692,7 +692,6 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
                     }
                     if args.http2 != 0 {
                         send_http2_heads(pid_tgid);
-                        let _ = H2_HEADS.remove(pid_tgid);
                     }
                     emit_data(&ctx, cfg, args, info, plain, false);
                     return 0;
@@ -707,9 +706,6 @@ pub fn exit_io(ctx: TracePointContext) -> u32 {
             }
         }
         _ => {}
-    }
-    if args.http2 != 0 {
-        let _ = H2_HEADS.remove(pid_tgid);
     }
     0
 }
@@ -1100,13 +1096,40 @@ pub fn client_h2(ctx: TracePointContext) -> u32 {
         count(counter::INJECT_SKIPPED_HAS_HEADER, 1);
     } else {
         client_requests_http2(cfg, pid_tgid, args, heads);
-        if H2_HEADS.insert(pid_tgid, &*heads, 0).is_err() {
+        if !keep_heads(pid_tgid, heads) {
             args.http2 = 0;
             count(counter::ARGS_FULL, 1);
         }
     }
     store_args(pid_tgid, &*args);
     0
+}
+
+/// Keep this write's `heads` for sk_msg and sys_exit in the thread's
+/// H2_HEADS entry. The entry outlives the write (the next write of the
+/// thread reuses it), so that only the heads in use are copied: a new
+/// entry copies all `MAX_HEADS` of them (16 KiB).
+#[inline(always)]
+fn keep_heads(pid_tgid: u64, heads: &H2HeadsEvent) -> bool {
+    let Some(entry) = H2_HEADS.get_ptr_mut(pid_tgid) else {
+        return H2_HEADS.insert(pid_tgid, heads, 0).is_ok();
+    };
+    let n = heads.count as usize & (2 * http2::MAX_HEADS - 1);
+    let n = if n > http2::MAX_HEADS {
+        http2::MAX_HEADS
+    } else {
+        n
+    };
+    let len = H2_HEADS_HEADER_LEN + n * core::mem::size_of::<H2Head>();
+    // SAFETY: `len` is at most the size of both (the same type); the
+    // entry is this thread's, untouched by others meanwhile.
+    unsafe {
+        generated::bpf_probe_read_kernel(
+            entry as *mut _,
+            len as u32,
+            heads as *const H2HeadsEvent as *const _,
+        ) == 0
+    }
 }
 
 /// A context for each request in `heads`: the child of the request its

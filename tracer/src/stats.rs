@@ -183,6 +183,10 @@ counters! {
     /// Kernel contexts of HTTP/2 requests whose connection the agent did
     /// not have (their spans start new traces).
     drop_http2_heads_orphaned,
+    /// Kernel contexts of HTTP/2 requests dropped unclaimed: a connection
+    /// held more of them than a few writes' worth, waiting for requests
+    /// that were never read (their spans start new traces).
+    drop_http2_contexts_unclaimed,
     /// Metric series created (one per process, instrument and attribute set).
     metrics_series_created,
     /// Observations folded into a process's overflow series: it had

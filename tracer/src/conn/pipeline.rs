@@ -262,7 +262,11 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             return;
         };
         for &(stream_id, ctx) in heads.iter().filter(|(_, ctx)| ctx.valid != 0) {
-            conn.remember_http2_context(stream_id, ctx);
+            let dropped = conn.remember_http2_context(stream_id, ctx);
+            Stats::add(
+                &self.spans.stats.drop_http2_contexts_unclaimed,
+                dropped as u64,
+            );
             if ctx.injected != 0 {
                 self.spans.injected.insert(ctx.span_id);
             }
@@ -293,7 +297,13 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 open.go_request = request;
                 self.spans.adopt_server_context(key.pid, open, &ctx);
             }
-            _ => conn.remember_http2_context(stream_id, ctx),
+            _ => {
+                let dropped = conn.remember_http2_context(stream_id, ctx);
+                Stats::add(
+                    &self.spans.stats.drop_http2_contexts_unclaimed,
+                    dropped as u64,
+                );
+            }
         }
     }
 

@@ -67,6 +67,11 @@ pub struct OpenStream {
 /// Contexts kept per connection for exchanges not finished yet (pipelining
 /// depth); older ones are dropped.
 const MAX_CONTEXTS: usize = 64;
+/// Kernel contexts of HTTP/2 client streams kept per connection until
+/// their HEADERS are read: normally one write's worth (a write holds up to
+/// `http2::MAX_HEADS`), read just after; more only when requests were never
+/// read.
+const MAX_HTTP2_CONTEXTS: usize = 4 * tracer_common::http2::MAX_HEADS;
 
 impl Conn {
     pub fn remember_context(&mut self, request_start: u64, ctx: TraceCtx) {
@@ -77,13 +82,17 @@ impl Conn {
     }
 
     /// The kernel's context for client stream `stream_id`, whose HEADERS
-    /// frame starts a write of this connection.
-    pub fn remember_http2_context(&mut self, stream_id: u32, ctx: TraceCtx) {
-        if self.http2_contexts.len() >= MAX_CONTEXTS {
+    /// frame starts a write of this connection. Returns how many contexts
+    /// waiting were dropped to make room.
+    pub fn remember_http2_context(&mut self, stream_id: u32, ctx: TraceCtx) -> usize {
+        let mut dropped = 0;
+        if self.http2_contexts.len() >= MAX_HTTP2_CONTEXTS {
             // Streams whose request was never read: nothing will take them.
+            dropped = self.http2_contexts.len();
             self.http2_contexts.clear();
         }
         self.http2_contexts.insert(stream_id, ctx);
+        dropped
     }
 
     /// The context of the exchange that started at `request_start`; older
@@ -284,5 +293,31 @@ mod tests {
         assert_eq!(t.remove_idle(2).len(), 1);
         assert_eq!(t.remove_pid(1).len(), 1);
         assert!(t.is_empty());
+    }
+
+    /// A whole write's worth of HTTP/2 contexts (and a few writes more)
+    /// waits for its requests; beyond that, the unclaimed ones go, counted.
+    #[test]
+    fn http2_contexts_wait_for_several_full_writes() {
+        let p = || Arc::new(ProcessInfo::new(1, ProcDetails::default(), "h"));
+        let mut t = ConnTable::new(2, Limits::default());
+        let (Slot::Live(conn), _) = t.entry(ConnKey { pid: 1, fd: 3 }, 100, &tuple(2), p, 1) else {
+            panic!("no slot");
+        };
+        let ctx = TraceCtx {
+            valid: 1,
+            ..TraceCtx::default()
+        };
+        let mut dropped = 0;
+        for i in 0..MAX_HTTP2_CONTEXTS as u32 {
+            dropped += conn.remember_http2_context(2 * i + 1, ctx);
+        }
+        assert_eq!(dropped, 0);
+        assert!(conn.http2_contexts.contains_key(&1));
+        assert_eq!(
+            conn.remember_http2_context(u32::MAX, ctx),
+            MAX_HTTP2_CONTEXTS
+        );
+        assert_eq!(conn.http2_contexts.len(), 1);
     }
 }

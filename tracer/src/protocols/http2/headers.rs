@@ -29,6 +29,10 @@ pub const KEPT_RESPONSE: &[&str] = &[":status", "content-type", "grpc-status", "
 /// make the agent hold large strings.
 pub const MAX_VALUE_LEN: usize = 2048;
 
+/// The most the buffer for rewritten blocks keeps between blocks; a larger
+/// block's is freed after it.
+const MAX_KEPT_BUFFER: usize = 16 * 1024;
+
 /// The HPACK dynamic table size before any SETTINGS (RFC 9113 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
@@ -40,6 +44,9 @@ pub struct HeaderDecoder {
     hpack: Decoder<'static>,
     /// The largest table a peer may select, whatever it announces.
     cap: usize,
+    /// The block being decoded, its Huffman-coded strings made raw
+    /// (`huffman::decode_strings`); kept for the next block.
+    raw: Vec<u8>,
 }
 
 impl std::fmt::Debug for HeaderDecoder {
@@ -54,7 +61,11 @@ impl HeaderDecoder {
     pub fn new(cap: usize) -> Self {
         let mut hpack = Decoder::new();
         hpack.set_max_allowed_table_size(DEFAULT_TABLE_SIZE.min(cap));
-        Self { hpack, cap }
+        Self {
+            hpack,
+            cap,
+            raw: Vec::new(),
+        }
     }
 
     /// The receiver of this direction announced SETTINGS_HEADER_TABLE_SIZE
@@ -70,9 +81,16 @@ impl HeaderDecoder {
     /// nothing is kept) and returns the fields named in `kept`.
     pub fn decode(&mut self, block: &[u8], kept: &[&str]) -> Result<Fields, Http2Error> {
         let mut fields = Fields::new();
+        self.raw.clear();
+        let coded = super::huffman::decode_strings(block, &mut self.raw)
+            .map_err(|_| Http2Error::HeaderBlock)?;
+        let block = if coded { &self.raw[..] } else { block };
         self.hpack
             .decode_with_cb(block, |name, value| keep(&mut fields, kept, &name, &value))
             .map_err(|_| Http2Error::HeaderBlock)?;
+        if self.raw.capacity() > MAX_KEPT_BUFFER {
+            self.raw = Vec::new();
+        }
         Ok(fields)
     }
 }

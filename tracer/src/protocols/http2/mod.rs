@@ -37,6 +37,7 @@ mod connection;
 mod error;
 pub mod frame;
 mod headers;
+mod huffman;
 mod message;
 mod reader;
 

@@ -25,10 +25,12 @@ pub struct Seen {
     pub body: Vec<u8>,
 }
 
-/// A minimal HTTP backend on one keep-alive connection: answers `requests`
-/// requests to `http://127.0.0.1:PORT{path}` with `response` (status line
-/// onwards, e.g. `200 OK\r\ncontent-length: 0\r\n\r\n`) and hands back
-/// what it saw.
+/// A minimal HTTP backend: answers `requests` requests to
+/// `http://127.0.0.1:PORT{path}` with `response` (status line onwards, e.g.
+/// `200 OK\r\ncontent-length: 0\r\n\r\n`) and hands back what it saw, in
+/// the order they came. Each connection is served on its own thread: a
+/// client may open another connection while its first one is on its way
+/// back to the pool.
 pub fn collector(
     path: &str,
     requests: usize,
@@ -36,43 +38,62 @@ pub fn collector(
 ) -> (String, JoinHandle<Vec<Seen>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}{path}", listener.local_addr().unwrap());
-    let server = std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let (stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut reader = BufReader::new(stream);
-        while seen.len() < requests {
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let (mut length, mut content_type) = (0, String::new());
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let line = line.trim_end().to_ascii_lowercase();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                if let Some(v) = line.strip_prefix("content-type:") {
-                    content_type = v.trim().to_owned();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            seen.push(Seen {
-                request_line: request_line.trim_end().to_owned(),
-                content_type,
-                body,
-            });
-            write!(reader.get_mut(), "HTTP/1.1 {response}").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || serve(stream, &tx, response));
         }
-        seen
+    });
+    let server = std::thread::spawn(move || {
+        (0..requests)
+            .map(|i| {
+                rx.recv_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|_| panic!("request {i} of {requests} never came"))
+            })
+            .collect()
     });
     (url, server)
+}
+
+/// The requests of one connection, until the client closes it.
+fn serve(stream: std::net::TcpStream, seen: &std::sync::mpsc::Sender<Seen>, response: &str) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let (mut length, mut content_type) = (0, String::new());
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if let Some(v) = line.strip_prefix("content-type:") {
+                content_type = v.trim().to_owned();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let _ = seen.send(Seen {
+            request_line: request_line.trim_end().to_owned(),
+            content_type,
+            body,
+        });
+        if write!(reader.get_mut(), "HTTP/1.1 {response}").is_err() {
+            return;
+        }
+    }
 }
 
 #[derive(Clone, Default)]

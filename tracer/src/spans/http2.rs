@@ -92,16 +92,14 @@ mod tests {
         spans::ids::IdGenerator,
     };
 
-    fn fields(f: &[(&str, &str)]) -> Vec<(String, String)> {
-        f.iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
+    fn fields(f: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        f.iter().map(|(n, v)| (*n, (*v).to_owned())).collect()
     }
 
     fn exchange(
         dir: Direction,
-        request: &[(&str, &str)],
-        response: Option<&[(&str, &str)]>,
+        request: &[(&'static str, &str)],
+        response: Option<&[(&'static str, &str)]>,
         outcome: Outcome,
     ) -> Exchange {
         Exchange {

@@ -36,8 +36,9 @@ const MAX_KEPT_BUFFER: usize = 16 * 1024;
 /// The HPACK dynamic table size before any SETTINGS (RFC 9113 §6.5.2).
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
-/// Header fields in order, names lowercase, each kept name at most once.
-pub type Fields = Vec<(String, String)>;
+/// Header fields in order, names lowercase (the kept table's own), each
+/// kept name at most once.
+pub type Fields = Vec<(&'static str, String)>;
 
 /// The decoder for the header blocks one direction carries.
 pub struct HeaderDecoder {
@@ -79,7 +80,7 @@ impl HeaderDecoder {
 
     /// Decodes a whole header block (the dynamic table changes even when
     /// nothing is kept) and returns the fields named in `kept`.
-    pub fn decode(&mut self, block: &[u8], kept: &[&str]) -> Result<Fields, Http2Error> {
+    pub fn decode(&mut self, block: &[u8], kept: &[&'static str]) -> Result<Fields, Http2Error> {
         let mut fields = Fields::new();
         self.raw.clear();
         let coded = super::huffman::decode_strings(block, &mut self.raw)
@@ -95,26 +96,26 @@ impl HeaderDecoder {
     }
 }
 
-fn keep(fields: &mut Fields, kept: &[&str], name: &[u8], value: &[u8]) {
+fn keep(fields: &mut Fields, kept: &[&'static str], name: &[u8], value: &[u8]) {
     let Some(&name) = kept
         .iter()
         .find(|k| name.eq_ignore_ascii_case(k.as_bytes()))
     else {
         return;
     };
-    if fields.iter().any(|(n, _)| n == name) {
+    if fields.iter().any(|(n, _)| *n == name) {
         return;
     }
     let value = &value[..value.len().min(MAX_VALUE_LEN)];
     let value = String::from_utf8_lossy(value);
-    fields.push((name.to_owned(), value.trim().to_owned()));
+    fields.push((name, value.trim().to_owned()));
 }
 
 /// The first value of `name` (lowercase) in `fields`.
-pub fn get<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn get<'a>(fields: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
-        .find(|(n, _)| n == name)
+        .find(|(n, _)| *n == name)
         .map(|(_, v)| v.as_str())
 }
 
@@ -140,9 +141,9 @@ mod tests {
         assert_eq!(
             fields,
             vec![
-                (":method".to_owned(), "GET".to_owned()),
-                (":path".to_owned(), "/a".to_owned()),
-                ("user-agent".to_owned(), "ua/1".to_owned()),
+                (":method", "GET".to_owned()),
+                (":path", "/a".to_owned()),
+                ("user-agent", "ua/1".to_owned()),
             ]
         );
         assert_eq!(get(&fields, ":path"), Some("/a"));
@@ -245,9 +246,7 @@ mod tests {
         assert!(dec.decode(&block, KEPT_REQUEST).is_err(), "over the cap");
     }
 
-    fn dec_fields(f: &[(&str, &str)]) -> Fields {
-        f.iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
+    fn dec_fields(f: &[(&'static str, &str)]) -> Fields {
+        f.iter().map(|(n, v)| (*n, (*v).to_owned())).collect()
     }
 }

@@ -6,7 +6,7 @@ use super::{Direction, headers};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// Names lowercase, pseudo-headers (`:method`, `:path`, ...) included.
-    pub headers: Vec<(String, String)>,
+    pub headers: headers::Fields,
 }
 
 impl Request {
@@ -33,8 +33,8 @@ impl Request {
 pub struct Response {
     /// `:status`; `None` when it was missing or not a number.
     pub status: Option<u16>,
-    pub headers: Vec<(String, String)>,
-    pub trailers: Vec<(String, String)>,
+    pub headers: headers::Fields,
+    pub trailers: headers::Fields,
 }
 
 impl Response {

@@ -106,7 +106,7 @@ mod tests {
             stream_id: 1,
             request_direction: dir,
             request: Request {
-                headers: fields(request),
+                headers: fields(request).into(),
             },
             response: response.map(|r| Response {
                 status: r

@@ -328,7 +328,9 @@ impl Core {
             out.errors.push(Http2Error::TooManyStreams);
             return;
         }
-        let request = Request { headers: fields };
+        let request = Request {
+            headers: fields.into(),
+        };
         let request_start = open.first.first_byte(self.client_dir);
         out.started.push(Started {
             stream_id: id,

@@ -6,7 +6,8 @@ use super::{Direction, headers};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// Names lowercase, pseudo-headers (`:method`, `:path`, ...) included.
-    pub headers: headers::Fields,
+    /// Shared: the stream's start and its exchange both carry them.
+    pub headers: std::sync::Arc<headers::Fields>,
 }
 
 impl Request {

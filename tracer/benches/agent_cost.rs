@@ -21,10 +21,10 @@ use tracer::{
     events::{DataHeader, Event, reader::EventHandler},
     export,
     metrics::Shared,
-    process::{ProcessTable, selection::Selection},
+    process::ProcessTable,
     protocols::http1::Limits,
-    sampling::{Sampler, SamplingState},
-    spans::{http::HttpSpanOptions, record::SpanRecord},
+    sampling::Sampler,
+    spans::record::SpanRecord,
     stats::Stats,
 };
 use tracer_common::{ConnTuple, TraceCtx};
@@ -58,15 +58,12 @@ fn main() {
         NoKernel,
         Vec::<SpanRecord>::with_capacity(BATCH),
         stats.clone(),
-        PipelineConfig {
-            selection: Selection::default(),
-            span_options: HttpSpanOptions::default(),
-            sampling: SamplingState::new(Sampler::ParentBased {
+        PipelineConfig::replay(
+            Sampler::ParentBased {
                 root: Box::new(Sampler::AlwaysOn),
-            }),
-            metrics: Some(metrics.recorder()),
-            patterns: Default::default(),
-        },
+            },
+            Some(metrics.recorder()),
+        ),
     );
     let scope = export::scope();
     let mut ts = 1_000_u64;

@@ -19,13 +19,13 @@ use super::{
 };
 use crate::{
     events::{DataHeader, Event, reader::EventHandler},
-    process::{ProcessTable, selection::Selection},
+    process::ProcessTable,
     protocols::{
         fixture::{self, Event as Step},
         http1::{Direction, Limits},
     },
-    sampling::{Sampler, SamplingState},
-    spans::{clock::Clock, http::HttpSpanOptions, record::SpanRecord},
+    sampling::Sampler,
+    spans::{clock::Clock, record::SpanRecord},
     stats::Stats,
 };
 
@@ -93,15 +93,12 @@ fn run(steps: &[Step], mode: Mode) -> String {
         NoKernel,
         Vec::new(),
         stats.clone(),
-        PipelineConfig {
-            selection: Selection::default(),
-            span_options: HttpSpanOptions::default(),
-            sampling: SamplingState::new(Sampler::ParentBased {
+        PipelineConfig::replay(
+            Sampler::ParentBased {
                 root: Box::new(Sampler::AlwaysOn),
-            }),
-            metrics: None,
-            patterns: Default::default(),
-        },
+            },
+            None,
+        ),
     );
     pipeline.set_clock(Clock::identity());
     let mut chunks = 0;

@@ -13,14 +13,14 @@ use super::{
 };
 use crate::{
     events::{DataHeader, Event, reader::EventHandler},
-    process::{ProcessTable, selection::Selection},
+    process::ProcessTable,
     protocols::{
         fixture::{self, Event as Step},
         http1::{Direction, Limits},
         http2::testing::{Hpack, PREFACE, grpc_message, grpc_request, settings},
     },
-    sampling::{Sampler, SamplingState},
-    spans::{clock::Clock, http::HttpSpanOptions, record::SpanRecord},
+    sampling::Sampler,
+    spans::{clock::Clock, record::SpanRecord},
     stats::Stats,
 };
 
@@ -93,13 +93,7 @@ impl Host {
             NoKernel,
             Vec::new(),
             stats.clone(),
-            PipelineConfig {
-                selection: Selection::default(),
-                span_options: HttpSpanOptions::default(),
-                sampling: SamplingState::new(sampler),
-                metrics: None,
-                patterns: Default::default(),
-            },
+            PipelineConfig::replay(sampler, None),
         );
         pipeline.set_clock(Clock::identity());
         Self { pipeline, stats }

@@ -23,7 +23,7 @@ use crate::{
         http1::{self, Chunk, Direction, ParseError},
         http2::{self, Exchange as Http2Exchange, Http2Error, Started},
     },
-    sampling::{ParentInfo, SamplingState, ratio_threshold},
+    sampling::{ParentInfo, Sampler, SamplingState, ratio_threshold},
     spans::{
         clock::Clock,
         http::{self, HttpSpanOptions},
@@ -84,6 +84,20 @@ pub struct PipelineConfig {
     pub metrics: Option<Recorder>,
     /// Where Go middle tiers keep their requests' ServeMux patterns.
     pub patterns: Patterns,
+}
+
+impl PipelineConfig {
+    /// Settings for replaying recorded events (`NoKernel`): every process
+    /// selected, default span options, `sampler`, and `metrics` if given.
+    pub fn replay(sampler: Sampler, metrics: Option<Recorder>) -> Self {
+        Self {
+            selection: Selection::default(),
+            span_options: HttpSpanOptions::default(),
+            sampling: SamplingState::new(sampler),
+            metrics,
+            patterns: Patterns::default(),
+        }
+    }
 }
 
 /// How long a connection may stay silent before its state is dropped.

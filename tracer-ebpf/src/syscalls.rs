@@ -771,18 +771,25 @@ fn send_http2_heads(pid_tgid: u64) {
     // SAFETY: this thread's entry; only this thread touches it meanwhile.
     let heads = unsafe { &mut *heads };
     // Only the heads in use.
-    let n = (heads.count as usize) & (2 * http2::MAX_HEADS - 1);
-    let n = if n > http2::MAX_HEADS {
-        http2::MAX_HEADS
-    } else {
-        n
-    };
-    let len = H2_HEADS_HEADER_LEN + n * core::mem::size_of::<H2Head>();
+    let len = heads_len(heads);
     // SAFETY: `len` is at most the size of the event.
     let bytes = unsafe { core::slice::from_raw_parts(heads as *const _ as *const u8, len) };
     if EVENTS.output::<[u8]>(bytes, 0).is_err() {
         count(counter::RINGBUF_FULL, 1);
     }
+}
+
+/// The bytes of `heads` in use: its header and its first `count` heads,
+/// bounded so that the verifier sees at most the whole event.
+#[inline(always)]
+fn heads_len(heads: &H2HeadsEvent) -> usize {
+    let n = heads.count as usize & (2 * http2::MAX_HEADS - 1);
+    let n = if n > http2::MAX_HEADS {
+        http2::MAX_HEADS
+    } else {
+        n
+    };
+    H2_HEADS_HEADER_LEN + n * core::mem::size_of::<H2Head>()
 }
 
 /// Build the data event of `args` (a syscall's bytes, or a TLS library's
@@ -1114,13 +1121,7 @@ fn keep_heads(pid_tgid: u64, heads: &H2HeadsEvent) -> bool {
     let Some(entry) = H2_HEADS.get_ptr_mut(pid_tgid) else {
         return H2_HEADS.insert(pid_tgid, heads, 0).is_ok();
     };
-    let n = heads.count as usize & (2 * http2::MAX_HEADS - 1);
-    let n = if n > http2::MAX_HEADS {
-        http2::MAX_HEADS
-    } else {
-        n
-    };
-    let len = H2_HEADS_HEADER_LEN + n * core::mem::size_of::<H2Head>();
+    let len = heads_len(heads);
     // SAFETY: `len` is at most the size of both (the same type); the
     // entry is this thread's, untouched by others meanwhile.
     unsafe {

@@ -100,6 +100,13 @@ impl PipelineConfig {
     }
 }
 
+/// Keep the kernel's context for an HTTP/2 stream of `conn` until its
+/// request is read, counting the waiting ones dropped to make room.
+fn remember_http2_context(stats: &Stats, conn: &mut Conn, stream_id: u32, ctx: TraceCtx) {
+    let dropped = conn.remember_http2_context(stream_id, ctx);
+    Stats::add(&stats.drop_http2_contexts_unclaimed, dropped as u64);
+}
+
 /// How long a connection may stay silent before its state is dropped.
 const IDLE_NS: u64 = 15 * 60 * 1_000_000_000;
 /// How often idle connections are looked for.
@@ -276,11 +283,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             return;
         };
         for &(stream_id, ctx) in heads.iter().filter(|(_, ctx)| ctx.valid != 0) {
-            let dropped = conn.remember_http2_context(stream_id, ctx);
-            Stats::add(
-                &self.spans.stats.drop_http2_contexts_unclaimed,
-                dropped as u64,
-            );
+            remember_http2_context(&self.spans.stats, conn, stream_id, ctx);
             if ctx.injected != 0 {
                 self.spans.injected.insert(ctx.span_id);
             }
@@ -311,13 +314,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 open.go_request = request;
                 self.spans.adopt_server_context(key.pid, open, &ctx);
             }
-            _ => {
-                let dropped = conn.remember_http2_context(stream_id, ctx);
-                Stats::add(
-                    &self.spans.stats.drop_http2_contexts_unclaimed,
-                    dropped as u64,
-                );
-            }
+            _ => remember_http2_context(&self.spans.stats, conn, stream_id, ctx),
         }
     }
 
@@ -485,14 +482,7 @@ impl<S: SpanSink> SpanMaker<S> {
         // Client streams: the context the kernel wrote. Server streams: the
         // one a Go server's handler probe chose, should it have come first.
         let kernel = conn.http2_contexts.remove(&started.stream_id);
-        if client
-            && kernel.is_none()
-            && !started
-                .request
-                .headers
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
-        {
+        if client && kernel.is_none() && started.request.header("traceparent").is_none() {
             // Neither the kernel nor the app gave it a context: it starts
             // a new trace (the kernel says why: H2_HEADS_UNTRACED, ...).
             Stats::inc(&self.stats.http2_client_no_context);
@@ -622,7 +612,7 @@ impl<S: SpanSink> SpanMaker<S> {
             if identity.source != ParentSource::None {
                 Stats::inc(&self.stats.go_server_context_conflicts);
             }
-            let (kernel, _) = parent::choose::<&str>(Some(ctx), &[], &mut self.ids, |id| {
+            let (kernel, _) = parent::choose(Some(ctx), &[], &mut self.ids, |id| {
                 self.injected.contains(id)
             });
             *identity = SpanIdentity {

@@ -77,9 +77,9 @@ pub struct Notes {
 ///
 /// `was_injected(span_id)` says whether this agent wrote a header naming
 /// that span, to tell `injected` from `header` and `connection` parents.
-pub fn choose<N: AsRef<str>>(
+pub fn choose(
     kernel: Option<&TraceCtx>,
-    headers: &[(N, String)],
+    headers: &[(&str, String)],
     ids: &mut IdGenerator,
     was_injected: impl Fn(&[u8; 8]) -> bool,
 ) -> (SpanIdentity, Notes) {
@@ -184,8 +184,8 @@ mod tests {
         }
     }
 
-    fn headers(tp: &str) -> Vec<(String, String)> {
-        vec![("traceparent".into(), tp.into())]
+    fn headers(tp: &str) -> Vec<(&'static str, String)> {
+        vec![("traceparent", tp.into())]
     }
 
     const TP: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -213,7 +213,7 @@ mod tests {
         let (id, _) = choose(None, &headers(TP), &mut ids, |s| s[0] == 0xb7);
         assert_eq!(id.source, ParentSource::Injected);
         let k = kernel(ctx_source::CONNECTION, [0xb7; 8]);
-        let (id, _) = choose::<&str>(Some(&k), &[], &mut ids, |s| s[0] == 0xb7);
+        let (id, _) = choose(Some(&k), &[], &mut ids, |s| s[0] == 0xb7);
         assert_eq!(id.source, ParentSource::Injected);
     }
 
@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn kernel_thread_connection_and_root() {
         let mut ids = IdGenerator::new();
-        let (id, _) = choose::<&str>(
+        let (id, _) = choose(
             Some(&kernel(ctx_source::THREAD, [9; 8])),
             &[],
             &mut ids,
@@ -255,7 +255,7 @@ mod tests {
             (ParentSource::Thread, false)
         );
         assert_eq!(id.span_id, [2; 8]);
-        let (id, _) = choose::<&str>(
+        let (id, _) = choose(
             Some(&kernel(ctx_source::CONNECTION, [9; 8])),
             &[],
             &mut ids,
@@ -265,7 +265,7 @@ mod tests {
             (id.source, id.parent_is_remote),
             (ParentSource::Connection, true)
         );
-        let (id, _) = choose::<&str>(
+        let (id, _) = choose(
             Some(&kernel(ctx_source::NONE, [0; 8])),
             &[],
             &mut ids,
@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn no_kernel_context_makes_a_root() {
         let mut ids = IdGenerator::new();
-        let (id, _) = choose::<&str>(None, &[], &mut ids, |_| false);
+        let (id, _) = choose(None, &[], &mut ids, |_| false);
         assert_eq!(id.parent_span_id, None);
         assert_ne!(id.trace_id, [0; 16]);
     }

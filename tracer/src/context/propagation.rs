@@ -100,14 +100,14 @@ pub enum InvalidReason {
 }
 
 /// Extracts the caller's trace context from a request's headers (names
-/// lowercased, values trimmed). Names may be borrowed (HTTP/1 keeps the
-/// few it uses as static strings) or owned (HTTP/2's decoded fields).
-pub fn extract<N: AsRef<str>>(headers: &[(N, String)]) -> Extracted {
-    type Extractor<N> = fn(&[(N, String)]) -> Option<Result<TraceContext, InvalidReason>>;
+/// lowercased, values trimmed; HTTP/1 and HTTP/2 both name the fields they
+/// keep with their tables' static strings).
+pub fn extract(headers: &[(&str, String)]) -> Extracted {
+    type Extractor = fn(&[(&str, String)]) -> Option<Result<TraceContext, InvalidReason>>;
     // In order of precedence; later ones are not even parsed once one is valid.
-    let extractors: [Extractor<N>; 3] = [extract_w3c, extract_b3_single, extract_b3_multi];
+    const EXTRACTORS: [Extractor; 3] = [extract_w3c, extract_b3_single, extract_b3_multi];
     let mut first_invalid = None;
-    for extractor in extractors {
+    for extractor in EXTRACTORS {
         match extractor(headers) {
             Some(Ok(context)) => return Extracted::Valid(context),
             Some(Err(reason)) => {
@@ -166,9 +166,7 @@ pub fn parse_traceparent(value: &str) -> Result<([u8; 16], [u8; 8], u8), Invalid
 }
 
 /// `None` when the header is absent.
-fn extract_w3c<N: AsRef<str>>(
-    headers: &[(N, String)],
-) -> Option<Result<TraceContext, InvalidReason>> {
+fn extract_w3c(headers: &[(&str, String)]) -> Option<Result<TraceContext, InvalidReason>> {
     let value = match single(headers, TRACEPARENT) {
         Ok(value) => value?,
         Err(reason) => return Some(Err(reason)),
@@ -186,7 +184,7 @@ fn extract_w3c<N: AsRef<str>>(
 
 /// All `tracestate` headers combined as one list (RFC 9110 allows splitting a
 /// list header over several lines), capped at [`TRACESTATE_MAX_LEN`].
-fn trace_state<N: AsRef<str>>(headers: &[(N, String)]) -> Option<String> {
+fn trace_state(headers: &[(&str, String)]) -> Option<String> {
     let joined = values(headers, TRACESTATE)
         .filter(|v| !v.is_empty())
         .collect::<Vec<_>>()
@@ -230,9 +228,7 @@ fn truncate_trace_state(value: &str) -> Option<String> {
 /// `b3: {traceid}-{spanid}[-{sampling}[-{parentspanid}]]`; `None` when absent
 /// or when it only carries a sampling decision (`0`, `1`, `d`), since there is
 /// then no context to adopt.
-fn extract_b3_single<N: AsRef<str>>(
-    headers: &[(N, String)],
-) -> Option<Result<TraceContext, InvalidReason>> {
+fn extract_b3_single(headers: &[(&str, String)]) -> Option<Result<TraceContext, InvalidReason>> {
     let value = match single(headers, B3) {
         Ok(value) => value?,
         Err(reason) => return Some(Err(reason)),
@@ -278,9 +274,7 @@ fn parse_b3_single(value: &str) -> Result<TraceContext, InvalidReason> {
 /// `x-b3-traceid` + `x-b3-spanid` (+ `x-b3-sampled`, `x-b3-flags`);
 /// `x-b3-parentspanid` is ignored. `None` when neither id header is present
 /// (e.g. only `x-b3-sampled`).
-fn extract_b3_multi<N: AsRef<str>>(
-    headers: &[(N, String)],
-) -> Option<Result<TraceContext, InvalidReason>> {
+fn extract_b3_multi(headers: &[(&str, String)]) -> Option<Result<TraceContext, InvalidReason>> {
     let ids = (
         single(headers, X_B3_TRACE_ID),
         single(headers, X_B3_SPAN_ID),
@@ -305,8 +299,8 @@ fn extract_b3_multi<N: AsRef<str>>(
     Some(parse_b3_multi(headers, trace, span))
 }
 
-fn parse_b3_multi<N: AsRef<str>>(
-    headers: &[(N, String)],
+fn parse_b3_multi(
+    headers: &[(&str, String)],
     trace: &str,
     span: &str,
 ) -> Result<TraceContext, InvalidReason> {
@@ -355,13 +349,10 @@ fn check_ids(trace_id: &[u8; 16], span_id: &[u8; 8]) -> Result<(), InvalidReason
     Ok(())
 }
 
-fn values<'a, N: AsRef<str>>(
-    headers: &'a [(N, String)],
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> {
+fn values<'a>(headers: &'a [(&str, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .iter()
-        .filter(move |(n, _)| n.as_ref() == name)
+        .filter(move |(n, _)| *n == name)
         // The caller trims already; trimming optional whitespace (RFC 9110
         // OWS) again costs nothing and keeps a sloppy caller from turning
         // valid headers into invalid ones.
@@ -369,8 +360,8 @@ fn values<'a, N: AsRef<str>>(
 }
 
 /// The value of a header that must appear at most once.
-fn single<'a, N: AsRef<str>>(
-    headers: &'a [(N, String)],
+fn single<'a>(
+    headers: &'a [(&str, String)],
     name: &'static str,
 ) -> Result<Option<&'a str>, InvalidReason> {
     let mut found = values(headers, name);
@@ -435,11 +426,8 @@ mod tests {
     ];
     const B3_SPAN_ID: [u8; 8] = [0xe4, 0x57, 0xb5, 0xa2, 0xe4, 0xd8, 0x6b, 0xd1];
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
+    fn headers<'a>(pairs: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
+        pairs.iter().map(|(n, v)| (*n, (*v).to_owned())).collect()
     }
 
     fn tp(version: &str, trace: &str, span: &str, flags: &str) -> String {
@@ -1110,7 +1098,7 @@ mod tests {
 
     #[test]
     fn no_context_headers() {
-        assert_eq!(extract::<&str>(&[]), Extracted::None);
+        assert_eq!(extract(&[]), Extracted::None);
         assert_eq!(
             extract(&headers(&[("host", "example.com"), ("accept", "*/*")])),
             Extracted::None

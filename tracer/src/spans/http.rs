@@ -423,7 +423,7 @@ mod tests {
             tls: false,
         };
         let (identity, _) =
-            crate::context::parent::choose::<&str>(None, &[], &mut IdGenerator::new(), |_| false);
+            crate::context::parent::choose(None, &[], &mut IdGenerator::new(), |_| false);
         build(
             &exchange(dir, target, status),
             &ends,

@@ -82,7 +82,6 @@ impl HeaderDecoder {
     /// nothing is kept) and returns the fields named in `kept`.
     pub fn decode(&mut self, block: &[u8], kept: &[&'static str]) -> Result<Fields, Http2Error> {
         let mut fields = Fields::new();
-        self.raw.clear();
         let coded = super::huffman::decode_strings(block, &mut self.raw)
             .map_err(|_| Http2Error::HeaderBlock)?;
         let block = if coded { &self.raw[..] } else { block };

@@ -14,63 +14,77 @@ use httlib_huffman::{DecoderSpeed, decode};
 #[derive(Debug, PartialEq, Eq)]
 pub struct Malformed;
 
-/// Appends `block` to `out` with every Huffman-coded string decoded and
-/// marked raw. Returns whether any string was coded (when none was, `out`
-/// holds a copy of `block`).
+/// `block` with every Huffman-coded string decoded and marked raw, into
+/// `out` (cleared first). Returns whether any string was coded: when none
+/// was, nothing is copied and the block can be decoded as it is.
 pub fn decode_strings(block: &[u8], out: &mut Vec<u8>) -> Result<bool, Malformed> {
-    out.reserve(block.len() + block.len() / 2);
-    let mut coded = false;
+    out.clear();
+    // `block[copied..]` is not in `out` yet: bytes are copied only up to a
+    // coded string, once one is found.
+    let mut copied = None;
     let mut at = 0;
     while at < block.len() {
-        let first = block[at];
-        let (prefix, has_strings) = match first {
+        let (prefix, has_strings) = match block[at] {
             b if b & 0x80 != 0 => (7, false),    // indexed field
             b if b & 0xc0 == 0x40 => (6, true),  // literal, incremental indexing
             b if b & 0xe0 == 0x20 => (5, false), // dynamic table size update
             _ => (4, true),                      // literal, without or never indexed
         };
         let (index, len) = integer(&block[at..], prefix)?;
-        out.extend_from_slice(&block[at..at + len]);
         at += len;
         if !has_strings {
             continue;
         }
         // A new name first when the field does not index one.
         if index == 0 {
-            at += string(&block[at..], out, &mut coded)?;
+            at = string(block, at, out, &mut copied)?;
         }
-        at += string(&block[at..], out, &mut coded)?;
+        at = string(block, at, out, &mut copied)?;
     }
-    Ok(coded)
+    match copied {
+        Some(from) => {
+            out.extend_from_slice(&block[from..]);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
-/// The string at the start of `buf` into `out`, raw; returns the bytes it
-/// took in `buf`.
-fn string(buf: &[u8], out: &mut Vec<u8>, coded: &mut bool) -> Result<usize, Malformed> {
+/// The string at `block[at..]`: when Huffman-coded, `out` gets the block's
+/// bytes not copied yet and the string raw. Returns where the string ends.
+fn string(
+    block: &[u8],
+    at: usize,
+    out: &mut Vec<u8>,
+    copied: &mut Option<usize>,
+) -> Result<usize, Malformed> {
+    let buf = &block[at..];
     let first = *buf.first().ok_or(Malformed)?;
     let (len, head) = integer(buf, 7)?;
     let end = head
         .checked_add(len)
         .filter(|&e| e <= buf.len())
         .ok_or(Malformed)?;
-    let octets = &buf[head..end];
     if first & 0x80 == 0 {
-        out.extend_from_slice(&buf[..end]);
-        return Ok(end);
+        return Ok(at + end);
     }
-    *coded = true;
+    if copied.is_none() {
+        out.reserve(block.len() + block.len() / 2);
+    }
+    out.extend_from_slice(&block[copied.unwrap_or(0)..at]);
+    *copied = Some(at + end);
     // The raw length goes before the octets, which are decoded in place
     // after room for the longest length prefix they can need.
-    let at = out.len();
+    let start = out.len();
     out.extend_from_slice(&[0; MAX_INTEGER_LEN]);
-    decode(octets, out, DecoderSpeed::FourBits).map_err(|_| Malformed)?;
-    let n = out.len() - at - MAX_INTEGER_LEN;
+    decode(&buf[head..end], out, DecoderSpeed::FourBits).map_err(|_| Malformed)?;
+    let n = out.len() - start - MAX_INTEGER_LEN;
     let mut prefix = [0u8; MAX_INTEGER_LEN];
     let width = encode_integer(n, &mut prefix);
-    out.copy_within(at + MAX_INTEGER_LEN.., at + width);
-    out.truncate(at + width + n);
-    out[at..at + width].copy_from_slice(&prefix[..width]);
-    Ok(end)
+    out.copy_within(start + MAX_INTEGER_LEN.., start + width);
+    out.truncate(start + width + n);
+    out[start..start + width].copy_from_slice(&prefix[..width]);
+    Ok(at + end)
 }
 
 /// Bytes of the longest string length written here: a 7-bit prefix and
@@ -133,7 +147,7 @@ mod tests {
     /// Huffman-coded literals of each kind (names new and indexed, values
     /// short and over 127 bytes), indexed fields and a size update, from
     /// RFC 7541's examples: rewritten, the block decodes to the same fields,
-    /// and a block with none coded is copied unchanged.
+    /// and a block with none coded is left as it is (nothing copied).
     #[test]
     fn rewritten_blocks_decode_to_the_same_fields() {
         // RFC 7541 C.4.1: :method GET, :scheme http, :path /, :authority
@@ -146,6 +160,11 @@ mod tests {
         assert_eq!(decode_strings(c41, &mut out), Ok(true));
         assert_eq!(decoded(&out), decoded(c41));
         assert_eq!(decoded(&out)[3].1, b"www.example.com");
+        // Raw fields after the coded one are carried over too.
+        let mixed = [c41, &[0x10, 0x01, b'k', 0x01, b'v'], &[0x82]].concat();
+        assert_eq!(decode_strings(&mixed, &mut out), Ok(true));
+        assert_eq!(decoded(&out), decoded(&mixed));
+        assert_eq!(decoded(&out).len(), 6);
         // RFC 7541 C.6.1 (a response, Huffman): :status 302, cache-control
         // private, date, location.
         let c61: &[u8] = &[
@@ -154,7 +173,6 @@ mod tests {
             0x66, 0xe0, 0x82, 0xa6, 0x2d, 0x1b, 0xff, 0x6e, 0x91, 0x9d, 0x29, 0xad, 0x17, 0x18,
             0x63, 0xc7, 0x8f, 0x0b, 0x97, 0xc8, 0xe9, 0xae, 0x82, 0xae, 0x43, 0xd3,
         ];
-        out.clear();
         assert_eq!(decode_strings(c61, &mut out), Ok(true));
         assert_eq!(decoded(&out), decoded(c61));
         // New names, never-indexed and without-indexing literals, a long
@@ -167,9 +185,9 @@ mod tests {
         ]));
         raw.extend([0x10, 0x01, b'k', 0x01, b'v']); // never indexed, new name
         raw.extend([0x00, 0x01, b'n', 0x01, b'w']); // without indexing
-        out.clear();
         assert_eq!(decode_strings(&raw, &mut out), Ok(false));
-        assert_eq!(out, raw);
+        assert!(out.is_empty(), "nothing coded: nothing copied");
+        assert_eq!(decoded(&raw).len(), 4);
     }
 
     /// Huffman-coded strings of every length around the length prefix's

@@ -41,6 +41,9 @@ pub fn run() -> anyhow::Result<()> {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     };
+    // The same host set-up as the agent's: on a fresh boot tracefs is not
+    // mounted, and the floor would fail where the agent starts.
+    super::environment::prepare()?;
     let _programs = attach()?;
     eprintln!(
         "tracer floor: {} tracepoints with empty programs",

@@ -19,7 +19,6 @@ mod programs {
     }
 
     empty!(
-        enter_read,
         enter_write,
         enter_readv,
         enter_writev,
@@ -30,6 +29,7 @@ mod programs {
         enter_accept,
         enter_close,
         exit_io,
+        exit_read,
         sched_fork,
         sched_exec,
         sched_exit,

@@ -1,6 +1,8 @@
 //! Syscall tracepoints: the sys_enter programs save the arguments of socket
 //! syscalls of wanted processes; one sys_exit program turns the result into a
-//! data event (with a payload prefix) or a socket-table update.
+//! data event (with a payload prefix) or a socket-table update. read and
+//! recvfrom have a sys_exit program only (`exit_read`): their arguments are
+//! read from the task's saved registers there.
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
@@ -70,12 +72,9 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     // Data syscalls on anything but a traced TCP socket stop here, before
     // any state is kept (most reads and writes are on files and pipes).
     let sock = if op == op::READ || op == op::WRITE {
-        let Some(info) = lookup(cfg, tgid, fd) else {
+        let Some(info) = traced_socket(cfg, tgid, fd) else {
             return;
         };
-        if info.is_tcp == 0 || !connection_of_wanted(cfg, tgid, info) {
-            return;
-        }
         Some(info)
     } else {
         None
@@ -117,18 +116,12 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
     // carries that call's plaintext instead; anything else is not sent.
     if let Some(info) = sock
         && info.tls != 0
+        && !tls_plaintext(cfg, pid_tgid, args)
     {
-        let caller = actor(cfg, pid_tgid);
-        if !crate::tls::plaintext_for(tgid, caller, args) {
-            count(counter::TLS_CIPHERTEXT_SKIPPED, 1);
-            // A read outside any TLS call (a memory BIO's runtime reads
-            // the socket itself): its records are looked at on return.
-            if op == op::READ && args.tls == tls_args::PEEK {
-                args.tls_caller = caller;
-                store_args(pid_tgid, &*args);
-            }
-            return;
+        if args.tls == tls_args::PEEK {
+            store_args(pid_tgid, &*args);
         }
+        return;
     }
     // A client request starting: choose its context now, before the bytes
     // leave (sk_msg writes it; the server end may read it at once).
@@ -160,6 +153,93 @@ fn save(ctx: &TracePointContext, op: u8, fd_arg: usize, buf_arg: Option<usize>, 
         }
     }
     store_args(pid_tgid, &*args);
+}
+
+/// The socket `fd` of the wanted process `tgid` when its reads and writes
+/// are traced: a TCP socket of a wanted connection. Most reads and writes
+/// are on files and pipes, and stop here.
+#[inline(always)]
+fn traced_socket(cfg: &Config, tgid: u32, fd: u32) -> Option<&'static SockInfo> {
+    let info = lookup(cfg, tgid, fd)?;
+    if info.is_tcp == 0 || !connection_of_wanted(cfg, tgid, info) {
+        return None;
+    }
+    Some(info)
+}
+
+/// A syscall on a TLS socket, whose bytes are ciphertext: true when `args`
+/// now carry the plaintext of the caller's TLS write instead; false when
+/// the syscall's bytes are not sent. A read outside any TLS call (a memory
+/// BIO's runtime reads the socket itself) is then marked `PEEK`: its
+/// records are looked at on return.
+#[inline(always)]
+fn tls_plaintext(cfg: &Config, pid_tgid: u64, args: &mut SyscallArgs) -> bool {
+    let caller = actor(cfg, pid_tgid);
+    if crate::tls::plaintext_for((pid_tgid >> 32) as u32, caller, args) {
+        return true;
+    }
+    count(counter::TLS_CIPHERTEXT_SKIPPED, 1);
+    if args.op == op::READ && args.tls == tls_args::PEEK {
+        args.tls_caller = caller;
+    }
+    false
+}
+
+/// Offsets in x86-64's `struct pt_regs` (stable ABI) of the registers that
+/// carry a syscall's first two arguments.
+const PT_REGS_SI: usize = 13 * 8;
+const PT_REGS_DI: usize = 14 * 8;
+
+/// read(fd, buf, n) and recvfrom(fd, buf, n, ...) have no sys_enter
+/// program: at sys_exit their arguments are still in the registers the
+/// task entered the kernel with, so they need not be saved per thread at
+/// sys_enter and taken back at sys_exit. Those reads were a third of the
+/// tracepoint runs of a keep-alive request (the read of the request, the
+/// one that finds nothing after it, the client's), each with two hash
+/// operations on the thread's entry. Fills `args` as `save` would and
+/// gives the socket; None when the read is not traced, or is a TLS read
+/// call's own (its plaintext comes from the call).
+#[inline(always)]
+fn read_at_exit(cfg: &Config, pid_tgid: u64, args: &mut SyscallArgs) -> Option<&'static SockInfo> {
+    let tgid = (pid_tgid >> 32) as u32;
+    if !process_wanted(cfg, tgid) {
+        return None;
+    }
+    // SAFETY: the helpers take the current task's BTF pointer; the loads
+    // go through bpf_probe_read_kernel.
+    let regs = unsafe { generated::bpf_task_pt_regs(generated::bpf_get_current_task_btf()) };
+    if regs == 0 {
+        return None;
+    }
+    let regs = regs as u64;
+    words::zero(args);
+    // Read straight into the per-CPU slot: the program's stack is nearly
+    // full (two more words on it went over the verifier's 512 bytes).
+    // SAFETY: kernel pointers, checked by the helper; `args.buf` is 8
+    // bytes of this CPU's slot.
+    let read = |at: usize, dst: &mut u64| unsafe {
+        generated::bpf_probe_read_kernel(
+            dst as *mut u64 as *mut _,
+            8,
+            (regs + at as u64) as *const _,
+        ) == 0
+    };
+    if !read(PT_REGS_DI, &mut args.buf) {
+        return None;
+    }
+    let fd = args.buf as u32;
+    if !read(PT_REGS_SI, &mut args.buf) {
+        return None;
+    }
+    let info = traced_socket(cfg, tgid, fd)?;
+    args.fd = fd;
+    args.op = op::READ;
+    // A read inside a TLS read call ties the call's object to the socket;
+    // its plaintext comes from the call's return.
+    if info.tls != 0 && !tls_plaintext(cfg, pid_tgid, args) && args.tls != tls_args::PEEK {
+        return None;
+    }
+    Some(info)
 }
 
 /// Where the bytes a write is about to send start, and how many are there
@@ -543,13 +623,6 @@ enum IovArg {
     MsgHdr(usize),
 }
 
-/// read(fd, buf, n), recvfrom(fd, buf, n, ...)
-#[tracepoint]
-pub fn enter_read(ctx: TracePointContext) -> u32 {
-    save(&ctx, op::READ, 0, Some(1), IovArg::None);
-    0
-}
-
 /// write(fd, buf, n), sendto(fd, buf, n, ...)
 #[tracepoint]
 pub fn enter_write(ctx: TracePointContext) -> u32 {
@@ -640,7 +713,33 @@ pub fn enter_close(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Every sys_exit of the syscalls above.
+/// sys_exit of read and recvfrom, which have no sys_enter program: their
+/// arguments are read here (`read_at_exit`). A read that brought nothing
+/// (the one after each request that finds the socket empty) stops at the
+/// first test.
+#[tracepoint]
+pub fn exit_read(ctx: TracePointContext) -> u32 {
+    let ret = field(&ctx, RET) as i64;
+    if ret <= 0 {
+        return 0;
+    }
+    let (Some(cfg), Some(args)) = (config(), ARGS_BUF.get_ptr_mut(0)) else {
+        return 0;
+    };
+    // SAFETY: this CPU's slot; the chain's programs read it there.
+    let args = unsafe { &mut *args };
+    let Some(info) = read_at_exit(cfg, bpf_get_current_pid_tgid(), args) else {
+        return 0;
+    };
+    if args.tls == tls_args::PEEK {
+        crate::tls::records_read(args, ret as u64);
+    } else {
+        emit_data(&ctx, cfg, args, info, ret as u64, false);
+    }
+    0
+}
+
+/// Every sys_exit of the syscalls above but read and recvfrom.
 #[tracepoint]
 pub fn exit_io(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();

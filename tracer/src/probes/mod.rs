@@ -33,8 +33,6 @@ const TAIL_SLOTS: [(u32, &str); tail::COUNT as usize] = {
 
 /// (program, tracepoint category, tracepoint name) for every attachment.
 pub(crate) const ATTACHMENTS: &[(&str, &str, &str)] = &[
-    ("enter_read", "syscalls", "sys_enter_read"),
-    ("enter_read", "syscalls", "sys_enter_recvfrom"),
     ("enter_write", "syscalls", "sys_enter_write"),
     ("enter_write", "syscalls", "sys_enter_sendto"),
     ("enter_readv", "syscalls", "sys_enter_readv"),
@@ -46,8 +44,8 @@ pub(crate) const ATTACHMENTS: &[(&str, &str, &str)] = &[
     ("enter_accept", "syscalls", "sys_enter_accept"),
     ("enter_accept", "syscalls", "sys_enter_accept4"),
     ("enter_close", "syscalls", "sys_enter_close"),
-    ("exit_io", "syscalls", "sys_exit_read"),
-    ("exit_io", "syscalls", "sys_exit_recvfrom"),
+    ("exit_read", "syscalls", "sys_exit_read"),
+    ("exit_read", "syscalls", "sys_exit_recvfrom"),
     ("exit_io", "syscalls", "sys_exit_write"),
     ("exit_io", "syscalls", "sys_exit_sendto"),
     ("exit_io", "syscalls", "sys_exit_readv"),

@@ -116,8 +116,8 @@ fn kind(program: &Program) -> &'static str {
 }
 
 /// What went wrong, short: the syscall's error and the end of the
-/// verifier's log (its statistics and the instruction it stopped at), not
-/// the whole log.
+/// verifier's log (why it refused, then its three lines of statistics),
+/// not the whole log.
 fn error_text(e: &ProgramError) -> String {
     match e {
         ProgramError::LoadError {
@@ -126,7 +126,7 @@ fn error_text(e: &ProgramError) -> String {
         } => {
             let log = verifier_log.to_string();
             let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
-            let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+            let tail = lines[lines.len().saturating_sub(5)..].join(" | ");
             format!("{io_error}; verifier: {tail}")
         }
         other => other.to_string(),

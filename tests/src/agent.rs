@@ -108,6 +108,9 @@ impl Agent {
     ) -> anyhow::Result<Agent> {
         let mut cmd = Command::new(bin);
         cmd.args(args);
+        // Why a connection was given up, in the output of a failed test
+        // (protocol drops are rare and each says which connection).
+        cmd.env("RUST_LOG", "info,tracer::conn::pipeline=debug");
         cmd.envs(env.iter().copied());
         eprintln!("[harness] starting {} {}", bin.display(), args.join(" "));
         let mut proc = Proc::spawn("tracer", cmd, true)?;

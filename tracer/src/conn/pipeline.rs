@@ -356,6 +356,18 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     }
 }
 
+/// Which connection a parse error dropped data of, at debug level, for
+/// whoever reads a drop counter and wants to know where it came from.
+fn log_drop(protocol: &str, conn: &Conn, err: &impl std::fmt::Debug) {
+    log::debug!(
+        "{protocol}: pid {} connection {} {:?} -> {:?}: dropped, {err:?}",
+        conn.process.key.pid,
+        conn.sock_id,
+        conn.ends.local,
+        conn.ends.remote,
+    );
+}
+
 impl<S: SpanSink> SpanMaker<S> {
     /// Turn what the parsers produced into spans and counters.
     fn emit(&mut self, out: &mut Outputs, conn: &mut Conn) {
@@ -366,15 +378,7 @@ impl<S: SpanSink> SpanMaker<S> {
     fn emit_http1(&mut self, out: &mut http1::Output, conn: &mut Conn) {
         let stats = Arc::clone(&self.stats);
         for err in out.errors.drain(..) {
-            // Which connection was given up, for whoever reads a drop
-            // counter and wants to know where it came from.
-            log::debug!(
-                "http2: pid {} connection {} {:?} -> {:?} given up: {err:?}",
-                conn.process.key.pid,
-                conn.sock_id,
-                conn.ends.local,
-                conn.ends.remote,
-            );
+            log_drop("http1", conn, &err);
             let counter = match err {
                 ParseError::HeadTruncated => &stats.drop_http_head_truncated,
                 ParseError::PipelineOverflow => &stats.drop_http_pipeline_overflow,
@@ -456,15 +460,7 @@ impl<S: SpanSink> SpanMaker<S> {
     fn emit_http2(&mut self, out: &mut http2::Output, conn: &mut Conn) {
         let stats = &self.stats;
         for err in out.errors.drain(..) {
-            // Which connection was given up, for whoever reads a drop
-            // counter and wants to know where it came from.
-            log::debug!(
-                "http2: pid {} connection {} {:?} -> {:?} given up: {err:?}",
-                conn.process.key.pid,
-                conn.sock_id,
-                conn.ends.local,
-                conn.ends.remote,
-            );
+            log_drop("http2", conn, &err);
             let counter = match err {
                 Http2Error::Desync => &stats.drop_http2_desync,
                 Http2Error::HeaderBlock => &stats.drop_http2_header_block,

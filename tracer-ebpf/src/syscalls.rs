@@ -179,7 +179,7 @@ fn tls_plaintext(cfg: &Config, pid_tgid: u64, args: &mut SyscallArgs) -> bool {
         return true;
     }
     count(counter::TLS_CIPHERTEXT_SKIPPED, 1);
-    if args.op == op::READ && args.tls == tls_args::PEEK {
+    if args.tls == tls_args::PEEK {
         args.tls_caller = caller;
     }
     false
@@ -234,10 +234,15 @@ fn read_at_exit(cfg: &Config, pid_tgid: u64, args: &mut SyscallArgs) -> Option<&
     let info = traced_socket(cfg, tgid, fd)?;
     args.fd = fd;
     args.op = op::READ;
-    // A read inside a TLS read call ties the call's object to the socket;
-    // its plaintext comes from the call's return.
-    if info.tls != 0 && !tls_plaintext(cfg, pid_tgid, args) && args.tls != tls_args::PEEK {
-        return None;
+    if info.tls != 0 {
+        // A read's bytes are never plaintext: a read inside a TLS read call
+        // ties the call's object to the socket (its plaintext comes from
+        // the call's return) and is not sent; any other is looked at for
+        // its records (`PEEK`).
+        tls_plaintext(cfg, pid_tgid, args);
+        if args.tls != tls_args::PEEK {
+            return None;
+        }
     }
     Some(info)
 }

@@ -8,7 +8,7 @@
 //! (`TRACER_GO_VERSIONS`) and Debian's golang-google-grpc-dev and
 //! golang-golang-x-net-dev (`cargo xtask setup` installs them); without them
 //! a test prints `SKIPPED <test>: <reason>` and returns.
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf};
 
 use integration_tests::{
     AttrValue, Protocol, ReceivedSpan, Receiver,
@@ -442,24 +442,43 @@ fn grpc_calls_from_handler_goroutines_nest_under_their_request() {
     let requests = 2 + CONCURRENT;
     let out = flow::finish_at(&receiver, agent, requests * (1 + 2 * FAN));
     let dump = || integration_tests::otlp_receiver::dump(&out.spans);
-    // The nested request's trace alone; the /fanout ones together.
-    let nested_trace = out
-        .spans
-        .iter()
-        .find(|s| s.pid() == Some(front_pid) && s.attr_str("url.path") == Some("/nested"))
-        .map(|s| s.trace_id.clone())
-        .unwrap_or_else(|| panic!("no /nested span:\n{}", dump()));
-    let (nested, fanouts): (Vec<ReceivedSpan>, Vec<ReceivedSpan>) = out
-        .spans
-        .iter()
-        .cloned()
-        .partition(|s| s.trace_id == nested_trace);
+    // The nested request's trace alone; the /fanout ones together; and a
+    // call that lost its request (below) in a trace of its own, which no
+    // request span is in: which request it belonged to is just what the
+    // agent could not know, so it is checked apart, not under either.
+    let front_trace = |path: &str| -> BTreeSet<String> {
+        out.spans
+            .iter()
+            .filter(|s| {
+                s.pid() == Some(front_pid)
+                    && s.kind == "SERVER"
+                    && s.attr_str("url.path") == Some(path)
+            })
+            .map(|s| s.trace_id.clone())
+            .collect()
+    };
+    let nested_traces = front_trace("/nested");
+    let fanout_traces = front_trace("/fanout");
+    assert_eq!(nested_traces.len(), 1, "one /nested trace:\n{}", dump());
+    let mut nested = Vec::new();
+    let mut fanouts = Vec::new();
+    let mut lost = Vec::new();
+    for span in out.spans.iter().cloned() {
+        if nested_traces.contains(&span.trace_id) {
+            nested.push(span);
+        } else if fanout_traces.contains(&span.trace_id) {
+            fanouts.push(span);
+        } else {
+            lost.push(span);
+        }
+    }
     // A call whose HEADERS frame the connection's writer sent before the
     // call's uprobe ran (the writer on another CPU, in the microseconds
     // between the stream getting its id and NewStream returning) starts a
     // new trace: counted by the agent, never another request's parent.
     let late = out.exit.counter("go_grpc_stream_late") as usize;
     let mut unparented = 0;
+    let mut parented = 0;
     for (what, spans, path, n) in [
         ("nested", &nested, "/nested", 1),
         ("fan-out", &fanouts, "/fanout", 1 + CONCURRENT),
@@ -485,11 +504,11 @@ fn grpc_calls_from_handler_goroutines_nest_under_their_request() {
             fanout::report(what, &stats, &problems, &out.spans)
         );
         assert_eq!((stats.requests, stats.traces), (n, n), "{what}: {stats}");
-        assert_eq!(
-            stats.correctly_parented + stats.wrongly_parented,
-            2 * calls,
+        assert!(
+            stats.correctly_parented + stats.wrongly_parented <= 2 * calls,
             "{what}: {stats}"
         );
+        parented += stats.correctly_parented + stats.wrongly_parented;
         unparented += stats.wrongly_parented;
         for span in spans.iter() {
             let want = match (span.pid(), span.kind.as_str()) {
@@ -503,6 +522,38 @@ fn grpc_calls_from_handler_goroutines_nest_under_their_request() {
             assert_eq!(int(span, "rpc.grpc.status_code"), Some(0), "{span}");
         }
     }
+    // Each lost call: a client span with no parent and the leaf's server
+    // span as its child, a trace of two.
+    let lost_calls: Vec<&ReceivedSpan> = lost
+        .iter()
+        .filter(|s| s.pid() == Some(front_pid) && s.kind == "CLIENT" && s.name == CALL)
+        .collect();
+    for call in &lost_calls {
+        assert_eq!(call.parent_span_id, None, "{call}");
+        assert_eq!(
+            call.attr_str("tracer.parent.source"),
+            Some("none"),
+            "{call}"
+        );
+        let answered = lost.iter().filter(|s| {
+            s.pid() == Some(leaf_pid)
+                && s.kind == "SERVER"
+                && s.parent_span_id.as_deref() == Some(call.span_id.as_str())
+        });
+        assert_eq!(answered.count(), 1, "{call}:\n{}", dump());
+    }
+    assert_eq!(
+        lost.len(),
+        2 * lost_calls.len(),
+        "lost calls' traces:\n{}",
+        dump()
+    );
+    assert_eq!(
+        parented + lost.len(),
+        2 * requests * FAN,
+        "every call and its answer, in a request's trace or a lost call's"
+    );
+    unparented += lost_calls.len();
     // Every call without its request's parent is one the agent counted
     // (most of them late: the writer sent the HEADERS before the call's
     // uprobe ran), and they stay rare.

@@ -173,6 +173,9 @@ pub struct PyServerOpts {
     pub ipv6: bool,
     /// Extra environment (e.g. OTEL_SERVICE_NAME).
     pub env: Vec<(String, String)>,
+    /// Serve from another thread; `GET /leave-main-thread` ends the main
+    /// thread alone.
+    pub main_thread_leaves: bool,
 }
 
 /// `tests/apps/python/http_server.py` with the system Python.
@@ -183,6 +186,9 @@ pub fn python_server(opts: &PyServerOpts) -> anyhow::Result<Server> {
         cmd.arg("-u").arg(&script).arg(port.to_string());
         if opts.ipv6 {
             cmd.args(["--bind", "::1"]);
+        }
+        if opts.main_thread_leaves {
+            cmd.arg("--main-thread-leaves");
         }
         cmd.env_remove("OTEL_SERVICE_NAME");
         cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));

@@ -701,6 +701,57 @@ fn head_and_http10_requests() {
     out.assert_clean();
 }
 
+/// A process whose main thread ends while another thread serves on (the
+/// kernel keeps the process; its leader is a zombie) has not exited: its
+/// requests before and after are traced alike, as one process. The kernel
+/// says a process ended when its last thread does, not its first.
+#[test]
+fn server_whose_main_thread_ends_is_still_traced() {
+    let env = require_root!();
+    let receiver = receiver();
+    let server_app = apps::python_server(&PyServerOpts {
+        main_thread_leaves: true,
+        ..PyServerOpts::default()
+    })
+    .expect("starting the Python server");
+    let sp = server_app.pid();
+    let agent = start_agent(&env, &receiver, Protocol::Grpc, &["--pid", &sp.to_string()]);
+    curl(&[&server_app.url("/users/1")], 200);
+    curl(&[&server_app.url("/leave-main-thread")], 200);
+    // The leader's state in /proc turns to Z once its thread is gone.
+    let leader = format!("/proc/{sp}/task/{sp}/stat");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&leader).ok().and_then(|stat| {
+        stat.rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+    }) != Some(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{leader} never showed a zombie"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for id in 2..=3 {
+        curl(&[&server_app.url(&format!("/users/{id}"))], 200);
+    }
+    let out = flow::finish(&receiver, agent, &[server(sp, 4)]);
+    let spans = out.exact(server(sp, 4));
+    let paths: Vec<&str> = spans.iter().map(|s| str_attr(s, "url.path")).collect();
+    assert_eq!(
+        paths,
+        ["/users/1", "/leave-main-thread", "/users/2", "/users/3"],
+        "server spans"
+    );
+    // One process throughout: the same resource before and after.
+    for span in &spans {
+        assert_eq!(span.resource, spans[0].resource, "{span}");
+    }
+    assert_eq!(spans[0].res_int("process.pid"), Some(i64::from(sp)));
+    out.only_from(&[sp]);
+    out.assert_clean();
+}
+
 #[test]
 fn ipv6_loopback() {
     let env = require_root!();

@@ -137,18 +137,38 @@ fn select(tgid: u32) {
 }
 
 #[tracepoint]
-pub fn sched_exit(_ctx: TracePointContext) -> u32 {
+pub fn sched_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    if tid == tgid {
+    if process_gone(&ctx, tid == tgid) {
         report(kind::EXIT);
+        let _ = TRACED_PIDS.remove(tgid);
     }
-    // A thread id left over from sched_fork, or the process itself.
-    let _ = TRACED_PIDS.remove(tid);
+    // A thread id left over from sched_fork (the process's own entry goes
+    // with its last thread, above).
+    if tid != tgid {
+        let _ = TRACED_PIDS.remove(tid);
+    }
     // The thread's syscall slot, kept from one syscall to the next.
     let _ = ARGS.remove(pid_tgid);
     0
+}
+
+/// Whether the exiting thread is the process's last: the record's
+/// `group_dead` where the kernel has it. The group leader's exit is not
+/// enough: in an exit_group the leader may get here while another thread
+/// is still inside a write, whose data would come after the process's end
+/// (and where the leader exits alone, the process lives on). Kernels
+/// without the field have only the leader's exit to go by.
+#[inline(always)]
+fn process_gone(ctx: &TracePointContext, leader: bool) -> bool {
+    let Some(cfg) = config() else { return leader };
+    if cfg.exit_group_dead_offset == 0 {
+        return leader;
+    }
+    // SAFETY: offset read by the agent from the tracepoint's format file.
+    unsafe { ctx.read_at::<u8>(cfg.exit_group_dead_offset as usize) }.is_ok_and(|dead| dead != 0)
 }
 
 #[inline(always)]

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """HTTP/1.1 test server (keep-alive, threads) for the tracer's integration tests.
 
-Usage: http_server.py PORT [--bind ADDR]   (ADDR: 127.0.0.1 by default, ::1 for IPv6)
+Usage: http_server.py PORT [--bind ADDR] [--main-thread-leaves]
+  ADDR: 127.0.0.1 by default, ::1 for IPv6.
+  --main-thread-leaves: serve from another thread; the main thread ends
+  (pthread_exit, the process lives on) once GET /leave-main-thread is asked.
 
 Routes:
   GET  /hello            200 "hello"
@@ -13,12 +16,15 @@ Routes:
   GET  /big?bytes=N      200, N-byte body with Content-Length
   POST /echo             reads the body (Content-Length), replies with its length
   GET  /<any>?status=<code>  that status, small body (the metrics tests' routes)
+  GET  /leave-main-thread  200 "leaving" (with --main-thread-leaves)
 Anything else: 404. Nothing is printed on stdout.
 """
 import argparse
+import ctypes
 import json
 import socket
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -58,6 +64,9 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(code, ("status %d" % code).encode())
         elif path == "/hello":
             self.reply(200, b"hello")
+        elif path == "/leave-main-thread" and LEAVE is not None:
+            self.reply(200, b"leaving")
+            LEAVE.set()
         elif path == "/leaf":
             # What the Go fan-out server calls downstream.
             self.reply(200, b"leaf")
@@ -108,6 +117,10 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(404, b"not found")
 
 
+# Set by GET /leave-main-thread when the main thread is to end.
+LEAVE = None
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -121,10 +134,21 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
     parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--main-thread-leaves", action="store_true")
     args = parser.parse_args()
     cls = Server6 if ":" in args.bind else Server
     httpd = cls((args.bind, args.port), Handler)
     print("listening on %s port %d" % (args.bind, args.port), file=sys.stderr)
+    if args.main_thread_leaves:
+        global LEAVE
+        LEAVE = threading.Event()
+        # Not a daemon: the process lives on after the main thread.
+        threading.Thread(target=httpd.serve_forever).start()
+        LEAVE.wait()
+        print("main thread leaving", file=sys.stderr)
+        # The thread alone ends: the kernel keeps the process, whose
+        # leader is a zombie from now on, for as long as others run.
+        ctypes.CDLL(None).pthread_exit(None)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:

@@ -112,6 +112,10 @@ impl Probes {
         let mut ebpf = open_object(opts)?;
         let fork_child_pid_offset =
             environment::tracepoint_field_offset("sched", "sched_process_fork", "child_pid")?;
+        // Linux 6.16 and later say which thread's exit ends its process.
+        let exit_group_dead_offset =
+            environment::tracepoint_field_offset("sched", "sched_process_exit", "group_dead")
+                .unwrap_or(0);
         let offsets = kernel_offsets::read().context("reading kernel struct offsets")?;
         debug!("kernel offsets: {offsets:?}");
         let mut config = Config {
@@ -122,6 +126,7 @@ impl Probes {
             inject: opts.inject as u8,
             sample_threshold: opts.sample_threshold,
             fork_child_pid_offset,
+            exit_group_dead_offset,
             offsets,
             ..Config::default()
         };

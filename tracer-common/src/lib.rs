@@ -1274,7 +1274,7 @@ pub struct Config {
     /// sched_process_exec tracepoint record.
     pub exec_filename_offset: u32,
     /// Offset of `group_dead` in the sched_process_exit tracepoint record,
-    /// or 0 where the kernel's record has none (before Linux 6.16).
+    /// or 0 where the kernel's record has none (older kernels).
     pub exit_group_dead_offset: u32,
     /// Root spans are sampled when the trace id's low 8 bytes, big-endian,
     /// shifted right by one, are below this (the OpenTelemetry ratio rule).

@@ -112,7 +112,7 @@ impl Probes {
         let mut ebpf = open_object(opts)?;
         let fork_child_pid_offset =
             environment::tracepoint_field_offset("sched", "sched_process_fork", "child_pid")?;
-        // Linux 6.16 and later say which thread's exit ends its process.
+        // Recent kernels say which thread's exit ends its process.
         let exit_group_dead_offset =
             environment::tracepoint_field_offset("sched", "sched_process_exit", "group_dead")
                 .unwrap_or(0);

@@ -830,3 +830,35 @@ fn a_go_server_stream_takes_the_context_its_handler_probe_chose() {
         assert_eq!(host.counter("go_server_context_conflicts"), conflicts);
     }
 }
+
+/// A kernel that reports a process's end at its main thread's exit
+/// (without `group_dead`) can put another thread's last writes after the
+/// exit in the buffer: within the burst they still find their connection,
+/// which the exit then ends, instead of starting one seen mid-way.
+#[test]
+fn writes_after_the_exit_in_the_same_burst_keep_their_connection() {
+    let steps = traced_call("/pkg.Svc/Late");
+    let (client, server) = End::pair(40_000);
+    let mut host = Host::always_on();
+    let exit = Event::Exit { pid: client.pid };
+    play_with_event(&mut host, (client, server), &steps, 2, exit);
+    host.pipeline.after_burst();
+    assert_eq!(host.counter("drop_http2_mid_connection"), 0);
+    // The exit ended the client's connection at the burst's end: its
+    // process and connection are gone before the agent stops.
+    assert!(
+        host.pipeline
+            .conns
+            .get_mut(
+                super::table::ConnKey {
+                    pid: client.pid,
+                    fd: client.fd
+                },
+                client.sock_id
+            )
+            .is_none()
+    );
+    let spans = host.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    assert!(spans.iter().all(|s| source(s) == "header"));
+}

@@ -126,6 +126,11 @@ pub struct Pipeline<S, P> {
     last_sweep: u64,
     /// Processes seen making outgoing calls (told to the kernel side once).
     callers: HashSet<u32>,
+    /// Processes whose exit came in the burst being drained: handled at
+    /// its end. Where the kernel reports a process's end at its main
+    /// thread's exit (no `group_dead`), another thread's last write can
+    /// follow the exit in the buffer; it still finds its connection.
+    exited: Vec<u32>,
 }
 
 /// Everything that turns a finished exchange into an exported span; apart
@@ -185,6 +190,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             now: 0,
             last_sweep: 0,
             callers: HashSet::new(),
+            exited: Vec::new(),
         }
     }
 
@@ -319,6 +325,8 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     }
 
     fn on_exec(&mut self, pid: u32, comm: &[u8; tracer_common::TASK_COMM_LEN]) {
+        // A pid reused at once: the old process's end comes first.
+        self.flush_exits();
         // Another program: its first outgoing call is told again.
         self.callers.remove(&pid);
         let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
@@ -337,6 +345,13 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         self.kernel.process_started(pid);
     }
 
+    /// Handles the exits the burst so far reported.
+    fn flush_exits(&mut self) {
+        for pid in std::mem::take(&mut self.exited) {
+            self.on_exit(pid);
+        }
+    }
+
     fn on_exit(&mut self, pid: u32) {
         self.callers.remove(&pid);
         for conn in self.conns.remove_pid(pid) {
@@ -350,6 +365,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
 
     /// Finish every connection (at shutdown).
     pub fn finish_all(&mut self) {
+        self.flush_exits();
         for conn in self.conns.drain() {
             self.finish(conn, self.now);
         }
@@ -809,7 +825,7 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
                 }
             }
             Event::Exec { pid, comm } => self.on_exec(pid, &comm),
-            Event::Exit { pid } => self.on_exit(pid),
+            Event::Exit { pid } => self.exited.push(pid),
             Event::Http2Heads {
                 pid,
                 fd,
@@ -828,6 +844,7 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
     }
 
     fn after_burst(&mut self) {
+        self.flush_exits();
         self.spans.sampling.tick(Instant::now());
         let threshold = ratio_threshold(self.spans.sampling.adaptive_ratio());
         if threshold != self.threshold {

@@ -493,9 +493,10 @@ fn grpc_calls_from_handler_goroutines_nest_under_their_request() {
         let (stats, problems) = fanout::check(spans, &f);
         eprintln!("STATS {} {what}: {stats} late={late}", env.test);
         let calls = n * FAN;
+        // A request whose call was lost has a client child too few; the
+        // lost call itself is checked below, apart.
         let unexpected: Vec<&String> = problems
             .iter()
-            .filter(|p| !(p.contains("tracer.parent.source=\"none\"") && p.contains("parent=-")))
             .filter(|p| !p.contains("client children, expected"))
             .collect();
         assert!(

@@ -705,6 +705,18 @@ fn head_and_http10_requests() {
 /// kernel keeps the process; its leader is a zombie) has not exited: its
 /// requests before and after are traced alike, as one process. The kernel
 /// says a process ended when its last thread does, not its first.
+/// Whether the main thread of `pid` has ended while the process lives on:
+/// its state in /proc (the field after the parenthesised name) is Z.
+fn leader_is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let (_, rest) = stat.rsplit_once(')')?;
+            Some(rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
 #[test]
 fn server_whose_main_thread_ends_is_still_traced() {
     let env = require_root!();
@@ -719,16 +731,11 @@ fn server_whose_main_thread_ends_is_still_traced() {
     curl(&[&server_app.url("/users/1")], 200);
     curl(&[&server_app.url("/leave-main-thread")], 200);
     // The leader's state in /proc turns to Z once its thread is gone.
-    let leader = format!("/proc/{sp}/task/{sp}/stat");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::fs::read_to_string(&leader).ok().and_then(|stat| {
-        stat.rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-    }) != Some(true)
-    {
+    while !leader_is_zombie(sp) {
         assert!(
             std::time::Instant::now() < deadline,
-            "{leader} never showed a zombie"
+            "pid {sp}'s main thread never became a zombie"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -115,7 +115,13 @@ impl Probes {
         // Recent kernels say which thread's exit ends its process.
         let exit_group_dead_offset =
             environment::tracepoint_field_offset("sched", "sched_process_exit", "group_dead")
-                .unwrap_or(0);
+                .unwrap_or_else(|e| {
+                    info!(
+                        "a process ends with its main thread here (no group_dead): a process \
+                         whose main thread ends alone is no longer traced ({e:#})"
+                    );
+                    0
+                });
         let offsets = kernel_offsets::read().context("reading kernel struct offsets")?;
         debug!("kernel offsets: {offsets:?}");
         let mut config = Config {

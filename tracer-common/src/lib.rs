@@ -190,7 +190,12 @@ pub mod counter {
     /// Processes left unselected because TRACED_PIDS was full: children
     /// of selected processes, and execs of selected executables.
     pub const PIDS_FULL: u32 = 21;
-    pub const COUNT: u32 = 22;
+    /// TLS write calls whose plaintext no socket write carried before the
+    /// caller's next write call replaced it: a runtime that seals several
+    /// writes into a memory BIO, then sends them in one socket write
+    /// (gRPC's C core with messages over a record) loses all but the last.
+    pub const TLS_WRITE_UNSENT: u32 = 22;
+    pub const COUNT: u32 = 23;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.

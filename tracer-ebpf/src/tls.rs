@@ -253,11 +253,39 @@ fn record(key: u64, op: u8, conn: u64, buf: u64, len: u64, readbytes: u64) {
             [0; HEAD]
         },
     };
+    if op == op::WRITE {
+        unsent_before(key);
+    }
     let _ = if op == op::READ {
         TLS_READS.insert(key, call, 0)
     } else {
         TLS_WRITES.insert(key, call, 0)
     };
+}
+
+/// Count the caller's previous write call as lost when no socket write
+/// carried its plaintext and its object was tied (an untied one is still
+/// waiting for the record that ties it, and is counted there if need be).
+/// A runtime with a memory BIO that seals several writes before one socket
+/// write sends them all, but only the last one's plaintext is kept.
+#[inline(always)]
+fn unsent_before(key: u64) {
+    // SAFETY: copied out at once.
+    let Some(prev) = (unsafe { TLS_WRITES.get(key) }).copied() else {
+        return;
+    };
+    if prev.used != 0 {
+        return;
+    }
+    let tied = SslKey {
+        ssl: prev.ssl,
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        _pad: 0,
+    };
+    // SAFETY: only whether it is there.
+    if unsafe { SSL_FDS.get(tied) }.is_some() {
+        count(counter::TLS_WRITE_UNSENT, 1);
+    }
 }
 
 /// Return of `SSL_read` / `SSL_read_ex`: send what it read.

@@ -366,6 +366,7 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
         ),
         (counter::TLS_PLAINTEXT, &stats.tls_plaintext_events),
         (counter::TLS_UNTIED, &stats.drop_tls_untied),
+        (counter::TLS_WRITE_UNSENT, &stats.drop_tls_write_unsent),
         (
             counter::TLS_CIPHERTEXT_SKIPPED,
             &stats.tls_ciphertext_skipped,

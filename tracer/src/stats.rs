@@ -174,6 +174,9 @@ counters! {
     /// Plaintext read from a TLS library that could not be tied to its
     /// connection: dropped, never guessed (from the kernel).
     drop_tls_untied,
+    /// TLS write calls whose plaintext no socket write carried before the
+    /// caller's next write call: lost (from the kernel).
+    drop_tls_write_unsent,
     /// Syscalls on TLS sockets whose ciphertext was not sent to the agent
     /// (from the kernel): their plaintext comes from the probes.
     tls_ciphertext_skipped,

@@ -248,6 +248,8 @@ pub struct TlsCounters {
     pub plaintext_events: u64,
     pub ciphertext_skipped: u64,
     pub untied: u64,
+    /// TLS write calls whose plaintext no socket write carried.
+    pub write_unsent: u64,
 }
 
 impl TlsCounters {
@@ -257,6 +259,7 @@ impl TlsCounters {
             plaintext_events: exit.counter("tls_plaintext_events"),
             ciphertext_skipped: exit.counter("tls_ciphertext_skipped"),
             untied: exit.counter("drop_tls_untied"),
+            write_unsent: exit.counter("drop_tls_write_unsent"),
         }
     }
 
@@ -280,8 +283,12 @@ impl fmt::Display for TlsCounters {
         write!(
             f,
             "tls_files_probed={} tls_plaintext_events={} tls_ciphertext_skipped={} \
-             drop_tls_untied={}",
-            self.files_probed, self.plaintext_events, self.ciphertext_skipped, self.untied
+             drop_tls_untied={} drop_tls_write_unsent={}",
+            self.files_probed,
+            self.plaintext_events,
+            self.ciphertext_skipped,
+            self.untied,
+            self.write_unsent
         )
     }
 }

@@ -19,6 +19,9 @@ use crate::cmd::{self, Paths};
 /// prometheus (with promtool) scrapes the agent's metrics endpoint and
 /// checks the example alert rules in the metrics tests; the tests run their
 /// own instance on a free port, never the service the package may start.
+/// python3-grpcio is gRPC's C core as Debian builds it, on the system's
+/// OpenSSL (libssl.so.3), for the gRPC-over-TLS test: PyPI's wheel (below,
+/// for the plaintext tests) links BoringSSL in and strips it.
 const DEBIAN_PACKAGES: &[&str] = &[
     "curl",
     "golang-golang-x-net-dev",
@@ -28,6 +31,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "procps",
     "prometheus",
     "python3",
+    "python3-grpcio",
     "python3-pip",
     "wrk",
 ];

@@ -5,7 +5,9 @@ tracing library and no generated code: messages are raw bytes.
       serves demo.Echo: unary Say (NOT_FOUND for b"missing"), server-streaming
       Count, client-streaming Collect, bidi Chat; with --downstream, Say makes
       one downstream Say call per request. Prints "LISTENING <port>".
-      --cert/--key: over TLS (grpcio's own BoringSSL, not the system's libssl).
+      --cert/--key: over TLS (through whichever TLS library this grpcio was
+      built with: PyPI's wheel links BoringSSL in, Debian's python3-grpcio
+      uses the system's libssl).
   grpc_echo.py client HOST:PORT [--sequential N] [--concurrent N] [--big-kib K] [--ca FILE]
       calls Say N times (one in ten asks for b"missing"), with --big-kib one
       more with a K KiB message, then one Count, one

@@ -394,6 +394,10 @@ pub mod tls_args {
     /// ciphertext went out: the first bytes the kernel copied at the call
     /// (kept for `tls_caller`) instead.
     pub const COPIED: u8 = 3;
+    /// Data events only: no bytes, but word that a ClientHello went by on
+    /// this socket (its TLS starts; the agent then expects plaintext from
+    /// the process's TLS library).
+    pub const HELLO: u8 = 4;
 }
 
 /// One HTTP/2 request a write starts: where its HEADERS frame is, and the

@@ -989,6 +989,12 @@ pub fn emit_data<C: EbpfContext>(
             unsafe { (*entry).tls = 1 };
         }
         count(counter::TLS_CIPHERTEXT_SKIPPED, 1);
+        // Told without its bytes: a connection whose plaintext never comes
+        // is one of a TLS library the agent does not probe.
+        ev.tls = tls_args::HELLO;
+        ev.cap_len = 0;
+        ev.tail_len = 0;
+        output_event(ev);
         return;
     }
     let starts_upper = ev.cap_len >= 8 && ev.payload[0].is_ascii_uppercase();

@@ -180,6 +180,11 @@ counters! {
     /// Syscalls on TLS sockets whose ciphertext was not sent to the agent
     /// (from the kernel): their plaintext comes from the probes.
     tls_ciphertext_skipped,
+    /// TLS connections that ended with none of their plaintext seen (a
+    /// ClientHello went by, then nothing from the TLS library): their
+    /// process's library is not probed, or they carried no data. Not a
+    /// drop: nothing was captured to lose.
+    tls_connections_unseen,
     /// HTTP/2 client requests that neither the kernel nor the app gave a
     /// context (no `traceparent` either): their spans start new traces.
     http2_client_no_context,

@@ -5,6 +5,7 @@ pub mod protocol;
 pub mod recent;
 pub mod stitch;
 pub mod table;
+pub mod tls_unseen;
 
 #[cfg(test)]
 mod http2_golden_tests;

@@ -9,6 +9,7 @@ use super::{
     recent::RecentIds,
     stitch::{self, ClientStream, Stitch, StreamKey},
     table::{Conn, ConnKey, ConnTable, OpenStream, Slot},
+    tls_unseen::{TlsUnseen, Unseen},
 };
 use crate::{
     context::{
@@ -131,6 +132,8 @@ pub struct Pipeline<S, P> {
     /// thread's exit (no `group_dead`), another thread's last write can
     /// follow the exit in the buffer; it still finds its connection.
     exited: Vec<u32>,
+    /// TLS connections whose plaintext has not come (yet).
+    tls_unseen: TlsUnseen,
 }
 
 /// Everything that turns a finished exchange into an exported span; apart
@@ -191,6 +194,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             last_sweep: 0,
             callers: HashSet::new(),
             exited: Vec::new(),
+            tls_unseen: TlsUnseen::default(),
         }
     }
 
@@ -235,6 +239,7 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
         };
         if h.tls {
             conn.ends.tls = true;
+            self.tls_unseen.plaintext(key, h.sock_id);
         }
         let dir = if h.ingress {
             Direction::Ingress
@@ -327,8 +332,10 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
     fn on_exec(&mut self, pid: u32, comm: &[u8; tracer_common::TASK_COMM_LEN]) {
         // A pid reused at once: the old process's end comes first.
         self.flush_exits();
-        // Another program: its first outgoing call is told again.
+        // Another program: its first outgoing call is told again, and so
+        // is TLS the agent cannot see.
         self.callers.remove(&pid);
+        self.tls_unseen.exec(pid);
         let comm_len = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
         let comm = String::from_utf8_lossy(&comm[..comm_len]);
         if let (Some(old), Some(metrics)) = (self.processes.peek(pid), &mut self.spans.metrics) {
@@ -354,6 +361,9 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
 
     fn on_exit(&mut self, pid: u32) {
         self.callers.remove(&pid);
+        for unseen in self.tls_unseen.exited(pid) {
+            self.unseen_tls(&unseen);
+        }
         for conn in self.conns.remove_pid(pid) {
             self.finish(conn, self.now);
         }
@@ -361,6 +371,28 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
             metrics.retire(gone.key);
         }
         self.kernel.process_exited(pid);
+    }
+
+    /// A TLS connection ended with none of its plaintext seen: counted;
+    /// the first of a process that never gave plaintext is told of, as
+    /// its HTTPS yields no span at all.
+    fn unseen_tls(&mut self, unseen: &Unseen) {
+        Stats::inc(&self.spans.stats.tls_connections_unseen);
+        if !unseen.tell {
+            return;
+        }
+        // Read from /proc if no data event brought it in (its bytes were
+        // all ciphertext); once per process.
+        let info = self.processes.get(unseen.pid);
+        let name = info.exe_path.as_deref().unwrap_or(&info.exe_name);
+        log::warn!(
+            "tls: pid {} ({name}): a TLS connection ended with none of its plaintext seen: \
+             its TLS library is not one the agent probes (OpenSSL's API in a shared libssl or \
+             exported by the executable, and Go's crypto/tls are; a library linked in and \
+             stripped, such as the BoringSSL of grpcio's PyPI wheels, is not): its requests \
+             over TLS are not traced",
+            unseen.pid
+        );
     }
 
     /// Finish every connection (at shutdown).
@@ -819,13 +851,20 @@ impl<S: SpanSink, P: KernelControl> EventHandler for Pipeline<S, P> {
             } => {
                 self.now = self.now.max(ts);
                 self.spans.now = self.now;
+                let key = ConnKey { pid, fd };
+                if let Some(unseen) = self.tls_unseen.closed(key, sock_id) {
+                    self.unseen_tls(&unseen);
+                }
                 // A close for another socket under this fd leaves ours be.
-                if let Some(conn) = self.conns.remove_socket(ConnKey { pid, fd }, sock_id) {
+                if let Some(conn) = self.conns.remove_socket(key, sock_id) {
                     self.finish(conn, ts);
                 }
             }
             Event::Exec { pid, comm } => self.on_exec(pid, &comm),
             Event::Exit { pid } => self.exited.push(pid),
+            Event::TlsHello { pid, fd, sock_id } => {
+                self.tls_unseen.hello(ConnKey { pid, fd }, sock_id);
+            }
             Event::Http2Heads {
                 pid,
                 fd,

@@ -1,7 +1,7 @@
 //! Ring-buffer records → owned events. Pure: bytes in, values out.
 use tracer_common::{
     CloseEvent, ConnTuple, DATA_HEADER_LEN, DataEvent, H2_HEADS_HEADER_LEN, H2Head, H2HeadsEvent,
-    ProcEvent, TAIL_LEN, TraceCtx, direction, kind,
+    ProcEvent, TAIL_LEN, TraceCtx, direction, kind, tls_args,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -55,6 +55,13 @@ pub enum Event<'a> {
     },
     Exit {
         pid: u32,
+    },
+    /// A ClientHello went by on the socket `fd`: its TLS starts, and its
+    /// plaintext should come from the process's TLS library.
+    TlsHello {
+        pid: u32,
+        fd: u32,
+        sock_id: u64,
     },
     /// The HTTP/2 requests a write on `fd` starts, with their contexts
     /// (before that write's data event).
@@ -150,6 +157,13 @@ pub fn decode(record: &[u8]) -> Result<Event<'_>, DecodeError> {
                 ctx: field!(ctx),
                 tls: field!(tls),
             };
+            if ev.tls == tls_args::HELLO {
+                return Ok(Event::TlsHello {
+                    pid: ev.pid,
+                    fd: ev.fd,
+                    sock_id: ev.sock_id,
+                });
+            }
             let claimed = ev.cap_len as usize;
             let present = record.len() - DATA_HEADER_LEN;
             if claimed > present || ev.tail_len as usize > TAIL_LEN {
@@ -278,6 +292,16 @@ mod tests {
                 assert_eq!(payload, b"GET / HTTP/1.1\r\n");
                 assert_eq!(tail, b"\r\n");
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_hello_is_word_of_tls_not_data() {
+        let mut rec = data_record(b"", 0);
+        rec[std::mem::offset_of!(DataEvent, tls)] = tls_args::HELLO;
+        match decode(&rec).unwrap() {
+            Event::TlsHello { pid, fd, .. } => assert_eq!((pid, fd), (7, 3)),
             other => panic!("{other:?}"),
         }
     }

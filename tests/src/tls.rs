@@ -250,6 +250,8 @@ pub struct TlsCounters {
     pub untied: u64,
     /// TLS write calls whose plaintext no socket write carried.
     pub write_unsent: u64,
+    /// TLS connections that ended with none of their plaintext seen.
+    pub connections_unseen: u64,
 }
 
 impl TlsCounters {
@@ -260,6 +262,7 @@ impl TlsCounters {
             ciphertext_skipped: exit.counter("tls_ciphertext_skipped"),
             untied: exit.counter("drop_tls_untied"),
             write_unsent: exit.counter("drop_tls_write_unsent"),
+            connections_unseen: exit.counter("tls_connections_unseen"),
         }
     }
 
@@ -283,12 +286,13 @@ impl fmt::Display for TlsCounters {
         write!(
             f,
             "tls_files_probed={} tls_plaintext_events={} tls_ciphertext_skipped={} \
-             drop_tls_untied={} drop_tls_write_unsent={}",
+             drop_tls_untied={} drop_tls_write_unsent={} tls_connections_unseen={}",
             self.files_probed,
             self.plaintext_events,
             self.ciphertext_skipped,
             self.untied,
-            self.write_unsent
+            self.write_unsent,
+            self.connections_unseen
         )
     }
 }

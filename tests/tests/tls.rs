@@ -155,6 +155,7 @@ fn assert_tls_counters(counters: TlsCounters) {
     assert!(counters.ciphertext_skipped > 0, "{counters}");
     assert_eq!(counters.untied, 0, "{counters}");
     assert_eq!(counters.write_unsent, 0, "{counters}");
+    assert_eq!(counters.connections_unseen, 0, "{counters}");
 }
 
 /// `STATUS <code>` lines of the test clients.
@@ -920,6 +921,92 @@ fn grpcio_over_tls_loses_a_large_message_countably() {
         "the agent did not exit cleanly: {}",
         out.exit.stderr
     );
+}
+
+/// grpcio from PyPI links BoringSSL in and strips it: there is nothing to
+/// probe, and its TLS is not seen. The agent must say so rather than stay
+/// silent: each end's connection is counted in `tls_connections_unseen`,
+/// and each process is named once in a warning; no span, no drop.
+#[test]
+fn grpcio_wheel_over_tls_is_said_to_be_unseen() {
+    let env = require_root!();
+    let Some(packages) = std::env::var_os("TRACER_PYTHONPATH").filter(|d| !d.is_empty()) else {
+        skip::skip(
+            &env.test,
+            "TRACER_PYTHONPATH is not set (run `cargo xtask test`)",
+        );
+        return;
+    };
+    // What the test is about: PyPI's grpcio, not Debian's. (The process
+    // maps the system's libssl all the same, for Python's own `ssl`; grpcio
+    // does not call it.)
+    let module = Command::new(apps::python3())
+        .args(["-c", "import grpc; print(grpc.__file__)"])
+        .env("PYTHONPATH", &packages)
+        .output()
+        .expect("running python3");
+    assert!(
+        Path::new(String::from_utf8_lossy(&module.stdout).trim()).starts_with(&packages),
+        "grpc does not load from {packages:?}: {}",
+        String::from_utf8_lossy(&module.stderr)
+    );
+    let Some(certs) = certs(&env) else { return };
+    let receiver = receiver();
+    let mut server_cmd = grpc_echo(
+        &["server"],
+        &[("--cert", &certs.cert), ("--key", &certs.key)],
+    );
+    server_cmd.env("PYTHONPATH", &packages);
+    let server = Proc::spawn("grpc-wheel-server", server_cmd, true).expect("starting grpcio");
+    assert!(
+        server
+            .stdout
+            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
+        "the grpcio server did not listen: {}",
+        server.stdout.text()
+    );
+    let port: u16 = server
+        .stdout
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("LISTENING "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a port");
+    let agent = start_agent(&env, &receiver, &["--port".to_owned(), port.to_string()]);
+    let target = format!("127.0.0.1:{port}");
+    let mut client_cmd = grpc_echo(
+        &["client", &target, "--sequential", "3"],
+        &[("--ca", &certs.ca)],
+    );
+    client_cmd.env("PYTHONPATH", &packages);
+    let finished = apps::run("grpc-wheel-client", client_cmd).expect("the grpcio client");
+    assert!(
+        finished.stdout.contains("RESULT ok=6 failed=0"),
+        "{}",
+        finished.stdout
+    );
+    let (cp, sp) = (finished.pid, server.pid());
+    // The server closes its end once the client is gone.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = finish(&receiver, agent, &[]);
+    let counters = TlsCounters::report(&out.exit, &env.test, 6);
+    let ours: Vec<_> = out
+        .spans
+        .iter()
+        .filter(|s| s.pid().is_some_and(|p| p == cp || p == sp))
+        .collect();
+    assert!(ours.is_empty(), "spans from unseen TLS: {ours:?}");
+    assert_eq!(counters.connections_unseen, 2, "{counters}");
+    for pid in [cp, sp] {
+        let said = format!("tls: pid {pid} (");
+        assert_eq!(
+            out.exit.stderr.matches(&said).count(),
+            1,
+            "the agent does not name pid {pid} once:\n{}",
+            out.exit.stderr
+        );
+    }
+    out.assert_clean();
 }
 
 /// grpc-go (Debian's 1.33) with TLS credentials at both ends (Go's

@@ -14,6 +14,7 @@ mod error;
 pub mod offsets;
 pub mod patterns;
 mod pclntab;
+mod prologue;
 mod returns;
 mod runtime_vars;
 pub mod servers;
@@ -69,8 +70,11 @@ pub struct GoFunction {
     pub address: u64,
     /// Bytes of code.
     pub size: u64,
-    /// File offset of the first instruction: where the entry uprobe goes.
+    /// File offset of the first instruction.
     pub entry_offset: u64,
+    /// File offset of the body, past the prologue's stack check: where
+    /// the entry uprobe goes (see `prologue`).
+    pub body_offset: u64,
     /// File offsets of its RET instructions: where return probes go (never
     /// a uretprobe on Go code; see `returns`).
     pub return_offsets: Vec<u64>,
@@ -215,11 +219,13 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
             continue;
         };
         let return_offsets = returns::ret_offsets(&elf, &function)?;
+        let body_offset = prologue::body_offset(&elf, &function)?;
         probed.push(GoFunction {
             name: function.name,
             address: function.address,
             size: function.size,
             entry_offset: function.entry_offset,
+            body_offset,
             return_offsets,
         });
     }

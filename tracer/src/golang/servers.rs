@@ -142,7 +142,9 @@ pub fn inspect(path: &Path) -> Result<GoServers, GoError> {
             (Some(()), _) => servers.probes.push(ServerProbe {
                 program,
                 function,
-                offset: f.entry_offset,
+                // Past the stack check: a handler's goroutine often grows
+                // its stack on entry, which runs the first instruction twice.
+                offset: super::prologue::body_offset(&elf, &f)?,
             }),
             (None, None) => servers
                 .unsupported

@@ -117,6 +117,31 @@ fn ret_offsets_point_at_ret_instructions() {
 }
 
 #[test]
+fn body_offsets_are_past_the_stack_check() {
+    for probe in probes("body_offsets_are_past_the_stack_check") {
+        for path in [&probe.full, &probe.stripped] {
+            let target = inspect(path, &[ROUND_TRIP]).unwrap().unwrap();
+            let file = std::fs::File::open(path).unwrap();
+            let f = &target.functions[0];
+            let label = format!("{} {}", path.display(), f.name);
+            // roundTrip has a stack check (it is no NOSPLIT function): the
+            // body starts past it, right after its JBE (rel8 or rel32).
+            assert!(
+                f.body_offset > f.entry_offset && f.body_offset < f.entry_offset + 64,
+                "{label}: entry {:#x}, body {:#x}",
+                f.entry_offset,
+                f.body_offset
+            );
+            let mut before = [0u8; 6];
+            file.read_exact_at(&mut before, f.body_offset - 6).unwrap();
+            let jbe = before[4] == 0x76 || (before[0] == 0x0f && before[1] == 0x86);
+            assert!(jbe, "{label}: {before:x?} before the body");
+            println!("{label}: body at +{:#x}", f.body_offset - f.entry_offset);
+        }
+    }
+}
+
+#[test]
 fn dwarf_offsets_match_the_table() {
     for probe in probes("dwarf_offsets_match_the_table") {
         let version = &probe.toolchain.version;

@@ -402,7 +402,7 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
     let mut probes = Vec::new();
     let (program, function) = go_probes::HTTP_ROUND_TRIP;
     if let Some(f) = target.function(function) {
-        probes.push((program, function, f.entry_offset));
+        probes.push((program, function, f.body_offset));
     }
     // On each RET (never a uretprobe on Go code); only when the stream's
     // members are known.
@@ -420,11 +420,11 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
     // crypto/tls: writes at entry; reads at entry and on each RET.
     let (program, function) = tls_probes::GO_WRITE;
     if let Some(f) = target.function(function) {
-        probes.push((program, function, f.entry_offset));
+        probes.push((program, function, f.body_offset));
     }
     let (program, function) = tls_probes::GO_READ;
     if let Some(f) = target.function(function) {
-        probes.push((program, function, f.entry_offset));
+        probes.push((program, function, f.body_offset));
         let ret = tls_probes::GO_READ_RET.0;
         probes.extend(f.return_offsets.iter().map(|&at| (ret, function, at)));
     }

@@ -743,6 +743,26 @@ fn by_call(spans: &[ReceivedSpan]) -> BTreeMap<(String, i64), usize> {
     out
 }
 
+/// grpc_echo.py's server started by `cmd`, and the port it listens on.
+fn grpc_echo_server(name: &str, cmd: Command) -> (Proc, u16) {
+    let server = Proc::spawn(name, cmd, true).expect("starting grpcio");
+    assert!(
+        server
+            .stdout
+            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
+        "the grpcio server did not listen: {}",
+        server.stdout.text()
+    );
+    let port = server
+        .stdout
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix("LISTENING "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("a port");
+    (server, port)
+}
+
 /// What a grpcio TLS run gave: the spans, the two processes, the counters.
 struct GrpcioRun {
     out: flow::Outcome,
@@ -768,21 +788,7 @@ fn grpcio_tls_run(
         &["server"],
         &[("--cert", &certs.cert), ("--key", &certs.key)],
     );
-    let server = Proc::spawn("grpc-tls-server", server_cmd, true).expect("starting grpcio");
-    assert!(
-        server
-            .stdout
-            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
-        "the grpcio server did not listen: {}",
-        server.stdout.text()
-    );
-    let port: u16 = server
-        .stdout
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("LISTENING "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a port");
+    let (server, port) = grpc_echo_server("grpc-tls-server", server_cmd);
     // What the tests are about: grpcio's TLS through the shared libssl.
     assert!(
         maps_system_libssl(server.pid()),
@@ -957,21 +963,7 @@ fn grpcio_wheel_over_tls_is_said_to_be_unseen() {
         &[("--cert", &certs.cert), ("--key", &certs.key)],
     );
     server_cmd.env("PYTHONPATH", &packages);
-    let server = Proc::spawn("grpc-wheel-server", server_cmd, true).expect("starting grpcio");
-    assert!(
-        server
-            .stdout
-            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
-        "the grpcio server did not listen: {}",
-        server.stdout.text()
-    );
-    let port: u16 = server
-        .stdout
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("LISTENING "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a port");
+    let (server, port) = grpc_echo_server("grpc-wheel-server", server_cmd);
     let agent = start_agent(&env, &receiver, &["--port".to_owned(), port.to_string()]);
     let target = format!("127.0.0.1:{port}");
     let mut client_cmd = grpc_echo(

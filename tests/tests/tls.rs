@@ -771,6 +771,25 @@ struct GrpcioRun {
     counters: TlsCounters,
 }
 
+impl GrpcioRun {
+    /// The server's SERVER spans and the client's CLIENT spans.
+    fn ends(&self) -> (Vec<ReceivedSpan>, Vec<ReceivedSpan>) {
+        (
+            spans_of(&self.out.spans, &[self.server], "SERVER"),
+            spans_of(&self.out.spans, &[self.client], "CLIENT"),
+        )
+    }
+
+    /// The counters and every span, for a failed assertion.
+    fn context(&self) -> String {
+        format!(
+            "counters {}; all spans:\n{}",
+            self.counters,
+            dump(&self.out.spans)
+        )
+    }
+}
+
 /// Runs Debian's grpcio server and client with SSL credentials at both
 /// ends, the client with `client_args`, making `calls` calls that all
 /// succeed; waits until `spans` spans came from each end (or for quiet).
@@ -857,15 +876,8 @@ fn grpcio_over_tls() {
     for m in ["Count", "Collect", "Chat"] {
         want.insert((format!("demo.Echo/{m}"), 0), 1);
     }
-    let servers = spans_of(&out.spans, &[run.server], "SERVER");
-    let clients = spans_of(&out.spans, &[run.client], "CLIENT");
-    let context = || {
-        format!(
-            "counters {}; all spans:\n{}",
-            run.counters,
-            dump(&out.spans)
-        )
-    };
+    let (servers, clients) = run.ends();
+    let context = || run.context();
     assert_eq!(by_call(&clients), want, "client spans; {}", context());
     assert_eq!(by_call(&servers), want, "server spans; {}", context());
     for s in &out.spans {
@@ -899,15 +911,8 @@ fn grpcio_over_tls_loses_a_large_message_countably() {
         return;
     };
     let out = &run.out;
-    let servers = spans_of(&out.spans, &[run.server], "SERVER");
-    let clients = spans_of(&out.spans, &[run.client], "CLIENT");
-    let context = || {
-        format!(
-            "counters {}; all spans:\n{}",
-            run.counters,
-            dump(&out.spans)
-        )
-    };
+    let (servers, clients) = run.ends();
+    let context = || run.context();
     let first = BTreeMap::from([(("demo.Echo/Say".to_owned(), 0), BEFORE)]);
     let before = |spans: &[ReceivedSpan]| {
         let mut s = spans.to_vec();

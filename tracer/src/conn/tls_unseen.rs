@@ -41,10 +41,7 @@ impl TlsUnseen {
 
     /// Plaintext came for `key`'s socket `sock_id`.
     pub fn plaintext(&mut self, key: ConnKey, sock_id: u64) {
-        // The common case, a probed library's steady traffic: one lookup.
-        if !self.seen.contains(&key.pid) {
-            self.seen.insert(key.pid);
-        }
+        self.seen.insert(key.pid);
         if self.waiting.get(&key) == Some(&sock_id) {
             self.waiting.remove(&key);
         }
@@ -61,17 +58,11 @@ impl TlsUnseen {
 
     /// Process `pid` ended: its connections still waiting end with it.
     pub fn exited(&mut self, pid: u32) -> Vec<Unseen> {
-        let keys: Vec<ConnKey> = self
-            .waiting
-            .keys()
-            .filter(|k| k.pid == pid)
-            .copied()
+        let before = self.waiting.len();
+        self.waiting.retain(|k, _| k.pid != pid);
+        let out = (0..before - self.waiting.len())
+            .map(|_| self.unseen(pid))
             .collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            self.waiting.remove(&key);
-            out.push(self.unseen(pid));
-        }
         self.seen.remove(&pid);
         self.told.remove(&pid);
         out

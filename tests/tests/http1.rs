@@ -1124,6 +1124,9 @@ fn normalized(span: &ReceivedSpan) -> String {
         // A new curl each run: its pid, and so its instance id, differ.
         resource.remove("process.pid");
         resource.remove("service.instance.id");
+        // And it may be gone before the agent reads its /proc entry: its
+        // path is then unknown (its name still comes from the kernel).
+        resource.remove("process.executable.path");
     }
     format!(
         "{} {} {} {:?} {:?}",

@@ -242,9 +242,9 @@ pub fn release(mut client: Proc) -> Finished {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TlsCounters {
     pub files_probed: u64,
-    /// Plaintext reads the uprobes passed on (SSL_read returns tied to a
-    /// traced socket). A write's plaintext is not counted here: it takes
-    /// the place of the ciphertext in its write syscall's event.
+    /// Plaintext chunks the uprobes passed on: read calls' returns tied
+    /// to a traced socket, and write calls' plaintext, which takes the
+    /// place of the ciphertext in its socket write's event.
     pub plaintext_events: u64,
     pub ciphertext_skipped: u64,
     pub untied: u64,
@@ -252,6 +252,8 @@ pub struct TlsCounters {
     pub write_unsent: u64,
     /// TLS connections that ended with none of their plaintext seen.
     pub connections_unseen: u64,
+    /// Hits of the TLS uprobes in traced processes (calls and returns).
+    pub probe_hits: u64,
 }
 
 impl TlsCounters {
@@ -263,6 +265,7 @@ impl TlsCounters {
             untied: exit.counter("drop_tls_untied"),
             write_unsent: exit.counter("drop_tls_write_unsent"),
             connections_unseen: exit.counter("tls_connections_unseen"),
+            probe_hits: exit.counter("tls_probe_hits"),
         }
     }
 
@@ -271,11 +274,13 @@ impl TlsCounters {
     pub fn report(exit: &AgentExit, test: &str, requests: usize) -> TlsCounters {
         use std::io::Write as _;
         let counters = TlsCounters::of(exit);
-        let per_request = counters.plaintext_events as f64 / requests.max(1) as f64;
+        let per_request = |n: u64| n as f64 / requests.max(1) as f64;
         let _ = writeln!(
             std::io::stderr(),
-            "TLS {test}: {counters} for {requests} requests ({per_request:.1} plaintext reads \
-             per request)"
+            "TLS {test}: {counters} for {requests} requests ({:.1} plaintext chunks and {:.1} \
+             uprobe hits per request)",
+            per_request(counters.plaintext_events),
+            per_request(counters.probe_hits),
         );
         counters
     }
@@ -286,13 +291,15 @@ impl fmt::Display for TlsCounters {
         write!(
             f,
             "tls_files_probed={} tls_plaintext_events={} tls_ciphertext_skipped={} \
-             drop_tls_untied={} drop_tls_write_unsent={} tls_connections_unseen={}",
+             drop_tls_untied={} drop_tls_write_unsent={} tls_connections_unseen={} \
+             tls_probe_hits={}",
             self.files_probed,
             self.plaintext_events,
             self.ciphertext_skipped,
             self.untied,
             self.write_unsent,
-            self.connections_unseen
+            self.connections_unseen,
+            self.probe_hits
         )
     }
 }

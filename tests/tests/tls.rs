@@ -10,7 +10,8 @@
 //! under 20 concurrent requests; gRPC over TLS with grpcio (Debian's, on OpenSSL;
 //! a message over one record is a counted loss) and grpc-go.
 //! Each test prints the agent's TLS counters (`TLS <test>: ...`), with the
-//! plaintext events (uprobe hits passed on) per request.
+//! plaintext chunks and the TLS uprobe hits per request; Go's server
+//! (HTTP/1.1 and HTTP/2) and client are held to their traps per request.
 //!
 //! Needs root, the agent binary, `openssl` (certificates are made at test
 //! time), and per test nginx, Node, Go (`TRACER_GO`), Debian's grpc-go or
@@ -626,6 +627,128 @@ fn go_https_h2_fanout_curl() {
 fn go_https_h2_fanout_go_client() {
     let env = require_root!();
     go_tls_fanout(&env, FanCaller::GoClient);
+}
+
+/// A Go net/http TLS server's uprobe hits (its process alone is traced),
+/// `REQUESTS` requests by curl on one kept connection with `protocol`
+/// (`--http1.1`, `--http2`): `(*tls.Conn).Read` is probed on its RETs
+/// alone, so a read call is one trap, and a write call is one. Gives the
+/// TLS counters; every request's server span is checked.
+fn go_https_server_hits(env: &TestEnv, protocol: &str) -> Option<TlsCounters> {
+    let go = match apps::go_compiler() {
+        Ok(go) => go,
+        Err(reason) => {
+            skip::skip(&env.test, &reason);
+            return None;
+        }
+    };
+    let certs = certs(env)?;
+    if !require_tool(env, "curl") {
+        return None;
+    }
+    let bin = apps::go_binary(&go, "fanout").expect("building go/fanout");
+    let receiver = receiver();
+    // Never called: /leaf answers on its own.
+    let server = tls::go_tls_fanout(&bin, &certs, "http://127.0.0.1:9").expect("starting it");
+    let agent = start_agent(env, &receiver, &agent::pid_args(&[server.pid()]));
+    let urls = vec![tls::https_url(server.port(), "/leaf"); REQUESTS];
+    let (_, transfers) = tls::curl_https(&certs.ca, &urls, &[protocol]).expect("curl");
+    let version = if protocol == "--http2" { "2" } else { "1.1" };
+    for (i, t) in transfers.iter().enumerate() {
+        assert_eq!(
+            (t.status, t.http_version.as_str(), t.connects),
+            (200, version, u32::from(i == 0)),
+            "transfer {i}: {protocol} on one connection"
+        );
+    }
+    let out = finish(&receiver, agent, &[(&[server.pid()], "SERVER", REQUESTS)]);
+    let counters = TlsCounters::report(&out.exit, &env.test, REQUESTS);
+    for s in exact(&out, &[server.pid()], "SERVER", REQUESTS, "server") {
+        Check::new(&s, "server span")
+            .name("GET /leaf")
+            .str("url.scheme", "https")
+            .str("network.protocol.version", version)
+            .int("http.response.status_code", 200)
+            .done();
+    }
+    assert_tls_counters(counters);
+    out.assert_clean();
+    Some(counters)
+}
+
+/// Requests [`go_https_server_hits`] makes.
+const REQUESTS: usize = 30;
+
+/// Per request: the request's read, net/http's background read (ended by
+/// a deadline when the handler is done) and the response's write; a
+/// connection adds its first read (the handshake's) and the one that finds
+/// its end.
+#[test]
+fn go_https_server_http1_pays_three_traps_a_request() {
+    let env = require_root!();
+    let Some(counters) = go_https_server_hits(&env, "--http1.1") else {
+        return;
+    };
+    assert!(
+        counters.probe_hits <= 3 * REQUESTS as u64 + 2,
+        "{counters}: over 3 uprobe hits per request (and the connection's 2)"
+    );
+}
+
+/// HTTP/2: Go's server reads each frame's header and its payload in read
+/// calls of their own, so a request takes more than 3; each read or write
+/// call is still one trap: the hits are the plaintext chunks the calls
+/// gave, and the few reads that found nothing (the connection's end).
+#[test]
+fn go_https_server_http2_pays_a_trap_per_call() {
+    let env = require_root!();
+    let Some(counters) = go_https_server_hits(&env, "--http2") else {
+        return;
+    };
+    assert!(
+        counters.probe_hits <= counters.plaintext_events + 2,
+        "{counters}: more uprobe hits than read and write calls"
+    );
+}
+
+/// A Go net/http client over TLS (HTTP/1.1, its process alone traced),
+/// `REQUESTS` calls on one kept connection to the Go server: the write and
+/// the response's read, one trap each (a Read probed on its RETs alone),
+/// besides the client call's own probe (`roundTrip`, not a TLS probe).
+#[test]
+fn go_https_client_pays_two_traps_a_request() {
+    let env = require_root!();
+    let go = skip_unless!(env, apps::go_compiler());
+    let Some(certs) = certs(&env) else { return };
+    let bin = apps::go_binary(&go, "fanout").expect("building go/fanout");
+    let client = apps::go_binary(&go, "tls_client").expect("building go/tls_client");
+    let receiver = receiver();
+    let server = tls::go_tls_fanout(&bin, &certs, "http://127.0.0.1:9").expect("starting it");
+    let urls = vec![tls::https_url(server.port(), "/leaf"); REQUESTS];
+    let held = Proc::spawn_waiting(
+        "go-tls-client",
+        tls::go_tls_client(&client, &certs.ca, &urls, 1, false),
+    );
+    let agent = start_agent(&env, &receiver, &agent::pid_args(&[held.pid()]));
+    let finished = tls::release(held);
+    assert_eq!(statuses(&finished.stdout), vec![200; REQUESTS]);
+    let cp = finished.pid;
+    let out = finish(&receiver, agent, &[(&[cp], "CLIENT", REQUESTS)]);
+    let counters = TlsCounters::report(&out.exit, &env.test, REQUESTS);
+    for s in exact(&out, &[cp], "CLIENT", REQUESTS, "client") {
+        Check::new(&s, "client span")
+            .name("GET /leaf")
+            .str("url.scheme", "https")
+            .str("network.protocol.version", "1.1")
+            .int("http.response.status_code", 200)
+            .done();
+    }
+    assert_tls_counters(counters);
+    out.assert_clean();
+    assert!(
+        counters.probe_hits <= 2 * REQUESTS as u64 + 2,
+        "{counters}: over 2 uprobe hits per request (and the connection's 2)"
+    );
 }
 
 /// asyncio's TLS (`SSLObject` over memory BIOs: OpenSSL never makes a

@@ -56,6 +56,9 @@ pub mod tls_probes {
     pub const GO_WRITE: (&str, &str) = ("go_tls_write", "crypto/tls.(*Conn).Write");
     pub const GO_READ: (&str, &str) = ("go_tls_read", "crypto/tls.(*Conn).Read");
     pub const GO_READ_RET: (&str, &str) = ("go_tls_read_ret", "crypto/tls.(*Conn).Read");
+    /// `(*Conn).Read` at each RET alone, reading its arguments from their
+    /// spill slots: where its code was checked to keep them there.
+    pub const GO_READ_EXIT: (&str, &str) = ("go_tls_read_exit", "crypto/tls.(*Conn).Read");
     /// Uprobe twins of the syscall chain's tail programs, by `tail` slot:
     /// a plaintext read goes through the same classification.
     pub const TAILS: [(u32, &str); 3] = [
@@ -195,7 +198,10 @@ pub mod counter {
     /// writes into a memory BIO, then sends them in one socket write
     /// (gRPC's C core with messages over a record) loses all but the last.
     pub const TLS_WRITE_UNSENT: u32 = 22;
-    pub const COUNT: u32 = 23;
+    /// Hits of the TLS uprobes (OpenSSL's calls and returns, Go's
+    /// crypto/tls) in traced processes: each is a trap the process paid.
+    pub const TLS_PROBE_HITS: u32 = 23;
+    pub const COUNT: u32 = 24;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.

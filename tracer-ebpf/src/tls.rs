@@ -207,6 +207,7 @@ fn enter(ctx: &ProbeContext, op: u8, ex: bool) {
     if !process_wanted(cfg, (pid_tgid >> 32) as u32) {
         return;
     }
+    count(counter::TLS_PROBE_HITS, 1);
     let (Some(ssl), Some(buf), Some(num)) =
         (ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2))
     else {
@@ -292,7 +293,12 @@ fn unsent_before(key: u64) {
 #[uretprobe]
 pub fn ssl_read_ret(ctx: RetProbeContext) -> u32 {
     let Some(cfg) = config() else { return 0 };
-    let key = actor(cfg, bpf_get_current_pid_tgid());
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !process_wanted(cfg, (pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    count(counter::TLS_PROBE_HITS, 1);
+    let key = actor(cfg, pid_tgid);
     let ret = ctx.ret::<u64>() as u32 as i32;
     returned(&ctx, cfg, key, |call| {
         if call.readbytes != 0 {
@@ -330,17 +336,25 @@ fn go_enter(ctx: &ProbeContext, op: u8) {
     let Some((tgid, off, conn, g)) = go_probe(ctx) else {
         return;
     };
+    count(counter::TLS_PROBE_HITS, 1);
     let Some(goroutine) = goroutine_of(&off, g) else {
         return;
     };
     // SAFETY: the probe's registers.
     let (buf, len) = unsafe { ((*ctx.regs).rbx, (*ctx.regs).rcx) };
-    // The Conn's first field is the net.Conn it wraps: a TCP connection's
-    // fd ties it at once (a Read may find its bytes already buffered by
-    // the handshake, with no syscall inside).
-    if conn != 0
-        && let Some(fd) = conn_fd(&off, conn)
-    {
+    if conn != 0 {
+        tie_go_conn(&off, tgid, conn);
+    }
+    record(go_actor(tgid, goroutine.goid), op, conn, buf, len, 0);
+}
+
+/// Tie the `*tls.Conn` `conn` of process `tgid` to its socket: the Conn's
+/// first field is the net.Conn it wraps, whose fd ties it at once (a Read
+/// may find its bytes already buffered by the handshake, with no syscall
+/// inside).
+#[inline(always)]
+fn tie_go_conn(off: &tracer_common::GoOffsets, tgid: u32, conn: u64) {
+    if let Some(fd) = conn_fd(off, conn) {
         let key = SslKey {
             ssl: conn,
             tgid,
@@ -348,7 +362,6 @@ fn go_enter(ctx: &ProbeContext, op: u8) {
         };
         let _ = SSL_FDS.insert(key, fd, 0);
     }
-    record(go_actor(tgid, goroutine.goid), op, conn, buf, len, 0);
 }
 
 /// `crypto/tls.(*Conn).Read` at each RET instruction (never a uretprobe
@@ -358,11 +371,59 @@ pub fn go_tls_read_ret(ctx: ProbeContext) -> u32 {
     let Some((tgid, off, n, g)) = go_probe(&ctx) else {
         return 0;
     };
+    count(counter::TLS_PROBE_HITS, 1);
     let Some(goroutine) = goroutine_of(&off, g) else {
         return 0;
     };
     let Some(cfg) = config() else { return 0 };
     returned(&ctx, cfg, go_actor(tgid, goroutine.goid), |_| n);
+    0
+}
+
+/// `crypto/tls.(*Conn).Read` at each RET instruction, with no entry probe:
+/// attached only where the agent checked that Read keeps its receiver and
+/// `b` in their spill slots (`golang::spills`), which at a RET are at
+/// [RSP+8], [RSP+16] (`b`'s pointer) and [RSP+24] (its length). One trap a
+/// read instead of two. The read is dated by its return, as a syscall's.
+#[uprobe]
+pub fn go_tls_read_exit(ctx: ProbeContext) -> u32 {
+    let Some((tgid, off, n, g)) = go_probe(&ctx) else {
+        return 0;
+    };
+    count(counter::TLS_PROBE_HITS, 1);
+    // Most of a server's reads find nothing (Go's background read ends in
+    // a deadline error): nothing more to do for them.
+    if n == 0 || n > i32::MAX as u64 {
+        return 0;
+    }
+    let Some(goroutine) = goroutine_of(&off, g) else {
+        return 0;
+    };
+    let Some(cfg) = config() else { return 0 };
+    // SAFETY: the probe's registers.
+    let sp = unsafe { (*ctx.regs).rsp };
+    // SAFETY: a user pointer, checked by the helper.
+    let Ok([conn, buf, len]) = (unsafe { bpf_probe_read_user((sp + 8) as *const [u64; 3]) }) else {
+        return 0;
+    };
+    if conn == 0 || buf == 0 {
+        return 0;
+    }
+    tie_go_conn(&off, tgid, conn);
+    let call = TlsOp {
+        ssl: conn,
+        buf,
+        len,
+        readbytes: 0,
+        // SAFETY: no preconditions.
+        ts: unsafe { bpf_ktime_get_ns() },
+        op: op::READ,
+        used: 0,
+        _pad: [0; 2],
+        copied: 0,
+        head: [0; HEAD],
+    };
+    read_done(&ctx, cfg, go_actor(tgid, goroutine.goid), &call, n);
     0
 }
 
@@ -376,6 +437,13 @@ fn returned<C: EbpfContext>(ctx: &C, cfg: &Config, key: u64, count_of: impl Fn(&
     };
     let _ = TLS_READS.remove(key);
     let n = count_of(&call);
+    read_done(ctx, cfg, key, &call, n);
+}
+
+/// The read call `call` of `key` read `n` bytes: send them as a data event
+/// of the connection its object is tied to.
+#[inline(always)]
+fn read_done<C: EbpfContext>(ctx: &C, cfg: &Config, key: u64, call: &TlsOp, n: u64) {
     if n == 0 || n > call.len {
         return;
     }

@@ -365,6 +365,7 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
             &stats.go_server_stream_header,
         ),
         (counter::TLS_PLAINTEXT, &stats.tls_plaintext_events),
+        (counter::TLS_PROBE_HITS, &stats.tls_probe_hits),
         (counter::TLS_UNTIED, &stats.drop_tls_untied),
         (counter::TLS_WRITE_UNSENT, &stats.drop_tls_write_unsent),
         (

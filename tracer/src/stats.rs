@@ -171,6 +171,9 @@ counters! {
     tls_files_probed,
     /// Plaintext chunks the TLS probes gave (from the kernel).
     tls_plaintext_events,
+    /// Hits of the TLS uprobes in traced processes, each a trap the
+    /// process paid (from the kernel).
+    tls_probe_hits,
     /// Plaintext read from a TLS library that could not be tied to its
     /// connection: dropped, never guessed (from the kernel).
     drop_tls_untied,

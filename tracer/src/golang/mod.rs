@@ -18,6 +18,7 @@ mod prologue;
 mod returns;
 mod runtime_vars;
 pub mod servers;
+mod spills;
 pub mod symbols;
 #[cfg(test)]
 mod test_programs;
@@ -78,6 +79,9 @@ pub struct GoFunction {
     /// File offsets of its RET instructions: where return probes go (never
     /// a uretprobe on Go code; see `returns`).
     pub return_offsets: Vec<u64>,
+    /// How many of its first integer arguments stay in their spill slots
+    /// for its whole run (see `spills`): a probe on a RET can read them.
+    pub spilled_arguments: usize,
 }
 
 /// Where a binary's struct offsets came from.
@@ -220,6 +224,7 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         };
         let return_offsets = returns::ret_offsets(&elf, &function)?;
         let body_offset = prologue::body_offset(&elf, &function)?;
+        let spilled_arguments = spills::spilled_arguments(&elf, &function)?;
         probed.push(GoFunction {
             name: function.name,
             address: function.address,
@@ -227,6 +232,7 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
             entry_offset: function.entry_offset,
             body_offset,
             return_offsets,
+            spilled_arguments,
         });
     }
     let (offsets, source) = struct_offsets(&elf, &info.go_version)?;

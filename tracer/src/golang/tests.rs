@@ -142,6 +142,36 @@ fn body_offsets_are_past_the_stack_check() {
 }
 
 #[test]
+fn tls_read_keeps_its_receiver_and_buffer_in_their_spill_slots() {
+    let read = tracer_common::tls_probes::GO_READ.1;
+    for probe in probes("tls_read_keeps_its_receiver_and_buffer_in_their_spill_slots") {
+        for path in [&probe.full, &probe.stripped] {
+            let target = inspect(path, &[read, ROUND_TRIP]).unwrap().unwrap();
+            let [read, round_trip] = &target.functions[..] else {
+                panic!("{}: {:?}", path.display(), target.missing_functions);
+            };
+            // The receiver, b's pointer and b's length: what a probe on a
+            // RET of Read reads, with no entry probe.
+            assert!(
+                read.spilled_arguments >= 3,
+                "{}: {} spills {}",
+                path.display(),
+                read.name,
+                read.spilled_arguments
+            );
+            println!(
+                "{}: {} spills {}, {} spills {}",
+                path.display(),
+                read.name,
+                read.spilled_arguments,
+                round_trip.name,
+                round_trip.spilled_arguments
+            );
+        }
+    }
+}
+
+#[test]
 fn dwarf_offsets_match_the_table() {
     for probe in probes("dwarf_offsets_match_the_table") {
         let version = &probe.toolchain.version;

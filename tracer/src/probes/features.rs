@@ -21,7 +21,7 @@ const CLIENT_DECIDE: &str = tail::PROGRAMS[tail::CLIENT_DECIDE as usize];
 const CLIENT_H2: &str = tail::PROGRAMS[tail::CLIENT_H2 as usize];
 
 /// The TLS probes and their tail programs.
-pub const TLS_PROGRAMS: [&str; 10] = [
+pub const TLS_PROGRAMS: [&str; 11] = [
     tls_probes::WRITE[0].0,
     tls_probes::READ[0].0,
     tls_probes::READ[1].0,
@@ -29,6 +29,7 @@ pub const TLS_PROGRAMS: [&str; 10] = [
     tls_probes::GO_WRITE.0,
     tls_probes::GO_READ.0,
     tls_probes::GO_READ_RET.0,
+    tls_probes::GO_READ_EXIT.0,
     tls_probes::TAILS[0].1,
     tls_probes::TAILS[1].1,
     tls_probes::TAILS[2].1,

@@ -141,6 +141,7 @@ pub fn spawn(
         (Feature::Tls, tls_probes::GO_WRITE.0),
         (Feature::Tls, tls_probes::GO_READ.0),
         (Feature::Tls, tls_probes::GO_READ_RET.0),
+        (Feature::Tls, tls_probes::GO_READ_EXIT.0),
     ]
     .into_iter()
     .filter(|(f, _)| features.is_on(*f))
@@ -369,6 +370,10 @@ fn mapped_at(proc_root: &Path, pid: u32, inode: u64) -> Option<u64> {
     image_start(&maps, inode)
 }
 
+/// `(*tls.Conn).Read(b)`'s receiver, `b`'s pointer and `b`'s length: what
+/// its RET probe alone needs (`go_tls_read_exit`).
+const GO_READ_ARGUMENTS: usize = 3;
+
 /// What an executable is, for the Go thread.
 fn inspect(exe: &Path, pid: u32) -> Binary {
     let wanted: Vec<&str> = [
@@ -417,15 +422,24 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
         ),
         (None, _) => {}
     }
-    // crypto/tls: writes at entry; reads at entry and on each RET.
+    // crypto/tls: writes at entry; reads on each RET, and at entry too
+    // unless Read keeps its receiver and `b` where a RET finds them.
     let (program, function) = tls_probes::GO_WRITE;
     if let Some(f) = target.function(function) {
         probes.push((program, function, f.body_offset));
     }
     let (program, function) = tls_probes::GO_READ;
     if let Some(f) = target.function(function) {
-        probes.push((program, function, f.body_offset));
-        let ret = tls_probes::GO_READ_RET.0;
+        let ret = if f.spilled_arguments >= GO_READ_ARGUMENTS {
+            tls_probes::GO_READ_EXIT.0
+        } else {
+            debug!(
+                "go: pid {pid}: {function} spills {} of its arguments: probed at entry too",
+                f.spilled_arguments
+            );
+            probes.push((program, function, f.body_offset));
+            tls_probes::GO_READ_RET.0
+        };
         probes.extend(f.return_offsets.iter().map(|&at| (ret, function, at)));
     }
     info!(

@@ -631,10 +631,16 @@ fn go_https_h2_fanout_go_client() {
 
 /// A Go net/http TLS server's uprobe hits (its process alone is traced),
 /// `REQUESTS` requests by curl on one kept connection with `protocol`
-/// (`--http1.1`, `--http2`): `(*tls.Conn).Read` is probed on its RETs
-/// alone, so a read call is one trap, and a write call is one. Gives the
-/// TLS counters; every request's server span is checked.
-fn go_https_server_hits(env: &TestEnv, protocol: &str) -> Option<TlsCounters> {
+/// (`--http1.1`, `--http2`): a read is one trap where crypto/tls decrypts
+/// a record (`readRecordOrCCS`'s RETs), however many Read calls drain it,
+/// and a write call is one. Gives the TLS counters; every request's
+/// server span is checked. `refused`: programs the agent is to take as
+/// refused by the kernel.
+fn go_https_server_hits(
+    env: &TestEnv,
+    protocol: &str,
+    refused: &[&str],
+) -> Option<(TlsCounters, String)> {
     let go = match apps::go_compiler() {
         Ok(go) => go,
         Err(reason) => {
@@ -650,7 +656,11 @@ fn go_https_server_hits(env: &TestEnv, protocol: &str) -> Option<TlsCounters> {
     let receiver = receiver();
     // Never called: /leaf answers on its own.
     let server = tls::go_tls_fanout(&bin, &certs, "http://127.0.0.1:9").expect("starting it");
-    let agent = start_agent(env, &receiver, &agent::pid_args(&[server.pid()]));
+    let mut args = agent::pid_args(&[server.pid()]);
+    for program in refused {
+        args.extend(["--fail-program".to_owned(), (*program).to_owned()]);
+    }
+    let agent = start_agent(env, &receiver, &args);
     let urls = vec![tls::https_url(server.port(), "/leaf"); REQUESTS];
     let (_, transfers) = tls::curl_https(&certs.ca, &urls, &[protocol]).expect("curl");
     let version = if protocol == "--http2" { "2" } else { "1.1" };
@@ -673,48 +683,78 @@ fn go_https_server_hits(env: &TestEnv, protocol: &str) -> Option<TlsCounters> {
     }
     assert_tls_counters(counters);
     out.assert_clean();
-    Some(counters)
+    Some((counters, out.exit.stderr))
 }
 
 /// Requests [`go_https_server_hits`] makes.
 const REQUESTS: usize = 30;
+/// A connection's own traps: its handshake's records (and HTTP/2's
+/// preface and SETTINGS), the read that finds its end.
+const CONNECTION_TRAPS: u64 = 10;
 
-/// Per request: the request's read, net/http's background read (ended by
-/// a deadline when the handler is done) and the response's write; a
-/// connection adds its first read (the handshake's) and the one that finds
-/// its end.
-#[test]
-fn go_https_server_http1_pays_three_traps_a_request() {
-    let env = require_root!();
-    let Some(counters) = go_https_server_hits(&env, "--http1.1") else {
-        return;
-    };
+/// At most `per_request` TLS uprobe hits per request, besides the
+/// connection's own.
+fn assert_traps(counters: TlsCounters, per_request: u64) {
     assert!(
-        counters.probe_hits <= 3 * REQUESTS as u64 + 2,
-        "{counters}: over 3 uprobe hits per request (and the connection's 2)"
+        counters.probe_hits <= per_request * REQUESTS as u64 + CONNECTION_TRAPS,
+        "{counters}: over {per_request} uprobe hits per request for {REQUESTS} requests (and \
+         {CONNECTION_TRAPS} for the connection)"
     );
 }
 
-/// HTTP/2: Go's server reads each frame's header and its payload in read
-/// calls of their own, so a request takes more than 3; each read or write
-/// call is still one trap: the hits are the plaintext chunks the calls
-/// gave, and the few reads that found nothing (the connection's end).
+/// Per request: the request's record, net/http's background read (its
+/// record reader returns a deadline error when the handler is done) and
+/// the response's write.
 #[test]
-fn go_https_server_http2_pays_a_trap_per_call() {
+fn go_https_server_http1_pays_three_traps_a_request() {
     let env = require_root!();
-    let Some(counters) = go_https_server_hits(&env, "--http2") else {
+    if let Some((counters, _)) = go_https_server_hits(&env, "--http1.1", &[]) {
+        assert_traps(counters, 3);
+    }
+}
+
+/// HTTP/2: Go's server reads each frame's header and its payload in Read
+/// calls of their own (4 or more a request), but they drain records: the
+/// request's HEADERS, curl's WINDOW_UPDATE, the response's write.
+#[test]
+fn go_https_server_http2_pays_three_traps_a_request() {
+    let env = require_root!();
+    if let Some((counters, _)) = go_https_server_hits(&env, "--http2", &[]) {
+        assert_traps(counters, 3);
+    }
+}
+
+/// Without the record reader's program, Go reads fall back to Read's
+/// RETs alone (one trap a read call: 3 a request over HTTP/1.1, the
+/// background read's included); without that one too, to Read's entry
+/// and RETs (two a read call: 5). Every span is there each time, and the
+/// agent says what the reads cost.
+#[test]
+fn go_https_server_reads_fall_back_when_a_program_is_refused() {
+    let env = require_root!();
+    let record = "go_tls_record_exit";
+    let read_exit = "go_tls_read_exit";
+    let Some((counters, log)) = go_https_server_hits(&env, "--http1.1", &[record]) else {
         return;
     };
+    assert_traps(counters, 3);
+    assert!(log.contains("at Read's returns"), "{log}");
     assert!(
-        counters.probe_hits <= counters.plaintext_events + 2,
-        "{counters}: more uprobe hits than read and write calls"
+        log.contains("Go's TLS reads cost more uprobe traps"),
+        "{log}"
     );
+    let Some((counters, log)) = go_https_server_hits(&env, "--http1.1", &[record, read_exit])
+    else {
+        return;
+    };
+    assert_traps(counters, 5);
+    assert!(log.contains("at Read's entry and returns"), "{log}");
 }
 
 /// A Go net/http client over TLS (HTTP/1.1, its process alone traced),
 /// `REQUESTS` calls on one kept connection to the Go server: the write and
-/// the response's read, one trap each (a Read probed on its RETs alone),
-/// besides the client call's own probe (`roundTrip`, not a TLS probe).
+/// the response's record, one trap each, besides the client call's own
+/// probe (`roundTrip`, not a TLS probe).
 #[test]
 fn go_https_client_pays_two_traps_a_request() {
     let env = require_root!();
@@ -745,10 +785,7 @@ fn go_https_client_pays_two_traps_a_request() {
     }
     assert_tls_counters(counters);
     out.assert_clean();
-    assert!(
-        counters.probe_hits <= 2 * REQUESTS as u64 + 2,
-        "{counters}: over 2 uprobe hits per request (and the connection's 2)"
-    );
+    assert_traps(counters, 2);
 }
 
 /// asyncio's TLS (`SSLObject` over memory BIOs: OpenSSL never makes a

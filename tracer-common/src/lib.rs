@@ -59,6 +59,14 @@ pub mod tls_probes {
     /// `(*Conn).Read` at each RET alone, reading its arguments from their
     /// spill slots: where its code was checked to keep them there.
     pub const GO_READ_EXIT: (&str, &str) = ("go_tls_read_exit", "crypto/tls.(*Conn).Read");
+    /// Or, in place of any probe on Read, `(*Conn).readRecordOrCCS` at its
+    /// RETs: one hit per record decrypted, however many Read calls drain
+    /// it (the agent checks its code first: `golang::tls_records`).
+    pub const GO_RECORD: (&str, &str) =
+        ("go_tls_record_exit", "crypto/tls.(*Conn).readRecordOrCCS");
+    /// What readRecordOrCCS calls to read the next record when it drops
+    /// one: its result is passed on, not probed again.
+    pub const GO_RETRY_RECORD: &str = "crypto/tls.(*Conn).retryReadRecord";
     /// Uprobe twins of the syscall chain's tail programs, by `tail` slot:
     /// a plaintext read goes through the same classification.
     pub const TAILS: [(u32, &str); 3] = [
@@ -1188,7 +1196,8 @@ pub struct GoOffsets {
     pub grpc_stream_id: u32,
     pub grpc_stream_ct: u32,
     pub grpc_client_conn: u32,
-    pub _pad: u32,
+    /// crypto/tls.Conn.input (a bytes.Reader: its slice, then its index)
+    pub tls_conn_input: u32,
     /// Start functions of the goroutines an HTTP/2 client starts per
     /// request to write it (`go cs.doRequest(...)` in net/http's bundled
     /// http2 and golang.org/x/net/http2): such a writer's whole ancestry is

@@ -393,23 +393,74 @@ pub fn go_tls_read_exit(ctx: ProbeContext) -> u32 {
     count(counter::TLS_PROBE_HITS, 1);
     // Most of a server's reads find nothing (Go's background read ends in
     // a deadline error): nothing more to do for them.
-    if n == 0 || n > i32::MAX as u64 {
+    if n == 0 {
         return 0;
     }
-    let Some(goroutine) = goroutine_of(&off, g) else {
-        return 0;
-    };
-    let Some(cfg) = config() else { return 0 };
     // SAFETY: the probe's registers.
     let sp = unsafe { (*ctx.regs).rsp };
     // SAFETY: a user pointer, checked by the helper.
     let Ok([conn, buf, len]) = (unsafe { bpf_probe_read_user((sp + 8) as *const [u64; 3]) }) else {
         return 0;
     };
-    if conn == 0 || buf == 0 {
+    go_read(&ctx, &off, (tgid, g), conn, (buf, len), n);
+    0
+}
+
+/// `crypto/tls.(*Conn).readRecordOrCCS` at each RET the agent chose
+/// (`golang::tls_records`): with a nil error, the Conn's `input` holds the
+/// plaintext of the record just decrypted (the function runs only while
+/// `input` is empty and resets it first), sent whole, once; the Read
+/// calls that drain it are not probed. The receiver is in its spill slot,
+/// [RSP+8]. Dated by the return, as a syscall's read.
+#[uprobe]
+pub fn go_tls_record_exit(ctx: ProbeContext) -> u32 {
+    let Some((tgid, off, err, g)) = go_probe(&ctx) else {
+        return 0;
+    };
+    count(counter::TLS_PROBE_HITS, 1);
+    // An error's type word: no record (a deadline, the peer's close).
+    if err != 0 || off.tls_conn_input == 0 {
         return 0;
     }
-    tie_go_conn(&off, tgid, conn);
+    // SAFETY: the probe's registers.
+    let sp = unsafe { (*ctx.regs).rsp };
+    // SAFETY: user pointers, checked by the helper.
+    let Ok(conn) = (unsafe { bpf_probe_read_user((sp + 8) as *const u64) }) else {
+        return 0;
+    };
+    // bytes.Reader: its slice (pointer, length, capacity), then the index
+    // read up to. Fresh from the record: index 0.
+    // SAFETY: as above.
+    let Ok([buf, len, _, read]) =
+        (unsafe { bpf_probe_read_user((conn + off.tls_conn_input as u64) as *const [u64; 4]) })
+    else {
+        return 0;
+    };
+    if read == 0 {
+        go_read(&ctx, &off, (tgid, g), conn, (buf, len), len);
+    }
+    0
+}
+
+/// A Go read of `n` bytes into the `(pointer, size)` buffer `buf` on the
+/// `*tls.Conn` `conn`, by goroutine `g` of process `tgid`: tie the Conn,
+/// send the bytes. Dated now.
+#[inline(always)]
+fn go_read(
+    ctx: &ProbeContext,
+    off: &tracer_common::GoOffsets,
+    (tgid, g): (u32, u64),
+    conn: u64,
+    (buf, len): (u64, u64),
+    n: u64,
+) {
+    if conn == 0 || buf == 0 || n == 0 || len > i32::MAX as u64 {
+        return;
+    }
+    let (Some(goroutine), Some(cfg)) = (goroutine_of(off, g), config()) else {
+        return;
+    };
+    tie_go_conn(off, tgid, conn);
     let call = TlsOp {
         ssl: conn,
         buf,
@@ -423,8 +474,7 @@ pub fn go_tls_read_exit(ctx: ProbeContext) -> u32 {
         copied: 0,
         head: [0; HEAD],
     };
-    read_done(&ctx, cfg, go_actor(tgid, goroutine.goid), &call, n);
-    0
+    read_done(ctx, cfg, go_actor(tgid, goroutine.goid), &call, n);
 }
 
 /// A read call of `key` returned; `count_of` tells how many bytes it read:

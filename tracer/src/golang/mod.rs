@@ -24,12 +24,15 @@ pub mod symbols;
 mod test_programs;
 #[cfg(test)]
 mod tests;
+mod tls_records;
 
 use std::{fmt, path::Path};
 
 pub use error::GoError;
 pub use offsets::{FIELDS, Field, GoOffsets, GrpcOffsets};
 pub use symbols::SymbolSource;
+
+use tracer_common::tls_probes;
 
 use self::elf::Elf;
 
@@ -150,6 +153,9 @@ pub struct GoTarget {
     /// links its client transport (`GRPC_NEW_STREAM` was asked for and is
     /// there) and its DWARF has them all.
     pub grpc: Option<GrpcOffsets>,
+    /// The RETs of crypto/tls's record reader to probe (file offsets), when
+    /// its code allows (`tls_records`).
+    pub tls_record_returns: Option<Vec<u64>>,
 }
 
 impl GoTarget {
@@ -190,7 +196,7 @@ impl GoTarget {
             grpc_stream_id: self.grpc.map_or(0, |g| g.stream_id),
             grpc_stream_ct: self.grpc.map_or(0, |g| g.stream_ct),
             grpc_client_conn: self.grpc.map_or(0, |g| g.client_conn),
-            _pad: 0,
+            tls_conn_input: o.tls_conn_input,
             allgs: self.allgs.unwrap_or(0),
             h2_writers: std::array::from_fn(|i| self.h2_writers.get(i).copied().unwrap_or(0)),
         })
@@ -249,6 +255,11 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         log::debug!("{}: runtime.allgs not found: {e}", path.display());
         None
     });
+    let tls_record_returns = if functions.contains(&tls_probes::GO_READ.1) {
+        tls_record_returns(&elf)?
+    } else {
+        None
+    };
     let (_, found) = symbols::find(&elf, H2_WRITER_STARTS)?;
     let h2_writers = found.into_iter().flatten().map(|f| f.address).collect();
     let image_base = image_base(&elf);
@@ -265,7 +276,23 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
         pie: runtime_vars::is_pie(&elf)?,
         image_base,
         grpc,
+        tls_record_returns,
     }))
+}
+
+/// Where crypto/tls's record reader returns with a record (see
+/// `tls_records`), as file offsets; `None` when it is not there or not of
+/// the shape its probe relies on.
+fn tls_record_returns(elf: &Elf) -> Result<Option<Vec<u64>>, GoError> {
+    let names = [tls_probes::GO_RECORD.1, tls_probes::GO_RETRY_RECORD];
+    let (_, found) = symbols::find(elf, &names)?;
+    let [Some(read), retry] = &found[..] else {
+        return Ok(None);
+    };
+    let nested: Vec<u64> = std::iter::once(read.address)
+        .chain(retry.as_ref().map(|f| f.address))
+        .collect();
+    tls_records::record_returns(elf, read, &nested)
 }
 
 /// Where the executable starts as linked: its PT_LOAD segment at file

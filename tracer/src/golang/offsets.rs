@@ -120,6 +120,9 @@ go_fields! {
     netfd_net: "net.netFD"."net",
     /// The file descriptor.
     fd_sysfd: "internal/poll.FD"."Sysfd",
+    /// crypto/tls.Conn's `input`: the bytes.Reader of the plaintext its
+    /// last record gave (`tls_records`).
+    tls_conn_input: "crypto/tls.Conn"."input",
 }
 
 go_fields! {

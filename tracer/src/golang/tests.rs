@@ -172,6 +172,66 @@ fn tls_read_keeps_its_receiver_and_buffer_in_their_spill_slots() {
 }
 
 #[test]
+fn tls_record_reader_returns_are_found() {
+    let read = tracer_common::tls_probes::GO_READ.1;
+    for probe in probes("tls_record_reader_returns_are_found") {
+        for path in [&probe.full, &probe.stripped] {
+            let target = inspect(path, &[read]).unwrap().unwrap();
+            let returns = target
+                .tls_record_returns
+                .as_ref()
+                .unwrap_or_else(|| panic!("{}: readRecordOrCCS not probed", path.display()));
+            // Its RETs but the early error return (before the receiver's
+            // spill) and those passing on retryReadRecord's result.
+            let elf = open(path);
+            let (_, found) = symbols::find(
+                &elf,
+                &[
+                    tracer_common::tls_probes::GO_RECORD.1,
+                    tracer_common::tls_probes::GO_RETRY_RECORD,
+                ],
+            )
+            .unwrap();
+            let (function, retry) = (found[0].as_ref().unwrap(), found[1].as_ref().unwrap());
+            let all = returns::ret_offsets(&elf, function).unwrap();
+            assert!(
+                returns.iter().all(|r| all.contains(r)),
+                "{}",
+                path.display()
+            );
+            // One RET after each call to retryReadRecord, and the return of
+            // `c.in.err` before anything.
+            let code = elf.read(function.entry_offset, function.size).unwrap();
+            let retries = iced_x86::Decoder::with_ip(
+                64,
+                &code,
+                function.address,
+                iced_x86::DecoderOptions::NONE,
+            )
+            .into_iter()
+            .filter(|i| i.is_call_near() && i.near_branch_target() == retry.address)
+            .count();
+            let left_out = all.len() - returns.len();
+            assert_eq!(
+                left_out,
+                retries + 1,
+                "{}: {} of {} RETs left out, {retries} retries",
+                path.display(),
+                left_out,
+                all.len()
+            );
+            assert!(target.offsets.tls_conn_input > 0, "{}", path.display());
+            println!(
+                "{}: readRecordOrCCS: {} RETs probed, {left_out} left out; Conn.input at {}",
+                path.display(),
+                returns.len(),
+                target.offsets.tls_conn_input
+            );
+        }
+    }
+}
+
+#[test]
 fn dwarf_offsets_match_the_table() {
     for probe in probes("dwarf_offsets_match_the_table") {
         let version = &probe.toolchain.version;

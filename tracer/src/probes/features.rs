@@ -21,7 +21,7 @@ const CLIENT_DECIDE: &str = tail::PROGRAMS[tail::CLIENT_DECIDE as usize];
 const CLIENT_H2: &str = tail::PROGRAMS[tail::CLIENT_H2 as usize];
 
 /// The TLS probes and their tail programs.
-pub const TLS_PROGRAMS: [&str; 11] = [
+pub const TLS_PROGRAMS: [&str; 10] = [
     tls_probes::WRITE[0].0,
     tls_probes::READ[0].0,
     tls_probes::READ[1].0,
@@ -29,11 +29,16 @@ pub const TLS_PROGRAMS: [&str; 11] = [
     tls_probes::GO_WRITE.0,
     tls_probes::GO_READ.0,
     tls_probes::GO_READ_RET.0,
-    tls_probes::GO_READ_EXIT.0,
     tls_probes::TAILS[0].1,
     tls_probes::TAILS[1].1,
     tls_probes::TAILS[2].1,
 ];
+
+/// Go TLS reads that cost fewer traps than `GO_READ` and `GO_READ_RET`
+/// (the record reader's returns; Read's returns alone), best first. The
+/// TLS feature does not need them: without one, Go reads fall back to the
+/// next (a warning says what they cost then).
+pub const GO_CHEAPER_READS: [&str; 2] = [tls_probes::GO_RECORD.0, tls_probes::GO_READ_EXIT.0];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
@@ -139,7 +144,8 @@ impl Feature {
     }
 }
 
-/// The optional programs to load: those of every wanted feature, once each.
+/// The optional programs to load: those of every wanted feature, once
+/// each, and the cheaper Go TLS reads.
 pub fn optional_programs(inject: bool) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     for feature in ALL.iter().filter(|f| f.wanted(inject)) {
@@ -149,6 +155,7 @@ pub fn optional_programs(inject: bool) -> Vec<&'static str> {
             }
         }
     }
+    out.extend(GO_CHEAPER_READS);
     out
 }
 
@@ -159,6 +166,10 @@ pub struct Features {
     states: Vec<(Feature, Option<String>)>,
     /// Turned off on the command line.
     not_wanted: Vec<Feature>,
+    /// Those of [`GO_CHEAPER_READS`] that loaded, and why each other did
+    /// not.
+    cheaper_reads: Vec<&'static str>,
+    cheaper_reads_refused: Vec<String>,
 }
 
 impl Features {
@@ -182,7 +193,31 @@ impl Features {
                 .collect();
             states.push((feature, (!why.is_empty()).then(|| why.join("; "))));
         }
-        Self { states, not_wanted }
+        let mut cheaper_reads = Vec::new();
+        let mut cheaper_reads_refused = Vec::new();
+        for p in GO_CHEAPER_READS {
+            match loads.iter().find(|l| l.name == p) {
+                Some(l) if l.loaded() => cheaper_reads.push(p),
+                Some(l) => cheaper_reads_refused.push(format!("program {p} {}", l.reason())),
+                None => cheaper_reads_refused.push(format!("program {p} not loaded")),
+            }
+        }
+        Self {
+            states,
+            not_wanted,
+            cheaper_reads,
+            cheaper_reads_refused,
+        }
+    }
+
+    /// The cheaper Go TLS read programs that loaded (see
+    /// [`GO_CHEAPER_READS`]); none while TLS is off.
+    pub fn cheaper_go_reads(&self) -> &[&'static str] {
+        if self.is_on(Feature::Tls) {
+            &self.cheaper_reads
+        } else {
+            &[]
+        }
     }
 
     pub fn is_on(&self, feature: Feature) -> bool {
@@ -237,13 +272,22 @@ impl Features {
 
     /// One line per wanted feature that is off: what and why.
     pub fn warnings(&self) -> Vec<String> {
-        self.states
+        let mut warnings: Vec<String> = self
+            .states
             .iter()
             .filter_map(|(f, why)| {
                 why.as_ref()
                     .map(|w| format!("{} off ({}): {w}", f.description(), f.name()))
             })
-            .collect()
+            .collect();
+        if self.is_on(Feature::Tls) && !self.cheaper_reads_refused.is_empty() {
+            warnings.push(format!(
+                "tls: Go's TLS reads cost more uprobe traps (up to two a read call, not one a \
+                 record): {}",
+                self.cheaper_reads_refused.join("; ")
+            ));
+        }
+        warnings
     }
 }
 
@@ -311,6 +355,24 @@ mod tests {
             "{}",
             f.summary()
         );
+    }
+
+    #[test]
+    fn a_refused_cheaper_go_read_only_costs_traps() {
+        let f = Features::new(true, &loads(&[tls_probes::GO_RECORD.0], true));
+        assert!(f.all_wanted_on() && f.is_on(Feature::Tls));
+        assert_eq!(f.cheaper_go_reads(), [tls_probes::GO_READ_EXIT.0]);
+        let warnings = f.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("tls: Go's TLS reads cost more uprobe traps")
+                && warnings[0].contains("go_tls_record_exit Argument list too long"),
+            "{warnings:?}"
+        );
+        // With TLS off, neither is used, and the TLS warning says it all.
+        let f = Features::new(true, &loads(&["ssl_write"], true));
+        assert!(f.cheaper_go_reads().is_empty());
+        assert_eq!(f.warnings().len(), 1, "{:?}", f.warnings());
     }
 
     #[test]

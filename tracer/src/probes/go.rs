@@ -141,11 +141,11 @@ pub fn spawn(
         (Feature::Tls, tls_probes::GO_WRITE.0),
         (Feature::Tls, tls_probes::GO_READ.0),
         (Feature::Tls, tls_probes::GO_READ_RET.0),
-        (Feature::Tls, tls_probes::GO_READ_EXIT.0),
     ]
     .into_iter()
     .filter(|(f, _)| features.is_on(*f))
     .map(|(_, p)| p)
+    .chain(features.cheaper_go_reads().iter().copied())
     .collect();
     let go_procs = BpfHashMap::try_from(
         ebpf.take_map(maps::GO_PROCS)
@@ -219,7 +219,7 @@ impl State {
         } = self
             .binaries
             .entry(id)
-            .or_insert_with(|| inspect(&exe, pid))
+            .or_insert_with(|| inspect(&exe, pid, &self.usable))
         else {
             return;
         };
@@ -375,7 +375,7 @@ fn mapped_at(proc_root: &Path, pid: u32, inode: u64) -> Option<u64> {
 const GO_READ_ARGUMENTS: usize = 3;
 
 /// What an executable is, for the Go thread.
-fn inspect(exe: &Path, pid: u32) -> Binary {
+fn inspect(exe: &Path, pid: u32, usable: &HashSet<&'static str>) -> Binary {
     let wanted: Vec<&str> = [
         go_probes::HTTP_ROUND_TRIP,
         go_probes::GRPC_NEW_STREAM,
@@ -387,7 +387,7 @@ fn inspect(exe: &Path, pid: u32) -> Binary {
     .collect();
     match golang::inspect(exe, &wanted) {
         Ok(None) => Binary::NotGo,
-        Ok(Some(target)) => describe(target, pid),
+        Ok(Some(target)) => describe(target, pid, usable),
         Err(e) => {
             debug!("go: pid {pid}: not inspected: {e}");
             Binary::NotGo
@@ -395,7 +395,7 @@ fn inspect(exe: &Path, pid: u32) -> Binary {
     }
 }
 
-fn describe(target: GoTarget, pid: u32) -> Binary {
+fn describe(target: GoTarget, pid: u32, usable: &HashSet<&'static str>) -> Binary {
     if target.kernel_offsets().is_none() {
         warn!(
             "go: pid {pid} ({}): struct offsets unknown ({}): traced by thread, not goroutine",
@@ -422,29 +422,18 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
         ),
         (None, _) => {}
     }
-    // crypto/tls: writes at entry; reads on each RET, and at entry too
+    // crypto/tls: writes at entry. Reads where each record is decrypted,
+    // when the code allows; else on each RET of Read, and at its entry too
     // unless Read keeps its receiver and `b` where a RET finds them.
     let (program, function) = tls_probes::GO_WRITE;
     if let Some(f) = target.function(function) {
         probes.push((program, function, f.body_offset));
     }
-    let (program, function) = tls_probes::GO_READ;
-    if let Some(f) = target.function(function) {
-        let ret = if f.spilled_arguments >= GO_READ_ARGUMENTS {
-            tls_probes::GO_READ_EXIT.0
-        } else {
-            debug!(
-                "go: pid {pid}: {function} spills {} of its arguments: probed at entry too",
-                f.spilled_arguments
-            );
-            probes.push((program, function, f.body_offset));
-            tls_probes::GO_READ_RET.0
-        };
-        probes.extend(f.return_offsets.iter().map(|&at| (ret, function, at)));
-    }
+    let (reads, tls_reads) = go_tls_reads(&target, usable);
+    probes.extend(reads);
     info!(
         "go: pid {pid}: {}{}{}, offsets from {}, functions from {}, {} probe points, \
-         goroutine table {}",
+         goroutine table {}, TLS reads {tls_reads}",
         target.version,
         if target.stripped { " (stripped)" } else { "" },
         if target.pie { " (PIE)" } else { "" },
@@ -462,6 +451,46 @@ fn describe(target: GoTarget, pid: u32) -> Binary {
         attached: false,
         servers: None,
     }
+}
+
+/// The probes for crypto/tls's reads in `target`, the cheapest its code
+/// and the loaded programs allow, and how they are made (for the log):
+/// where each record is decrypted; else on each RET of Read, and at its
+/// entry too unless Read keeps its receiver and `b` where a RET finds them.
+fn go_tls_reads(
+    target: &GoTarget,
+    usable: &HashSet<&'static str>,
+) -> (Vec<(&'static str, &'static str, u64)>, &'static str) {
+    let (entry_program, read_function) = tls_probes::GO_READ;
+    let Some(read) = target.function(read_function) else {
+        return (Vec::new(), "none (no crypto/tls)");
+    };
+    if !usable.contains(tls_probes::GO_READ_RET.0) {
+        return (Vec::new(), "none (TLS off)");
+    }
+    let (record, reader) = tls_probes::GO_RECORD;
+    if let Some(returns) = &target.tls_record_returns
+        && target.offsets.tls_conn_input != 0
+        && usable.contains(record)
+    {
+        let probes = returns.iter().map(|&at| (record, reader, at)).collect();
+        return (probes, "at its record reader's returns");
+    }
+    let on_returns = |program| {
+        read.return_offsets
+            .iter()
+            .map(move |&at| (program, read_function, at))
+    };
+    if read.spilled_arguments >= GO_READ_ARGUMENTS && usable.contains(tls_probes::GO_READ_EXIT.0) {
+        return (
+            on_returns(tls_probes::GO_READ_EXIT.0).collect(),
+            "at Read's returns",
+        );
+    }
+    let probes = std::iter::once((entry_program, read_function, read.body_offset))
+        .chain(on_returns(tls_probes::GO_READ_RET.0))
+        .collect();
+    (probes, "at Read's entry and returns")
 }
 
 /// Attach `program` at `offset` of `exe` for process `pid` only.

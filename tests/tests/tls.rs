@@ -8,7 +8,8 @@
 //! to a plaintext upstream (one chain); a Go HTTP/2 TLS server whose
 //! handler fans out (nesting by goroutine); asyncio's TLS (memory BIOs)
 //! under 20 concurrent requests; gRPC over TLS with grpcio (Debian's, on OpenSSL;
-//! a message over one record is a counted loss) and grpc-go.
+//! a message over one record is a counted loss) and grpc-go; an incoming
+//! `traceparent` and `b3` honored by nginx and a Go server.
 //! Each test prints the agent's TLS counters (`TLS <test>: ...`), with the
 //! plaintext chunks and the TLS uprobe hits per request; Go's server
 //! (HTTP/1.1 and HTTP/2) and client are held to their traps per request.
@@ -627,6 +628,83 @@ fn go_https_h2_fanout_curl() {
 fn go_https_h2_fanout_go_client() {
     let env = require_root!();
     go_tls_fanout(&env, FanCaller::GoClient);
+}
+
+/// An incoming `traceparent` or `b3` over HTTPS is honored as over plain
+/// HTTP (it is in the plaintext): nginx (OpenSSL) and a Go server
+/// (crypto/tls, over HTTP/1.1 and HTTP/2) each get a request with each
+/// from curl, which is not traced; every server span is in the header's
+/// trace, the child of the header's span.
+#[test]
+fn https_servers_honor_incoming_traceparent_and_b3() {
+    let env = require_root!();
+    let go = skip_unless!(env, apps::go_compiler());
+    if !require_tool(&env, "nginx") || !require_tool(&env, "curl") {
+        return;
+    }
+    let Some(certs) = certs(&env) else { return };
+    let bin = apps::go_binary(&go, "fanout").expect("building go/fanout");
+    let receiver = receiver();
+    let unused = apps::free_port(false).expect("a free port");
+    let nginx = Nginx::start_tls(unused, &certs.cert, &certs.key).expect("starting nginx");
+    let server = tls::go_tls_fanout(&bin, &certs, "http://127.0.0.1:9").expect("starting it");
+    let mut pids = nginx.pids();
+    pids.push(server.pid());
+    let agent = start_agent(&env, &receiver, &agent::pid_args(&pids));
+    let targets = [
+        (tls::https_url(nginx.port(), "/hello"), "--http1.1"),
+        (tls::https_url(server.port(), "/leaf"), "--http1.1"),
+        (tls::https_url(server.port(), "/leaf"), "--http2"),
+    ];
+    // (trace id, parent span id) sent, one pair per request.
+    let mut sent = Vec::new();
+    for (url, protocol) in &targets {
+        for b3 in [false, true] {
+            let i = sent.len() + 1;
+            let (trace, span) = (
+                format!("{:032x}", 0x7ace_0000 + i),
+                format!("{:016x}", 0x5a_0000 + i),
+            );
+            let header = if b3 {
+                format!("b3: {trace}-{span}-1")
+            } else {
+                format!("traceparent: 00-{trace}-{span}-01")
+            };
+            let (_, transfers) = tls::curl_https(
+                &certs.ca,
+                std::slice::from_ref(url),
+                &[protocol, "-H", &header],
+            )
+            .expect("curl");
+            assert_eq!(transfers[0].status, 200, "{url} {protocol} {header}");
+            sent.push((trace, span, header));
+        }
+    }
+    let out = finish(&receiver, agent, &[(&pids, "SERVER", sent.len())]);
+    let counters = TlsCounters::report(&out.exit, &env.test, sent.len());
+    let servers = exact(&out, &pids, "SERVER", sent.len(), "servers");
+    for (trace, span, header) in &sent {
+        let found: Vec<&ReceivedSpan> = servers.iter().filter(|s| &s.trace_id == trace).collect();
+        let [s] = found[..] else {
+            panic!(
+                "{header}: {} server spans in its trace:\n{}",
+                found.len(),
+                dump(&out.spans)
+            );
+        };
+        Check::new(s, header)
+            .that(
+                s.parent_span_id.as_deref() == Some(span.as_str()),
+                "its parent is not the header's span",
+            )
+            .str(SOURCE, "header")
+            .str("url.scheme", "https")
+            .int("http.response.status_code", 200)
+            .done();
+    }
+    out.only_from(&pids);
+    assert_tls_counters(counters);
+    out.assert_clean();
 }
 
 /// A Go net/http TLS server's uprobe hits (its process alone is traced),

@@ -77,6 +77,8 @@ pub enum WorkloadChoice {
     Nginx,
     // nginx with `ssl`, wrk over https: the OpenSSL uprobes.
     NginxTls,
+    // The Go hello server over https (crypto/tls): Go's TLS uprobes.
+    GoTls,
     // Two Go servers: each request to the front makes one net/http client
     // call to the leaf.
     GoFanout,
@@ -92,12 +94,14 @@ impl WorkloadChoice {
             Self::Go => vec![Workload::Go],
             Self::Nginx => vec![Workload::Nginx],
             Self::NginxTls => vec![Workload::NginxTls],
+            Self::GoTls => vec![Workload::GoTls],
             Self::GoFanout => vec![Workload::GoFanout],
             Self::GoGrpc => vec![Workload::GoGrpc, Workload::GoGrpcMiddle],
             Self::All => vec![
                 Workload::Go,
                 Workload::Nginx,
                 Workload::NginxTls,
+                Workload::GoTls,
                 Workload::GoFanout,
                 Workload::GoGrpc,
                 Workload::GoGrpcMiddle,
@@ -335,6 +339,7 @@ fn command_line(args: &BenchArgs) -> String {
             WorkloadChoice::Go => "go",
             WorkloadChoice::Nginx => "nginx",
             WorkloadChoice::NginxTls => "nginx-tls",
+            WorkloadChoice::GoTls => "go-tls",
             WorkloadChoice::GoFanout => "go-fanout",
             WorkloadChoice::GoGrpc => "go-grpc",
             WorkloadChoice::All => "all",

@@ -38,6 +38,12 @@ const DEBIAN_GOPATH: &str = "/usr/share/gocode";
 /// nothing more (WANT_READ: nginx reads until OpenSSL has nothing), and
 /// SSL_write's entry for the response.
 const NGINX_TLS_HITS: u64 = 5;
+/// The Go hello server's crypto/tls uprobe hits per keep-alive request:
+/// the request's record (readRecordOrCCS's return), net/http's background
+/// read, whose record reader returns a deadline error, and Write's entry
+/// for the response (as the test `go_https_server_http1_pays_three_traps_a_request`
+/// counts them).
+const GO_TLS_HITS: u64 = 3;
 /// wrk's: SSL_write's entry for the request, SSL_read's entry and return
 /// for the response (it asks SSL_pending, not probed, whether more is
 /// buffered). Both counted with perf probes on libssl, 2026-12-06.
@@ -50,6 +56,8 @@ pub enum Workload {
     /// nginx with `ssl` under wrk over https: both link the system's
     /// libssl, whose OpenSSL calls the agent probes.
     NginxTls,
+    /// The Go hello server over https (crypto/tls) under wrk (OpenSSL).
+    GoTls,
     GoFanout,
     GoGrpc,
     GoGrpcMiddle,
@@ -61,6 +69,7 @@ impl Workload {
             Self::Go => "Go net/http (GOMAXPROCS=1)",
             Self::Nginx => "nginx (1 worker)",
             Self::NginxTls => "nginx https (1 worker, OpenSSL)",
+            Self::GoTls => "Go net/http https (GOMAXPROCS=1, crypto/tls)",
             Self::GoFanout => "Go fan-out, 1 client call/req (2 × GOMAXPROCS=1)",
             Self::GoGrpc => "Go gRPC leaf (grpc-go, GOMAXPROCS=1)",
             Self::GoGrpcMiddle => "Go gRPC middle tier, 1 gRPC call/req (2 × GOMAXPROCS=1)",
@@ -89,6 +98,7 @@ impl Workload {
     pub fn tls_hits(self) -> (u64, u64) {
         match self {
             Self::NginxTls => (NGINX_TLS_HITS, WRK_TLS_HITS),
+            Self::GoTls => (GO_TLS_HITS, WRK_TLS_HITS),
             _ => (0, 0),
         }
     }
@@ -96,10 +106,12 @@ impl Workload {
     /// Uprobe hits a connection costs beyond its requests, at most: nginx
     /// may find no request yet after the handshake (an SSL_read that
     /// returns WANT_READ), and reads the close (an SSL_read that returns
-    /// 0). Each wrk run opens its connections anew.
+    /// 0); Go's server reads the handshake's records and the close. Each
+    /// wrk run opens its connections anew.
     pub fn connection_hits(self) -> u64 {
         match self {
             Self::NginxTls => 4,
+            Self::GoTls => 6,
             _ => 0,
         }
     }
@@ -108,7 +120,7 @@ impl Workload {
     /// ones the client path's uprobe is expected to hit once each.
     pub fn client_calls(self) -> u64 {
         match self {
-            Self::Go | Self::Nginx | Self::NginxTls | Self::GoGrpc => 0,
+            Self::Go | Self::Nginx | Self::NginxTls | Self::GoTls | Self::GoGrpc => 0,
             Self::GoFanout | Self::GoGrpcMiddle => 1,
         }
     }
@@ -118,7 +130,7 @@ impl Workload {
     pub fn spans_per_request(self) -> u64 {
         match self {
             // TLS changes where the bytes come from, not the spans.
-            Self::Go | Self::Nginx | Self::NginxTls | Self::GoGrpc => 1,
+            Self::Go | Self::Nginx | Self::NginxTls | Self::GoTls | Self::GoGrpc => 1,
             // Front server, front client, leaf server.
             Self::GoFanout | Self::GoGrpcMiddle => 3,
         }
@@ -130,7 +142,16 @@ impl Workload {
         match self {
             Self::Go => Ok(Prepared::Go {
                 bin: go_build(paths, dir, GO_HELLO, "hello")?,
+                tls: None,
             }),
+            Self::GoTls => {
+                let tls = dir.join("go-tls");
+                certificate(&tls)?;
+                Ok(Prepared::Go {
+                    bin: go_build(paths, dir, GO_HELLO, "hello")?,
+                    tls: Some(tls),
+                })
+            }
             Self::GoFanout => Ok(Prepared::GoFanout {
                 bin: go_build(paths, dir, GO_FANOUT, "fanout")?,
             }),
@@ -196,6 +217,8 @@ fn go_build(paths: &Paths, dir: &Path, src: &str, name: &str) -> Result<PathBuf>
 pub enum Prepared {
     Go {
         bin: PathBuf,
+        /// Serve https with `cert.pem` and `key.pem` of this directory.
+        tls: Option<PathBuf>,
     },
     Nginx {
         bin: PathBuf,
@@ -266,9 +289,13 @@ impl Prepared {
         let (mut path, mut leaf) = ("/", None);
         let (mut grpc_load, mut redial, mut https) = (None, false, false);
         let mut cmd = match self {
-            Self::Go { bin } => {
+            Self::Go { bin, tls } => {
                 let mut cmd = Command::new(bin);
                 cmd.arg(port.to_string()).env("GOMAXPROCS", "1");
+                if let Some(dir) = tls {
+                    cmd.arg(dir.join("cert.pem")).arg(dir.join("key.pem"));
+                    https = true;
+                }
                 cmd
             }
             Self::GoFanout { bin } => {
@@ -428,7 +455,7 @@ fn go_command(paths: &Paths) -> Result<PathBuf> {
 /// `dir`, made afresh for every run (nothing secret is ever committed).
 fn certificate(dir: &Path) -> Result<()> {
     if !cmd::on_path("openssl") {
-        bail!("openssl (the command) is not installed: it makes nginx-tls's certificate");
+        bail!("openssl (the command) is not installed: it makes the https workloads' certificate");
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     cmd::output(
@@ -441,7 +468,7 @@ fn certificate(dir: &Path) -> Result<()> {
             .arg("-out")
             .arg(dir.join("cert.pem")),
     )
-    .context("cannot make nginx-tls's certificate")?;
+    .context("cannot make the https workloads' certificate")?;
     Ok(())
 }
 
@@ -477,6 +504,15 @@ mod tests {
             assert_eq!(plain.connection_hits(), 0, "{plain:?}");
         }
         assert_eq!(Workload::GoGrpcMiddle.probe_hits(), 2);
+    }
+
+    #[test]
+    fn go_tls_probe_hits_are_go_s_and_wrk_s() {
+        assert_eq!(Workload::GoTls.tls_hits(), (3, 3));
+        assert_eq!(Workload::GoTls.probe_hits(), 6);
+        assert_eq!(Workload::GoTls.client_calls(), 0);
+        assert_eq!(Workload::GoTls.spans_per_request(), 1);
+        assert!(Workload::GoTls.connection_hits() > 0);
     }
 
     #[test]

@@ -58,13 +58,6 @@ fn spilled_in(code: &[u8], address: u64) -> usize {
     let Some((frame_at, frame)) = frame_setup(&instructions) else {
         return 0;
     };
-    // Slot i is at [entry RSP + 8 + 8i]; in the body RSP is below it by the
-    // frame and the saved RBP.
-    let slot_of = |displacement: u64| -> Option<usize> {
-        let above = displacement.checked_sub(frame + 16)?;
-        (above % 8 == 0 && above / 8 < ARGUMENT_REGISTERS.len() as u64)
-            .then_some((above / 8) as usize)
-    };
     // The straight-line code after the frame is set up: the spills there
     // run on every call, before anything can return or branch.
     let mut spilled = [false; ARGUMENT_REGISTERS.len()];
@@ -76,19 +69,12 @@ fn spilled_in(code: &[u8], address: u64) -> usize {
         if i > frame_at && instruction.flow_control() != FlowControl::Next {
             entry_block = false;
         }
-        let Some((slot, how)) =
-            slot_access(instruction, frame).and_then(|(d, how)| Some((slot_of(d)?, how)))
-        else {
-            continue;
-        };
-        let own_spill = how == Access::Write
-            && instruction.mnemonic() == Mnemonic::Mov
-            && instruction.op1_kind() == OpKind::Register
-            && instruction.op1_register() == ARGUMENT_REGISTERS[slot];
-        match how {
-            Access::Write if in_entry_block && own_spill => spilled[slot] = true,
-            Access::Write | Access::Address => clobbered[slot] = true,
-            Access::Read => {}
+        for (slot, register) in ARGUMENT_REGISTERS.iter().enumerate() {
+            match slot_access(instruction, frame, slot) {
+                None | Some(Access::Read) => {}
+                Some(Access::Spill(r)) if in_entry_block && r == *register => spilled[slot] = true,
+                Some(_) => clobbered[slot] = true,
+            }
         }
     }
     spilled
@@ -98,17 +84,21 @@ fn spilled_in(code: &[u8], address: u64) -> usize {
         .count()
 }
 
+/// How an instruction touches an argument's spill slot.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Access {
+pub(super) enum Access {
     Read,
+    /// `MOV [slot], reg`: the whole slot, from a register.
+    Spill(Register),
+    /// Any other write to any of its bytes.
     Write,
-    /// `LEA`: the address escapes, anything may write through it.
+    /// `LEA`: its address escapes, anything may write through it.
     Address,
 }
 
 /// Where `PUSH RBP; MOV RBP, RSP; SUB RSP, n` ends (its SUB's index) and
 /// `n`, in the first instructions past the stack check.
-fn frame_setup(instructions: &[Instruction]) -> Option<(usize, u64)> {
+pub(super) fn frame_setup(instructions: &[Instruction]) -> Option<(usize, u64)> {
     let push = instructions
         .iter()
         .take(8)
@@ -127,31 +117,45 @@ fn frame_setup(instructions: &[Instruction]) -> Option<(usize, u64)> {
     (moves_rsp && subtracts).then(|| (push + 2, sub.immediate(1)))
 }
 
-/// How `instruction` touches memory at [RSP+d] or [RBP+d], with `d`
-/// made relative to the body's RSP (RBP is 8 above the frame).
-fn slot_access(instruction: &Instruction, frame: u64) -> Option<(u64, Access)> {
+/// How `instruction`, in the body of a function whose frame is `frame`
+/// bytes, touches the spill slot of its argument `slot`: [entry RSP + 8 +
+/// 8 × slot], that is body RSP + frame + 16 + 8 × slot, or RBP + 16 + 8 ×
+/// slot. Any access that overlaps the slot's 8 bytes counts.
+pub(super) fn slot_access(instruction: &Instruction, frame: u64, slot: usize) -> Option<Access> {
     let memory = (0..instruction.op_count()).find(|&i| instruction.op_kind(i) == OpKind::Memory)?;
     if instruction.memory_index() != Register::None {
         return None;
     }
-    let displacement = match instruction.memory_base() {
-        Register::RSP => instruction.memory_displacement64(),
-        Register::RBP => instruction.memory_displacement64().wrapping_add(frame),
+    let displacement = instruction.memory_displacement64() as i64;
+    let at = match instruction.memory_base() {
+        Register::RSP => displacement,
+        Register::RBP => displacement + frame as i64,
         _ => return None,
     };
-    let how = if instruction.mnemonic() == Mnemonic::Lea {
-        Access::Address
-    } else if memory == 0
+    let start = frame as i64 + 16 + 8 * slot as i64;
+    let size = instruction.memory_size().size().max(1) as i64;
+    if at + size <= start || at >= start + 8 {
+        return None;
+    }
+    if instruction.mnemonic() == Mnemonic::Lea {
+        return Some(Access::Address);
+    }
+    let writes = memory == 0
         && !matches!(
             instruction.mnemonic(),
             Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Nop | Mnemonic::Push
-        )
-    {
-        Access::Write
-    } else {
-        Access::Read
-    };
-    Some((displacement, how))
+        );
+    Some(match writes {
+        false => Access::Read,
+        true if instruction.mnemonic() == Mnemonic::Mov
+            && at == start
+            && size == 8
+            && instruction.op1_kind() == OpKind::Register =>
+        {
+            Access::Spill(instruction.op1_register())
+        }
+        true => Access::Write,
+    })
 }
 
 #[cfg(test)]

@@ -19,9 +19,14 @@
 //!   entry (the morestack path).
 use std::collections::{HashMap, HashSet};
 
-use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, Register};
 
-use super::{GoError, elf::Elf, symbols::Function};
+use super::{
+    GoError,
+    elf::Elf,
+    spills::{Access, frame_setup, slot_access},
+    symbols::Function,
+};
 
 /// Largest function decoded (readRecordOrCCS is about 12 KiB).
 const MAX_BYTES: u64 = 256 << 10;
@@ -60,14 +65,13 @@ fn returns_in(code: &[u8], address: u64, nested: &[u64]) -> Option<Vec<u64>> {
         .map(|(i, ins)| (ins.ip(), i))
         .collect();
     let successors = successors(&instructions, &index, address)?;
-    let frame = frame_size(&instructions)?;
-    let slot = frame + 16;
+    let (_, frame) = frame_setup(&instructions)?;
     // The receiver's spill, and no other write to its slot.
     let mut spill = None;
     for (i, ins) in instructions.iter().enumerate() {
-        match touches_slot(ins, frame, slot) {
-            None => {}
-            Some(Touch::Spill) if spill.is_none() => spill = Some(i),
+        match slot_access(ins, frame, 0) {
+            None | Some(Access::Read) => {}
+            Some(Access::Spill(Register::RAX)) if spill.is_none() => spill = Some(i),
             Some(_) => return None,
         }
     }
@@ -187,71 +191,6 @@ fn passes_on_nested(
         }
     }
     false
-}
-
-/// `n` of the `SUB RSP, n` that follows `PUSH RBP; MOV RBP, RSP` in the
-/// first instructions.
-fn frame_size(instructions: &[Instruction]) -> Option<u64> {
-    let push = instructions
-        .iter()
-        .take(8)
-        .position(|i| i.mnemonic() == Mnemonic::Push && i.op0_register() == Register::RBP)?;
-    let mov = instructions.get(push + 1)?;
-    let sub = instructions.get(push + 2)?;
-    let ok = mov.mnemonic() == Mnemonic::Mov
-        && mov.op0_register() == Register::RBP
-        && mov.op1_register() == Register::RSP
-        && sub.mnemonic() == Mnemonic::Sub
-        && sub.op0_register() == Register::RSP
-        && matches!(
-            sub.op1_kind(),
-            OpKind::Immediate8to64 | OpKind::Immediate32to64
-        );
-    ok.then(|| sub.immediate(1))
-}
-
-enum Touch {
-    /// `MOV [slot], RAX`.
-    Spill,
-    /// Any other write, or its address taken.
-    Other,
-}
-
-/// How `ins` touches the receiver's slot (at body RSP + `slot`, RBP +
-/// `slot - frame`), if it writes it or takes its address.
-fn touches_slot(ins: &Instruction, frame: u64, slot: u64) -> Option<Touch> {
-    let memory = (0..ins.op_count()).find(|&i| ins.op_kind(i) == OpKind::Memory)?;
-    if ins.memory_index() != Register::None {
-        return None;
-    }
-    let displacement = ins.memory_displacement64() as i64;
-    let at = match ins.memory_base() {
-        Register::RSP => displacement,
-        Register::RBP => displacement + frame as i64,
-        _ => return None,
-    };
-    // Any access overlapping the slot's 8 bytes.
-    let size = ins.memory_size().size().max(1) as i64;
-    let slot = slot as i64;
-    if at + size <= slot || at >= slot + 8 {
-        return None;
-    }
-    if ins.mnemonic() == Mnemonic::Lea {
-        return Some(Touch::Other);
-    }
-    let writes = memory == 0
-        && !matches!(
-            ins.mnemonic(),
-            Mnemonic::Cmp | Mnemonic::Test | Mnemonic::Nop | Mnemonic::Push
-        );
-    if !writes {
-        return None;
-    }
-    let spill = ins.mnemonic() == Mnemonic::Mov
-        && ins.op1_kind() == OpKind::Register
-        && ins.op1_register() == Register::RAX
-        && at == slot;
-    Some(if spill { Touch::Spill } else { Touch::Other })
 }
 
 #[cfg(test)]

@@ -216,6 +216,15 @@ mod tests {
     }
 
     #[test]
+    fn a_wider_write_over_a_slot_counts() {
+        // movups [rsp+0x60], xmm15: 16 bytes, the receiver's slot among them.
+        let mut rest = CALL.to_vec();
+        rest.extend_from_slice(&[0x44, 0x0f, 0x11, 0x7c, 0x24, 0x60]);
+        rest.extend_from_slice(&EPILOGUE);
+        assert_eq!(spilled_in(&function(&rest), 0), 0);
+    }
+
+    #[test]
     fn a_slot_whose_address_is_taken_is_not_trusted() {
         let mut rest = vec![0x48, 0x8d, 0x7c, 0x24, 0x68]; // lea rdi, [rsp+0x68]
         rest.extend_from_slice(&EPILOGUE);

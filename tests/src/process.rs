@@ -55,6 +55,18 @@ impl Captured {
         }
     }
 
+    /// Waits for a line `<prefix><port>` (a server saying where it
+    /// listens) and gives the port; `None` when none came in `timeout`.
+    pub fn wait_port(&self, prefix: &str, timeout: Duration) -> Option<u16> {
+        let port = |l: &str| l.strip_prefix(prefix)?.trim().parse().ok();
+        let mut found = None;
+        self.wait_line(timeout, |l| {
+            found = port(l);
+            found.is_some()
+        });
+        found
+    }
+
     fn push(&self, line: &str) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.text.push_str(line);

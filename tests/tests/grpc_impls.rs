@@ -97,19 +97,9 @@ fn server(imp: Impl, packages: &OsString, name: &str, args: &[&str]) -> (Proc, u
     let mut full = vec!["server"];
     full.extend_from_slice(args);
     let proc = Proc::spawn(name, imp.echo(packages, &full), true).expect("starting a gRPC server");
-    assert!(
-        proc.stdout
-            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
-        "{name} did not listen: {}",
-        proc.stdout.text()
-    );
-    let port = proc
-        .stdout
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("LISTENING "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a port");
+    let Some(port) = proc.stdout.wait_port("LISTENING ", Duration::from_secs(30)) else {
+        panic!("{name} did not listen: {}", proc.stdout.text());
+    };
     (proc, port)
 }
 
@@ -169,20 +159,12 @@ fn checking_proxy(pythonpath: &OsString, back_port: u16) -> (Proc, u16) {
         .args(["0", &back_port.to_string()])
         .env("PYTHONPATH", pythonpath);
     let checker = Proc::spawn("h2-check", checker, true).expect("starting the checking proxy");
-    assert!(
-        checker
-            .stdout
-            .wait_line(Duration::from_secs(30), |l| l.starts_with("ready ")),
-        "the checking proxy did not start: {}",
-        checker.stdout.text()
-    );
-    let port = checker
-        .stdout
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("ready "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a port");
+    let Some(port) = checker.stdout.wait_port("ready ", Duration::from_secs(30)) else {
+        panic!(
+            "the checking proxy did not start: {}",
+            checker.stdout.text()
+        );
+    };
     (checker, port)
 }
 

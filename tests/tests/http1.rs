@@ -1480,19 +1480,10 @@ fn a_traced_client_socket_reports_what_is_waiting_to_be_read() {
     cmd.arg("-u")
         .arg(apps::apps_dir().join("python/fionread_client.py"));
     let mut proc = Proc::spawn("fionread", cmd, true).expect("starting the client");
-    assert!(
-        proc.stdout
-            .wait_line(Duration::from_secs(20), |l| l.starts_with("PORT ")),
-        "{}",
-        proc.stdout.text()
-    );
-    let port = proc
-        .stdout
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("PORT "))
-        .map(|p| p.trim().to_owned())
-        .expect("a port");
+    let Some(port) = proc.stdout.wait_port("PORT ", Duration::from_secs(20)) else {
+        panic!("{}", proc.stdout.text());
+    };
+    let port = port.to_string();
     let agent = start_agent(&env, &receiver, Protocol::Grpc, &["--port", &port]);
     proc.write_stdin("go\n").expect("releasing the client");
     let finished = proc.finish(apps::CLIENT_TIMEOUT).expect("the client");

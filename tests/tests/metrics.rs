@@ -554,19 +554,12 @@ fn grpc_calls_are_rpc_metrics() {
     };
     let server = Proc::spawn("grpc-server", echo(&["server"], "echo-server"), true)
         .expect("starting the gRPC server");
-    assert!(
-        server
-            .stdout
-            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
-        "the gRPC server did not listen: {}",
-        server.stdout.text()
-    );
-    let port: u16 = server
+    let Some(port) = server
         .stdout
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("LISTENING ")?.trim().parse().ok())
-        .expect("a port");
+        .wait_port("LISTENING ", Duration::from_secs(30))
+    else {
+        panic!("the gRPC server did not listen: {}", server.stdout.text());
+    };
     let receiver = Receiver::start().expect("receiver");
     let port_arg = port.to_string();
     let endpoint = receiver.endpoint(Protocol::Grpc);

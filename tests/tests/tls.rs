@@ -984,20 +984,12 @@ fn by_call(spans: &[ReceivedSpan]) -> BTreeMap<(String, i64), usize> {
 /// grpc_echo.py's server started by `cmd`, and the port it listens on.
 fn grpc_echo_server(name: &str, cmd: Command) -> (Proc, u16) {
     let server = Proc::spawn(name, cmd, true).expect("starting grpcio");
-    assert!(
-        server
-            .stdout
-            .wait_line(Duration::from_secs(30), |l| l.starts_with("LISTENING ")),
-        "the grpcio server did not listen: {}",
-        server.stdout.text()
-    );
-    let port = server
+    let Some(port) = server
         .stdout
-        .text()
-        .lines()
-        .find_map(|l| l.strip_prefix("LISTENING "))
-        .and_then(|p| p.trim().parse().ok())
-        .expect("a port");
+        .wait_port("LISTENING ", Duration::from_secs(30))
+    else {
+        panic!("the grpcio server did not listen: {}", server.stdout.text());
+    };
     (server, port)
 }
 

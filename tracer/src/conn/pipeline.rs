@@ -237,7 +237,9 @@ impl<S: SpanSink, P: KernelControl> Pipeline<S, P> {
                 return;
             }
         };
-        if h.tls {
+        // A connection's first plaintext is all the unseen-TLS tracker
+        // needs: no per-event work after it.
+        if h.tls && !conn.ends.tls {
             conn.ends.tls = true;
             self.tls_unseen.plaintext(key, h.sock_id);
         }

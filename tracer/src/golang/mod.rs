@@ -228,9 +228,10 @@ pub fn inspect(path: &Path, functions: &[&str]) -> Result<Option<GoTarget>, GoEr
             missing_functions.push((*name).to_owned());
             continue;
         };
-        let return_offsets = returns::ret_offsets(&elf, &function)?;
-        let body_offset = prologue::body_offset(&elf, &function)?;
-        let spilled_arguments = spills::spilled_arguments(&elf, &function)?;
+        let code = returns::code(&elf, &function)?;
+        let return_offsets = returns::ret_offsets_in(&elf, &function, &code)?;
+        let body_offset = prologue::body_offset_in(&function, &code);
+        let spilled_arguments = spills::spilled_arguments(&function, &code);
         probed.push(GoFunction {
             name: function.name,
             address: function.address,

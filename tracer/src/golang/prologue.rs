@@ -25,7 +25,12 @@ const STACKGUARD0: u64 = 16;
 /// function never grows its stack, and never runs its entry twice).
 pub(crate) fn body_offset(elf: &Elf, function: &Function) -> Result<u64, GoError> {
     let code = elf.read(function.entry_offset, function.size.min(PROLOGUE_BYTES))?;
-    Ok(function.entry_offset + body_in(&code, function.address))
+    Ok(body_offset_in(function, &code))
+}
+
+/// [`body_offset`] of `function`, whose code (or its start) is `code`.
+pub(crate) fn body_offset_in(function: &Function, code: &[u8]) -> u64 {
+    function.entry_offset + body_in(code, function.address)
 }
 
 /// Offset into `code` (loaded at `address`) of the instruction after the

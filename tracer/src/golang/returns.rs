@@ -13,8 +13,9 @@ use super::{GoError, elf::Elf, symbols::Function};
 /// hundred KiB; anything larger is a wrong size.
 const MAX_FUNCTION: u64 = 16 << 20;
 
-/// File offsets of every RET (`C3`, `C2 iw`) in `function`.
-pub(crate) fn ret_offsets(elf: &Elf, function: &Function) -> Result<Vec<u64>, GoError> {
+/// `function`'s machine code, read once for every analysis of it; an
+/// error for code that is not x86-64 or implausibly large.
+pub(crate) fn code(elf: &Elf, function: &Function) -> Result<Vec<u8>, GoError> {
     if elf.architecture != Architecture::X86_64 {
         return Err(elf.unsupported(format!(
             "return probes need x86-64 code, {} is {:?}",
@@ -27,8 +28,17 @@ pub(crate) fn ret_offsets(elf: &Elf, function: &Function) -> Result<Vec<u64>, Go
             function.name, function.size
         )));
     }
-    let code = elf.read(function.entry_offset, function.size)?;
-    let rets = rets_in(&code, function.address)
+    elf.read(function.entry_offset, function.size)
+}
+
+/// File offsets of every RET (`C3`, `C2 iw`) in `function`, whose code is
+/// `code`.
+pub(crate) fn ret_offsets_in(
+    elf: &Elf,
+    function: &Function,
+    code: &[u8],
+) -> Result<Vec<u64>, GoError> {
+    let rets = rets_in(code, function.address)
         .map_err(|at| elf.malformed(format!("{}+{at:#x}: not an instruction", function.name)))?;
     Ok(rets
         .into_iter()

@@ -17,7 +17,7 @@
 //! else, and the entry probe stays.
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register};
 
-use super::{GoError, elf::Elf, symbols::Function};
+use super::symbols::Function;
 
 /// Go's integer argument registers, in order (Go 1.17+ on amd64).
 const ARGUMENT_REGISTERS: [Register; 9] = [
@@ -36,14 +36,13 @@ const ARGUMENT_REGISTERS: [Register; 9] = [
 const MAX_BYTES: u64 = 64 << 10;
 
 /// How many of `function`'s first integer arguments it spills to their
-/// slots at once and never overwrites there (0 when its code is not of
-/// the shape checked, or larger than this module reads).
-pub(crate) fn spilled_arguments(elf: &Elf, function: &Function) -> Result<usize, GoError> {
-    if function.size > MAX_BYTES {
-        return Ok(0);
+/// slots at once and never overwrites there, from its code `code` (0 when
+/// the code is not of the shape checked, or larger than this module reads).
+pub(crate) fn spilled_arguments(function: &Function, code: &[u8]) -> usize {
+    if code.len() as u64 > MAX_BYTES {
+        return 0;
     }
-    let code = elf.read(function.entry_offset, function.size)?;
-    Ok(spilled_in(&code, function.address))
+    spilled_in(code, function.address)
 }
 
 /// [`spilled_arguments`] of the code `code`, loaded at `address`.

@@ -193,7 +193,8 @@ fn tls_record_reader_returns_are_found() {
             )
             .unwrap();
             let (function, retry) = (found[0].as_ref().unwrap(), found[1].as_ref().unwrap());
-            let all = returns::ret_offsets(&elf, function).unwrap();
+            let code = returns::code(&elf, function).unwrap();
+            let all = returns::ret_offsets_in(&elf, function, &code).unwrap();
             assert!(
                 returns.iter().all(|r| all.contains(r)),
                 "{}",
@@ -201,7 +202,6 @@ fn tls_record_reader_returns_are_found() {
             );
             // One RET after each call to retryReadRecord, and the return of
             // `c.in.err` before anything.
-            let code = elf.read(function.entry_offset, function.size).unwrap();
             let retries = iced_x86::Decoder::with_ip(
                 64,
                 &code,

@@ -1,5 +1,5 @@
-//! A batch on its way to one backend: the spans converted to the SDK's
-//! SpanData and grouped by process, and one attempt at sending what is left
+//! A batch on its way to one backend: the spans grouped by process, and one
+//! attempt at sending what is left
 //! of it, a request per process with that process's resource. Every
 //! [`GroupExporter`] (OTLP, Zipkin) is driven the same way.
 use std::{collections::HashMap, future::Future};
@@ -7,17 +7,15 @@ use std::{collections::HashMap, future::Future};
 use opentelemetry_sdk::{
     Resource,
     error::{OTelSdkError, OTelSdkResult},
-    trace::SpanData,
 };
 
-use super::convert;
 use crate::spans::record::{ProcessKey, SpanRecord};
 
 /// The spans of one process, which share a resource.
 #[derive(Debug)]
 struct ResourceGroup {
     resource: Resource,
-    spans: Vec<SpanData>,
+    spans: Vec<SpanRecord>,
 }
 
 /// A batch on its way to the backend, split by process. Groups the backend
@@ -31,7 +29,6 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(records: Vec<SpanRecord>) -> Self {
-        let scope = convert::scope();
         let mut index: HashMap<ProcessKey, usize> = HashMap::new();
         let mut groups: Vec<ResourceGroup> = Vec::new();
         let total = records.len();
@@ -45,7 +42,7 @@ impl Batch {
                 });
                 groups.len() - 1
             });
-            groups[i].spans.push(convert::to_span_data(record, &scope));
+            groups[i].spans.push(record);
         }
         Self {
             groups,
@@ -69,7 +66,7 @@ impl Batch {
 /// every attempt, a third of the agent's CPU under load.
 pub trait GroupExporter: Send + Sync + 'static {
     fn set_resource(&mut self, resource: &Resource);
-    fn export(&self, spans: &[SpanData]) -> impl Future<Output = OTelSdkResult> + Send;
+    fn export(&self, spans: &[SpanRecord]) -> impl Future<Output = OTelSdkResult> + Send;
     fn shutdown(&self) -> OTelSdkResult {
         Ok(())
     }
@@ -136,7 +133,7 @@ pub(crate) mod tests {
     }
 
     impl GroupExporter for FakeExporter {
-        async fn export(&self, batch: &[SpanData]) -> OTelSdkResult {
+        async fn export(&self, batch: &[SpanRecord]) -> OTelSdkResult {
             let service = self
                 .resource
                 .as_ref()

@@ -1,4 +1,5 @@
-//! SpanRecord → the SDK's SpanData, which the OTLP exporter serialises.
+//! SpanRecord → the SDK's SpanData, which the Zipkin mapping reads (OTLP
+//! is encoded straight from the records).
 //! The ids and timestamps are ours: nothing here generates or samples.
 use std::{borrow::Cow, str::FromStr};
 

@@ -32,7 +32,7 @@ pub use config::{
     DEFAULT_EXPORT_TIMEOUT, DEFAULT_GRPC_ENDPOINT, DEFAULT_HTTP_ENDPOINT, ExportConfig, OtlpConfig,
     OtlpEnv, ParseProtocolError, Protocol, has_path,
 };
-pub use convert::{scope, to_span_data};
+pub use convert::scope;
 pub use exporters::{ENV_TRACES_EXPORTER, ExportEnv, ExportFlags, SelectError, resolve};
 pub use json::span_json;
 /// The OTLP request body for one process's spans (also used by the

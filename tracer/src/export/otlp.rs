@@ -13,7 +13,6 @@ use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::{
     Resource,
     error::{OTelSdkError, OTelSdkResult},
-    trace::SpanData,
 };
 use tonic::{
     Status,
@@ -28,6 +27,7 @@ use super::{
     config::{OtlpConfig, Protocol},
     convert, otlp_encode,
 };
+use crate::spans::record::SpanRecord;
 
 /// The variables naming extra headers (gRPC metadata), as in the SDKs: the
 /// signal's own wins over the general one.
@@ -116,7 +116,7 @@ pub fn build_exporter(config: &OtlpConfig) -> Result<OtlpExporter, BuildError> {
 }
 
 impl GroupExporter for OtlpExporter {
-    async fn export(&self, batch: &[SpanData]) -> OTelSdkResult {
+    async fn export(&self, batch: &[SpanRecord]) -> OTelSdkResult {
         let body = otlp_encode::request(&self.resource, &self.scope, batch);
         let sent = match &self.transport {
             Transport::Grpc(channel) => self.send_grpc(channel.clone(), body).await,

@@ -16,7 +16,8 @@ use opentelemetry_sdk::{
 use reqwest::{Client, Url, header::CONTENT_TYPE};
 
 pub use self::config::{ZipkinConfig, ZipkinEnv};
-use super::batch::GroupExporter;
+use super::{batch::GroupExporter, convert};
+use crate::spans::record::SpanRecord;
 
 /// url's ParseError, named through reqwest's re-export of Url rather than a
 /// dependency on url of our own.
@@ -75,9 +76,17 @@ impl ZipkinExporter {
 }
 
 impl GroupExporter for ZipkinExporter {
-    async fn export(&self, batch: &[SpanData]) -> OTelSdkResult {
+    async fn export(&self, batch: &[SpanRecord]) -> OTelSdkResult {
+        // The mapping reads the SDK's SpanData. The records are kept for a
+        // retry, so they are copied: Zipkin is the second backend, and OTLP
+        // encodes straight from them.
+        let scope = convert::scope();
+        let data: Vec<SpanData> = batch
+            .iter()
+            .map(|r| convert::to_span_data(r.clone(), &scope))
+            .collect();
         // Serialising a serde_json::Value cannot fail.
-        let body = mapping::spans_json(batch, &self.service_name).to_string();
+        let body = mapping::spans_json(&data, &self.service_name).to_string();
         let response = self
             .client
             .post(self.endpoint.clone())

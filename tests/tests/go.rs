@@ -107,6 +107,11 @@ fn fan_out_and_nested(
     curl_ok(&apps.fanout_url(fan));
     curl_ok(&apps.nested_url(fan));
     let out = flow::finish_at(&receiver, agent, 2 * (1 + 2 * fan));
+    // Go code's syscalls keep their goroutine in R14: the TLS slot is only
+    // for C code's (none here).
+    for counter in ["go_goroutine_from_tls", "go_no_goroutine"] {
+        assert_eq!(out.exit.counter(counter), 0, "{what}: {counter}");
+    }
     let traces = ["/fanout", "/nested"]
         .into_iter()
         .map(|path| {

@@ -159,8 +159,8 @@ pub mod counter {
     /// Outgoing requests not injected: the request line did not end in the
     /// first send, or the kernel refused to grow the message.
     pub const INJECT_FAILED: u32 = 7;
-    /// A Go process whose current goroutine could not be read (no `g` at
-    /// fsbase-8): its syscalls fall back to per-thread context.
+    /// A Go process whose current goroutine could not be read (neither in
+    /// R14 nor at fsbase-8): its syscalls fall back to per-thread context.
     pub const GO_NO_GOROUTINE: u32 = 8;
     /// Go client calls whose connection could not be read at the uprobe.
     pub const GO_HANDOFF_FAILED: u32 = 9;
@@ -209,7 +209,10 @@ pub mod counter {
     /// Hits of the TLS uprobes (OpenSSL's calls and returns, Go's
     /// crypto/tls) in traced processes: each is a trap the process paid.
     pub const TLS_PROBE_HITS: u32 = 23;
-    pub const COUNT: u32 = 24;
+    /// A Go syscall whose goroutine was read from the thread's TLS because
+    /// R14 did not hold it (a syscall from C code in a cgo binary).
+    pub const GO_G_FROM_TLS: u32 = 24;
+    pub const COUNT: u32 = 25;
 }
 
 /// Event kinds: the first byte of every ring-buffer record.

@@ -105,9 +105,13 @@ pub fn actor(cfg: &Config, pid_tgid: u64) -> u64 {
     // Only the goroutine's id: its parent's is not needed here, and each
     // read of user memory costs about as much as a map lookup.
     let goid = goid_of_registers(&off).or_else(|| {
-        current_g(cfg)
+        let goid = current_g(cfg)
             .and_then(|g| user::<u64>(g + off.g_goid as u64))
-            .filter(|&id| id != 0)
+            .filter(|&id| id != 0);
+        if goid.is_some() {
+            count(counter::GO_G_FROM_TLS, 1);
+        }
+        goid
     });
     match goid {
         Some(goid) => go_actor(tgid, goid),

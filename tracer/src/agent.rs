@@ -346,6 +346,7 @@ fn pull_kernel_counters(probes: &Probes, stats: &Stats) {
         (counter::ARGS_FULL, &stats.drop_args_full),
         (counter::PIDS_FULL, &stats.drop_pids_full),
         (counter::GO_NO_GOROUTINE, &stats.go_no_goroutine),
+        (counter::GO_G_FROM_TLS, &stats.go_goroutine_from_tls),
         (counter::GO_HANDOFF_FAILED, &stats.go_handoff_failed),
         (counter::H2_HEADS_UNTRACED, &stats.http2_heads_untraced),
         (counter::H2_INJECT_SYNC_LOST, &stats.http2_inject_sync_lost),

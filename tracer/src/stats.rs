@@ -119,6 +119,9 @@ counters! {
     /// Syscalls of Go processes whose goroutine could not be read (context
     /// by thread instead; from the kernel).
     go_no_goroutine,
+    /// Syscalls of Go processes whose goroutine was read from the thread's
+    /// TLS because R14 did not hold it (from the kernel).
+    go_goroutine_from_tls,
     /// Go client calls whose connection could not be read at the uprobe
     /// (their parent comes from the writing goroutine; from the kernel).
     go_handoff_failed,

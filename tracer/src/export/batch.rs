@@ -1,7 +1,7 @@
 //! A batch on its way to one backend: the spans grouped by process, and one
-//! attempt at sending what is left
-//! of it, a request per process with that process's resource. Every
-//! [`GroupExporter`] (OTLP, Zipkin) is driven the same way.
+//! attempt at sending what is left of it, a request per process with that
+//! process's resource. Every [`GroupExporter`] (OTLP, Zipkin) is driven
+//! the same way.
 use std::{collections::HashMap, future::Future};
 
 use opentelemetry_sdk::{

@@ -36,6 +36,12 @@ pub enum Mode {
     /// As `server`, with `--no-metrics`: what the RED metrics and service
     /// graph cost, by difference.
     ServerNoMetrics,
+    /// As `server`, with the kernel's trace context turned off
+    /// (`--fail-program classify`: the programs after the capture are
+    /// refused, as a kernel that refused them would): what capturing the
+    /// bytes alone costs, the least any payload-capturing design pays on
+    /// these hooks.
+    CaptureOnly,
     /// `--port <server port>` (the servers and wrk's connections; fan-out:
     /// both servers' ports), spans exported over OTLP/HTTP to a local sink
     /// that discards them.
@@ -51,6 +57,7 @@ impl Mode {
         match self {
             Self::Server => "--pid server, OTLP export",
             Self::ServerNoMetrics => "--pid server, OTLP export, --no-metrics",
+            Self::CaptureOnly => "--pid server, OTLP export, capture only",
             Self::Export => "--port, OTLP export",
             Self::NoExport => "--port, --no-otlp",
             Self::All => "everything, --no-otlp",
@@ -62,6 +69,7 @@ impl Mode {
         match self {
             Self::Server => "server",
             Self::ServerNoMetrics => "server-no-metrics",
+            Self::CaptureOnly => "capture-only",
             Self::Export => "export",
             Self::NoExport => "no-export",
             Self::All => "all",
@@ -70,7 +78,10 @@ impl Mode {
 
     /// Whether spans go to the OTLP sink (otherwise `--no-otlp`).
     pub fn exports(self) -> bool {
-        matches!(self, Self::Server | Self::ServerNoMetrics | Self::Export)
+        matches!(
+            self,
+            Self::Server | Self::ServerNoMetrics | Self::CaptureOnly | Self::Export
+        )
     }
 
     /// The spans each request makes: the servers' side (see
@@ -78,7 +89,9 @@ impl Mode {
     /// the servers are selected.
     pub fn spans_per_request(self, workload: Workload) -> u64 {
         match self {
-            Self::Server | Self::ServerNoMetrics => workload.spans_per_request(),
+            Self::Server | Self::ServerNoMetrics | Self::CaptureOnly => {
+                workload.spans_per_request()
+            }
             Self::Export | Self::NoExport | Self::All => workload.spans_per_request() + 1,
         }
     }
@@ -86,7 +99,7 @@ impl Mode {
     /// Which spans `spans_per_request` counts, for the report.
     pub fn span_kinds(self) -> &'static str {
         match self {
-            Self::Server | Self::ServerNoMetrics => "servers' side",
+            Self::Server | Self::ServerNoMetrics | Self::CaptureOnly => "servers' side",
             Self::Export | Self::NoExport | Self::All => "servers' side + wrk's client",
         }
     }
@@ -98,7 +111,7 @@ impl Mode {
             None => (vec![server.port], vec![server.pid]),
         };
         match self {
-            Self::Server | Self::ServerNoMetrics => {
+            Self::Server | Self::ServerNoMetrics | Self::CaptureOnly => {
                 for pid in pids {
                     args.extend(["--pid".to_owned(), pid.to_string()]);
                 }
@@ -112,6 +125,9 @@ impl Mode {
         }
         if self == Self::ServerNoMetrics {
             args.push("--no-metrics".to_owned());
+        }
+        if self == Self::CaptureOnly {
+            args.extend(["--fail-program".to_owned(), "classify".to_owned()]);
         }
         match sink {
             Some(sink) if self.exports() => args.extend([
@@ -393,9 +409,12 @@ mod tests {
         assert!(args.windows(2).any(|w| w == ["--pid", "4242"]));
         let args = Mode::Export.agent_args(tls, None);
         assert!(args.windows(2).any(|w| w == ["--port", "8080"]));
-        for mode in [Mode::Server, Mode::ServerNoMetrics] {
+        for mode in [Mode::Server, Mode::ServerNoMetrics, Mode::CaptureOnly] {
             assert_eq!(mode.spans_per_request(Workload::NginxTls), 1, "{mode:?}");
         }
+        let args = Mode::CaptureOnly.agent_args(tls, None);
+        assert!(args.windows(2).any(|w| w == ["--pid", "4242"]));
+        assert!(args.windows(2).any(|w| w == ["--fail-program", "classify"]));
         // wrk's CLIENT span, from its own OpenSSL calls, where wrk is traced.
         for mode in [Mode::Export, Mode::NoExport, Mode::All] {
             assert_eq!(

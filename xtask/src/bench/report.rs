@@ -693,6 +693,13 @@ fn mode_text(mode: Mode) -> &'static str {
             "as `server`, with `--no-metrics`: no RED metrics or service graph are aggregated. \
              The agent CPU per request of `server` minus this one is what metrics cost."
         }
+        Mode::CaptureOnly => {
+            "as `server`, with `--fail-program classify`: the kernel's trace context is off (no \
+             incoming header read in the kernel, no parent by thread or goroutine, no stitching, \
+             no HTTP/2), the bytes are still captured and the spans still built and exported. \
+             What capturing alone costs on these hooks, the least any payload-capturing design \
+             pays."
+        }
         Mode::Export => {
             "`--port <server port>`: the server's and wrk's ends of every connection (the \
              fan-out: `--port` of the front and of the leaf, so its client calls too). Spans \

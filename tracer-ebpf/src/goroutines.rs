@@ -103,7 +103,7 @@ pub fn actor(cfg: &Config, pid_tgid: u64) -> u64 {
         return pid_tgid;
     };
     // Only the goroutine's id: its parent's is not needed here, and each
-    // read of user memory costs about as much as a map lookup.
+    // read of user memory costs about three map lookups here.
     let goid = goid_of_registers(&off).or_else(|| {
         let goid = current_g(cfg)
             .and_then(|g| user::<u64>(g + off.g_goid as u64))
